@@ -1,0 +1,8 @@
+"""autosmime: automatic S/MIME for any IMAP/SMTP mailbox.
+
+    >>> import autosmime
+    >>> autosmime.__version__
+    '0.1.0'
+"""
+
+__version__ = "0.1.0"

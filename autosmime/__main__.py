@@ -1,0 +1,3 @@
+from autosmime.cli import main
+
+main()

@@ -1,0 +1,149 @@
+"""Every error autosmime raises on purpose, in one place.
+
+    >>> from autosmime.errors import BadSignature, AutosmimeError
+    >>> try:
+    ...     raise BadSignature("message-digest mismatch")
+    ... except AutosmimeError as e:
+    ...     print(e.exit_code, e)
+    1 message-digest mismatch
+
+Each class carries the process exit code the CLI uses for it, so the CLI
+never has to guess. Messages are one line, meant for the user, and never
+contain secrets (keys, passwords, recovery codes).
+"""
+
+from __future__ import annotations
+
+
+class AutosmimeError(Exception):
+    """Base of every deliberate autosmime failure."""
+
+    exit_code: int = 1
+
+    def __str__(self) -> str:  # one line, always
+        text = super().__str__() or self.__class__.__doc__ or self.__class__.__name__
+        return " ".join(text.split())
+
+
+class UsageError(AutosmimeError):
+    """The command was called wrongly."""
+
+    exit_code = 2
+
+
+# --- message engine -------------------------------------------------------
+
+
+class MessageError(AutosmimeError):
+    """A message could not be processed."""
+
+
+class MalformedMessage(MessageError):
+    """The message is not well-formed MIME or CMS."""
+
+
+class UnsupportedAlgorithm(MessageError):
+    """The message uses an algorithm autosmime does not implement."""
+
+    def __init__(self, algorithm: str, what: str = "algorithm") -> None:
+        super().__init__(f"unsupported {what}: {algorithm}")
+        self.algorithm = algorithm
+
+
+class SignatureError(MessageError):
+    """A signature could not be accepted."""
+
+
+class BadSignature(SignatureError):
+    """The signature does not match the content or the signer's key."""
+
+
+class UntrustedSigner(SignatureError):
+    """The signer's certificate does not chain to a trusted root."""
+
+
+class ExpiredSigner(UntrustedSigner):
+    """The signer's certificate (or one in its chain) was not valid at the time checked."""
+
+
+class SignerMismatch(SignatureError):
+    """The signer's certificate does not name the address in From."""
+
+
+class DecryptionError(MessageError):
+    """A message could not be decrypted."""
+
+
+class NotForMe(DecryptionError):
+    """The message is not addressed to any key this user holds."""
+
+
+class NoKey(AutosmimeError):
+    """No key or certificate is available for the operation."""
+
+
+# --- keys and certificates --------------------------------------------------
+
+
+class KeyFileError(AutosmimeError):
+    """A key, certificate or PKCS#12 file could not be read."""
+
+
+class WrongPassword(KeyFileError):
+    """The password does not open the file."""
+
+
+# --- mailbox ----------------------------------------------------------------
+
+
+class MailboxError(AutosmimeError):
+    """The mail server could not be used."""
+
+
+class AuthenticationFailed(MailboxError):
+    """The mail server rejected the user name or password."""
+
+
+class ServerUnreachable(MailboxError):
+    """The mail server could not be reached."""
+
+
+class TLSFailure(MailboxError):
+    """The TLS connection to the mail server failed or could not be verified."""
+
+
+class FolderError(MailboxError):
+    """A mailbox folder is missing or cannot be used."""
+
+
+class AccountError(AutosmimeError):
+    """The account is not configured or its settings are invalid."""
+
+
+# --- vault and backup -------------------------------------------------------
+
+
+class VaultError(AutosmimeError):
+    """The device's key vault could not be used."""
+
+
+class BackupError(AutosmimeError):
+    """A key backup could not be written, found or accepted."""
+
+
+class NoBackupFound(BackupError):
+    """No key backup exists in the mailbox."""
+
+    exit_code = 3
+
+
+class BackupRejected(BackupError):
+    """A backup was found but is not authentic, complete or current."""
+
+
+class WrongRecoveryCode(BackupRejected):
+    """The recovery code does not open the backup."""
+
+
+class RolledBackBackup(BackupRejected):
+    """The backup is older than one this device has already seen."""
