@@ -1,7 +1,258 @@
-"""sign, verify, encrypt, decrypt."""
+"""sign, verify, encrypt, decrypt and read: the message engine on the command line.
+
+    $ autosmime sign --key key.pem --cert cert.pem < in.eml > signed.eml
+    $ autosmime verify --trust ca.pem < signed.eml > inner.eml
+
+Without key options, the commands use the keys in this device's vault.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import tempfile
+from pathlib import Path
 
 import click
+from cryptography.hazmat.primitives import serialization
+
+from autosmime.errors import NoKey, UsageError
+from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file
+
+_in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
+                   help="Read the message from FILE instead of standard input.")
+_out = click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+                    help="Write the result to FILE instead of standard output.")
+
+
+def _read_input(in_file: Path | None) -> bytes:
+    if in_file is not None:
+        return read_file(in_file)
+    stream = click.get_binary_stream("stdin")
+    if stream.isatty():
+        raise UsageError("no input: pipe a message in or use --in FILE")
+    return stream.read()
+
+
+def _write_output(data: bytes, out_file: Path | None) -> None:
+    """Only after success, and atomically for files: a failure leaves nothing behind."""
+    if out_file is None:
+        out = click.get_binary_stream("stdout")
+        out.write(data)
+        out.flush()
+        return
+    directory = out_file.parent if str(out_file.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".autosmime-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _password(password_file: Path | None) -> bytes | None:
+    if password_file is None:
+        return None
+    data = read_file(password_file)
+    return data.splitlines()[0] if data.strip() else b""
+
+
+def _p12_pairs(p12: Path, password_file: Path | None) -> list[KeyPair]:
+    data = read_file(p12)
+    password = _password(password_file)
+    try:
+        from autosmime.vault.pkcs12 import parse_pfx
+    except ImportError:  # pragma: no cover - vault not installed
+        from autosmime.pki.keys import load_p12
+
+        return [load_p12(data, password)]
+    return parse_pfx(data, password, require_protected=False)
+
+
+def _vault(ctx: click.Context):
+    """This device's vault, or None when it has none."""
+    from autosmime.cli import home_dir
+
+    home = home_dir(ctx)
+    try:
+        from autosmime.vault.store import Vault
+    except ImportError:  # pragma: no cover
+        return None
+    from autosmime.errors import VaultError
+
+    try:
+        return Vault.open(home, create=False)
+    except VaultError:
+        if any(home.glob("vault*")):
+            raise  # a vault exists but cannot be opened: say so, don't pretend it's absent
+        return None
+
+
+def _own_keys(ctx, key, cert, chain, p12, password_file, *, purpose: str) -> list[KeyPair]:
+    if p12 and (key or cert):
+        raise UsageError("use either --p12 or --key/--cert, not both")
+    if bool(key) != bool(cert):
+        raise UsageError("--key and --cert go together")
+    if p12:
+        return _p12_pairs(p12, password_file)
+    if key:
+        return [load_key_and_cert(key, cert, chain)]
+    vault = _vault(ctx)
+    if vault is None:
+        raise UsageError(f"no key given (--key/--cert or --p12) and no vault on this device to {purpose} with")
+    if purpose == "sign":
+        return [vault.signing_pair()]
+    pairs = [KeyPair(k, c) for k, c in vault.decryption_keys()]
+    if not pairs:
+        raise NoKey("the vault holds no keys")
+    return pairs
+
+
+def _parse_at(value: str | None) -> _dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        at = _dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--at: not an ISO 8601 time: {value!r} (e.g. 2024-01-31T00:00:00Z)") from None
+    return at if at.tzinfo else at.replace(tzinfo=_dt.timezone.utc)
+
+
+_key_opts = [
+    click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="Private key (PEM/DER)."),
+    click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), help="Certificate of the key."),
+    click.option("--p12", type=click.Path(dir_okay=False, path_type=Path), help="PKCS#12 file with key and certificate."),
+    click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+                 help="File whose first line is the PKCS#12 password."),
+]
+
+
+def _with(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+    return deco
+
+
+@click.command()
+@_with(_key_opts)
+@click.option("--chain", type=click.Path(dir_okay=False, path_type=Path), help="Intermediate CA certificates to include.")
+@click.option("--opaque", is_flag=True, help="application/pkcs7-mime instead of detached multipart/signed.")
+@click.option("--pss", is_flag=True, help="RSA-PSS signature (modern) instead of PKCS#1 v1.5.")
+@_in
+@_out
+@click.pass_context
+def sign(ctx, key, cert, p12, password_file, chain, opaque, pss, in_file, out_file):
+    """Sign a message (stdin -> stdout)."""
+    from autosmime.smime import sign as do_sign
+
+    pair = _own_keys(ctx, key, cert, chain, p12, password_file, purpose="sign")[0]
+    data = _read_input(in_file)
+    _write_output(do_sign(data, pair.key, pair.cert, pair.chain, opaque=opaque, pss=pss), out_file)
+
+
+@click.command()
+@click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Trusted root certificate(s); repeatable.")
+@click.option("--at", "at", metavar="TIME", help="Validate as of this ISO 8601 time (old mail).")
+@click.option("--signer-cert-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the signer's certificate (PEM) to FILE.")
+@click.option("--allow-from-mismatch", is_flag=True, help="Accept a signer whose certificate does not name From.")
+@_in
+@_out
+@click.pass_context
+def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_file):
+    """Verify a signed message; print the inner message."""
+    from autosmime.smime import verify as do_verify
+
+    if not trust:
+        raise UsageError("no trust roots: give --trust CA.pem")
+    roots = [c for path in trust for c in load_certificates(read_file(path))]
+    when = _parse_at(at)
+    data = _read_input(in_file)
+    result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch)
+    if signer_cert_out:
+        _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
+    _write_output(result.message, out_file)
+    when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
+    click.echo(f"autosmime: good signature from {result.signer_address or 'unknown address'} ({when_text})",
+               err=True)
+
+
+@click.command()
+@click.option("--to", "to", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Recipient certificate; repeatable.")
+@click.option("--self", "self_cert", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own certificate (default: the vault's), added so Sent stays readable.")
+@click.option("--modern", is_flag=True, help="AES-256-GCM AuthEnvelopedData with RSA-OAEP.")
+@_in
+@_out
+@click.pass_context
+def encrypt(ctx, to, self_cert, modern, in_file, out_file):
+    """Encrypt a message to its recipients and to yourself."""
+    from autosmime.smime import encrypt as do_encrypt
+
+    if not to:
+        raise UsageError("no recipient: give --to CERT.pem")
+    recipients = [load_certificates(read_file(p))[0] for p in to]
+    sender = None
+    if self_cert:
+        sender = load_certificates(read_file(self_cert))[0]
+    else:
+        vault = _vault(ctx)
+        if vault is not None:
+            try:
+                sender = vault.signing_pair().cert
+            except NoKey:
+                sender = None
+    data = _read_input(in_file)
+    out = do_encrypt(data, recipients, sender_cert=sender, profile="modern" if modern else "interop")
+    _write_output(out, out_file)
+
+
+@click.command()
+@_with(_key_opts)
+@_in
+@_out
+@click.pass_context
+def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
+    """Decrypt a message with your key(s)."""
+    from autosmime.smime import decrypt as do_decrypt
+
+    pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
+    data = _read_input(in_file)
+    result = do_decrypt(data, pairs)
+    _write_output(result.message, out_file)
+    if result.report.weak:
+        click.echo(f"autosmime: warning: weak encryption ({result.report.content_algorithm})", err=True)
+
+
+@click.command()
+@_with(_key_opts)
+@click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--at", "at", metavar="TIME")
+@_in
+@_out
+@click.pass_context
+def read(ctx, key, cert, p12, password_file, trust, at, in_file, out_file):
+    """Decrypt and verify through every layer (sign-then-encrypt, triple wrap)."""
+    from autosmime.smime import read as do_read
+
+    pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
+    roots = [c for path in trust for c in load_certificates(read_file(path))]
+    data = _read_input(in_file)
+    result = do_read(data, keys=pairs, trust_roots=roots, at=_parse_at(at))
+    _write_output(result.message, out_file)
+    for sig in result.signatures:
+        click.echo(f"autosmime: good signature from {sig.signer_address}", err=True)
 
 
 def register(group: click.Group) -> None:
-    pass
+    for command in (sign, verify, encrypt, decrypt, read):
+        group.add_command(command)

@@ -1,0 +1,45 @@
+"""What a CMS blob is, without parsing all of it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from asn1crypto import cms
+
+from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
+
+_KINDS = {
+    "1.2.840.113549.1.7.2": "signed",
+    "1.2.840.113549.1.7.3": "enveloped",
+    "1.2.840.113549.1.9.16.1.23": "enveloped",  # AuthEnvelopedData
+}
+_NAMES = {"1.2.840.113549.1.9.16.1.9": "compressed-data (RFC 3274)",
+          "1.2.840.113549.1.7.6": "encrypted-data",
+          "1.2.840.113549.1.7.5": "digested-data"}
+
+
+def cms_kind(der: bytes) -> str:
+    """"signed" or "enveloped"; typed errors for anything else."""
+    try:
+        oid = cms.ContentInfo.load(der)["content_type"].dotted
+    except Exception:  # asn1crypto raises many types on garbage
+        raise MalformedMessage("not a CMS (PKCS#7) structure") from None
+    if oid in _KINDS:
+        return _KINDS[oid]
+    raise UnsupportedAlgorithm(_NAMES.get(oid, oid), "CMS content type")
+
+
+def looks_like_cms(data: bytes) -> bytes | None:
+    """Bare DER/BER or PEM CMS (as from `openssl cms -outform DER/PEM`), else None."""
+    stripped = data.lstrip()
+    if stripped[:1] == b"\x30":
+        return stripped
+    if stripped.startswith(b"-----BEGIN"):
+        lines = stripped.splitlines()
+        body = b"".join(line for line in lines[1:] if not line.startswith(b"-----"))
+        try:
+            return base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError):
+            raise MalformedMessage("invalid PEM") from None
+    return None

@@ -1,0 +1,37 @@
+"""Encrypt a message to its recipients — and always to the sender too.
+
+    >>> from autosmime.smime import encrypt
+    >>> out = encrypt(open("in.eml", "rb").read(), [bob_cert], sender_cert=my_cert)   # doctest: +SKIP
+
+The default "interop" profile is what every client decrypts (AES-256-CBC,
+RSA PKCS#1 v1.5, ECDH P-256 for EC certificates); "modern" uses
+AuthEnvelopedData AES-256-GCM with RSA-OAEP, for recipients known to read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from cryptography import x509
+
+from autosmime.errors import NoKey
+from autosmime.smime import mime
+from autosmime.smime._cms import enveloped as _enveloped
+
+Profile = Literal["interop", "modern"]
+
+
+def encrypt(message: bytes, recipient_certs: Sequence[x509.Certificate], *,
+            sender_cert: x509.Certificate | None = None, profile: Profile = "interop") -> bytes:
+    """The message encrypted to every recipient and to ``sender_cert`` (so Sent stays readable)."""
+    recipients: list[x509.Certificate] = []
+    for cert in [*recipient_certs, *([sender_cert] if sender_cert is not None else [])]:
+        if all(cert != c for c in recipients):
+            recipients.append(cert)
+    if not recipients:
+        raise NoKey("no recipient certificate to encrypt to")
+    msg = mime.Message.parse(message)
+    der = _enveloped.encrypt(msg.entity(), recipients, profile)
+    smime_type = "authEnveloped-data" if profile == "modern" else "enveloped-data"
+    return mime.pkcs7_mime(msg.outer_headers(), der, smime_type)

@@ -1,0 +1,39 @@
+"""Open a message through all its layers: decrypt and verify, in any nesting.
+
+    >>> from autosmime.smime import read
+    >>> opened = read(raw, keys=vault.decryption_keys(), trust_roots=[ca])   # doctest: +SKIP
+    >>> [layer.kind for layer in opened.layers]                             # doctest: +SKIP
+    ['enveloped', 'signed']
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+
+from cryptography import x509
+
+from autosmime.errors import MalformedMessage
+from autosmime.smime.decrypt import KeyList, decrypt, is_encrypted
+from autosmime.smime.models import Layer, ReadResult
+from autosmime.smime.verify import is_signed, verify
+
+MAX_LAYERS = 8  # real mail has at most 3 (signed, enveloped, signed); more is an attack on our time
+
+
+def read(message: bytes, *, keys: KeyList = (), trust_roots: Sequence[x509.Certificate] = (),
+         at: _dt.datetime | None = None, require_from_match: bool = True) -> ReadResult:
+    layers: list[Layer] = []
+    current = message
+    for _ in range(MAX_LAYERS + 1):
+        if is_encrypted(current):
+            result = decrypt(current, keys)
+            layers.append(Layer("enveloped", result.report))
+            current = result.message
+        elif is_signed(current):
+            vresult = verify(current, trust_roots, at, require_from_match=require_from_match)
+            layers.append(Layer("signed", vresult))
+            current = vresult.message
+        else:
+            return ReadResult(current, tuple(layers))
+    raise MalformedMessage(f"more than {MAX_LAYERS} nested S/MIME layers")

@@ -1,0 +1,93 @@
+"""Verify a signed message: the signature, the signer's chain, and the From address.
+
+    >>> from autosmime.smime import verify
+    >>> result = verify(open("signed.eml", "rb").read(), trust_roots=[ca])   # doctest: +SKIP
+    >>> result.signer_address, result.from_matches                          # doctest: +SKIP
+    ('alice@example.test', True)
+
+Verification runs on the raw bytes of the signed part, never a re-serialised
+copy. ``at`` validates the signer's chain as of another moment, for old mail
+signed with a certificate that has expired since.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from email.utils import getaddresses
+
+from cryptography import x509
+
+from autosmime.errors import MalformedMessage, SignerMismatch
+from autosmime.pki.validate import cert_addresses, validate_signer
+from autosmime.smime import mime
+from autosmime.smime._cms import signed as _signed
+from autosmime.smime._cmstype import cms_kind, looks_like_cms
+from autosmime.smime.models import SignerReport, VerifyResult
+
+
+def from_address(msg: mime.Message) -> str | None:
+    value = msg.header("From")
+    if not value:
+        return None
+    addrs = [a for _, a in getaddresses([value]) if a]
+    return addrs[0].lower() if addrs else None
+
+
+def is_signed(message: bytes) -> bool:
+    der = looks_like_cms(message)
+    if der is not None:
+        return cms_kind(der) == "signed"
+    msg = mime.Message.parse(message)
+    k = mime.kind(msg)
+    if k == "signed":
+        return True
+    return k == "pkcs7-mime" and cms_kind(mime.pkcs7_der(msg)) == "signed"
+
+
+def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
+           require_from_match: bool = True, extra_certs: Sequence[x509.Certificate] = (),
+           detached_content: bytes | None = None) -> VerifyResult:
+    """Verify the outermost signature layer of ``message``.
+
+    Raises BadSignature, UntrustedSigner, ExpiredSigner, SignerMismatch,
+    UnsupportedAlgorithm or MalformedMessage.
+    """
+    der = looks_like_cms(message)
+    if der is not None:  # bare CMS, as peers write it
+        outer: list[bytes] = []
+        msg = None
+        result = _signed.verify(der, detached_content, extra_certs)
+    else:
+        msg = mime.Message.parse(message)
+        outer = msg.outer_headers()
+        k = mime.kind(msg)
+        if k == "signed":
+            parts = mime.split_signed(msg)
+            result = _signed.verify(parts.signature, parts.content, extra_certs)
+        elif k == "pkcs7-mime":
+            der = mime.pkcs7_der(msg)
+            if cms_kind(der) != "signed":
+                raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
+            result = _signed.verify(der, None, extra_certs)
+        else:
+            raise MalformedMessage(f"not a signed message ({msg.content_type.value})")
+    if not result.signers:
+        raise MalformedMessage("the signature has no signers")
+    pool = list(result.certificates) + list(extra_certs)
+    reports = []
+    for s in result.signers:
+        chain = validate_signer(s.cert, pool, trust_roots, at)
+        reports.append(SignerReport(
+            cert=s.cert, chain=tuple(chain), addresses=tuple(cert_addresses(s.cert)),
+            signing_time=s.signing_time, digest_algorithm=s.digest_algorithm,
+            signature_algorithm=s.signature_algorithm, capabilities=tuple(s.capabilities)))
+    sender = from_address(msg) if msg is not None else None
+    matches = None
+    if sender is not None:
+        matches = any(sender in r.addresses for r in reports)
+        if require_from_match and not matches:
+            signer_addrs = ", ".join(a for r in reports for a in r.addresses) or "no address"
+            raise SignerMismatch(f"From is {sender} but the signer's certificate is for {signer_addrs}")
+    return VerifyResult(message=mime.rejoin(outer, result.content), signers=tuple(reports),
+                        from_address=sender, from_matches=matches)
