@@ -1,7 +1,158 @@
-"""Placeholder: commands are registered here by the module's owner."""
+"""``autosmime import``, ``export`` and ``keys``: the vault from the command line.
+
+    $ autosmime --home ~/.autosmime import alice.p12 --password-file pw.txt
+    $ autosmime --home ~/.autosmime keys --json
+    $ autosmime --home ~/.autosmime export --out ~/export
+
+Status goes to stderr; only ``keys`` writes to stdout. Passwords and the
+recovery code are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import click
 
+from autosmime.cli import home_dir
+from autosmime.errors import KeyFileError, UsageError
+
+
+def _read_password(path: Path | None, prompt: str) -> bytes:
+    """First line of ``path``; else a hidden prompt on a terminal; else empty."""
+    if path is not None:
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise KeyFileError(f"cannot read the password file {path}: {getattr(e, 'strerror', None) or e}") from None
+        lines = text.splitlines()
+        return (lines[0] if lines else "").encode("utf-8")
+    if sys.stdin.isatty():
+        return click.prompt(prompt, hide_input=True, default="", show_default=False).encode("utf-8")
+    return b""
+
+
+def _short(fp: str) -> str:
+    return ":".join(fp[i:i + 2] for i in range(0, 16, 2)).upper()
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="File whose first line is the .p12 password.")
+@click.option("--recovery-code-out", type=click.Path(dir_okay=False, path_type=Path), help="Write the backup recovery code to this file (0600).")
+@click.pass_context
+def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recovery_code_out: Path | None) -> None:
+    """Import every key and certificate of a PKCS#12 (.p12/.pfx) file, then back up."""
+    from autosmime.pki.keys import read_file
+    from autosmime.vault.importing import import_p12
+    from autosmime.vault.store import Vault
+
+    data = read_file(file)
+    password = _read_password(password_file, f"Password for {file.name}")
+    vault = Vault.open(home_dir(ctx))
+    new = import_p12(vault, data, password)
+    if new:
+        who = ", ".join(sorted({e.email or e.cert.subject.rfc4514_string() for e in new}))
+        click.echo(f"imported {len(new)} new key(s): {who}", err=True)
+    else:
+        click.echo(f"every key in {file.name} was already held", err=True)
+    from autosmime.vault.backup import backup_after_change
+
+    click.echo(backup_after_change(vault, recovery_code_out=recovery_code_out), err=True)
+
+
+@click.command("export")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="File whose first line is the export password.")
+@click.option("--legacy", is_flag=True, help="3DES and SHA-1, for old Windows, macOS and Android importers.")
+@click.pass_context
+def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, legacy: bool) -> None:
+    """Export every key (current and old) as one PKCS#12, plus the certificates as PEM."""
+    from autosmime.vault._files import write_private
+    from autosmime.vault.export import export_all
+    from autosmime.vault.recovery import new_code
+    from autosmime.vault.store import Vault
+
+    vault = Vault.open(home_dir(ctx), create=False)
+    generated = password_file is None
+    if generated:
+        password = new_code().encode("ascii")
+    else:
+        password = _read_password(password_file, "Export password")
+        if not password:
+            raise UsageError(f"the password file {password_file} is empty; an export needs a password")
+    files = export_all(vault, out_dir, password, legacy=legacy)
+    if generated:
+        pw_file = out_dir / "export-password.txt"
+        write_private(pw_file, password + b"\n")
+        click.echo(f"the export password was generated and written to {pw_file}", err=True)
+    click.echo(f"exported {len(vault.entries())} key(s) to {files[0]}", err=True)
+    for path in files[1:]:
+        click.echo(f"  {path}", err=True)
+
+
+@click.command("keys")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def keys_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List every key held on this device and the backup state."""
+    from autosmime.vault.store import Vault
+
+    vault = Vault.open(home_dir(ctx))
+    entries = sorted(vault.entries(), key=lambda e: (e.email or "", e.cert.not_valid_before_utc), reverse=False)
+    state = vault.state
+    backup = {name: state.get(name) for name in ("backup_pending", "backup_pending_reason", "backup_last_ok", "backup_seq_seen")}
+    if as_json:
+        doc = {
+            "keys": [
+                {
+                    "email": e.email,
+                    "status": e.effective_status(),
+                    "stored_status": e.status,
+                    "fingerprint": e.fingerprint,
+                    "subject": e.cert.subject.rfc4514_string(),
+                    "issuer": e.cert.issuer.rfc4514_string(),
+                    "not_before": e.cert.not_valid_before_utc.isoformat(),
+                    "not_after": e.cert.not_valid_after_utc.isoformat(),
+                    "added": e.added.isoformat(),
+                    "source": e.source,
+                }
+                for e in entries
+            ],
+            "backup": backup,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"keys in {vault.home}")
+    # the address is what people scan for: never truncate it
+    table.add_column("address", no_wrap=True, min_width=max([len(e.email or "-") for e in entries] + [7]))
+    for column in ("status", "fingerprint", "not before", "not after", "source"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            e.email or "-", e.effective_status(), _short(e.fingerprint),
+            f"{e.cert.not_valid_before_utc:%Y-%m-%d}", f"{e.cert.not_valid_after_utc:%Y-%m-%d}", e.source,
+        )
+    console = Console()
+    if entries:
+        console.print(table)
+    else:
+        console.print("no keys yet")
+    if backup["backup_pending"]:
+        line = f"backup pending: {backup['backup_pending_reason'] or 'not yet uploaded'}"
+    elif backup["backup_last_ok"]:
+        line = f"last backup: {backup['backup_last_ok']} (#{backup['backup_seq_seen']})"
+    else:
+        line = "no backup made yet"
+    console.print(line)
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(import_cmd)
+    group.add_command(export_cmd)
+    group.add_command(keys_cmd)

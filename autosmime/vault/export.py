@@ -1,0 +1,60 @@
+"""Export everything the vault holds for other mail clients (Thunderbird, Outlook, Apple Mail).
+
+    >>> from autosmime.vault.export import export_all  # doctest: +SKIP
+    >>> export_all(vault, Path("out"), b"a strong password")  # doctest: +SKIP
+    [PosixPath('out/autosmime-export.p12'), PosixPath('out/certificates.pem'), ...]
+
+One PKCS#12 with every key, current and old (old mail stays readable in the
+other client), plus each certificate as PEM and one PEM bundle of all of
+them. Every file is 0600 and written atomically.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from autosmime.errors import NoKey, VaultError
+from autosmime.vault._files import write_private
+from autosmime.vault.pkcs12 import build_pfx
+from autosmime.vault.store import Vault
+
+EXPORT_NAME = "autosmime-export.p12"
+BUNDLE_NAME = "certificates.pem"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9@._-]+", "_", text)[:80]
+
+
+def export_all(vault: Vault, out_dir: Path, password: bytes, *, legacy: bool = False) -> list[Path]:
+    """Write the export into ``out_dir`` (created 0700 if missing); return the files written."""
+    entries = vault.entries()
+    if not entries:
+        raise NoKey("the vault holds no keys to export")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaultError(f"cannot create {out_dir}: {e.strerror}") from None
+    names = [f"{e.email or 'key'} ({e.effective_status()}, {e.cert.not_valid_before_utc:%Y-%m-%d})" for e in entries]
+    pfx = build_pfx([(e.key, e.cert, e.chain) for e in entries], password, legacy=legacy, friendly_names=names)
+    written: list[tuple[Path, bytes]] = [(out_dir / EXPORT_NAME, pfx)]
+    bundle, seen = [], set()
+    for e in entries:
+        pem = e.cert.public_bytes(serialization.Encoding.PEM)
+        written.append((out_dir / f"{_safe(e.email or 'cert')}-{e.fingerprint[:16]}.pem", pem))
+        for cert in (e.cert, *e.chain):
+            der = cert.public_bytes(serialization.Encoding.DER)
+            if der not in seen:
+                seen.add(der)
+                bundle.append(cert.public_bytes(serialization.Encoding.PEM))
+    written.append((out_dir / BUNDLE_NAME, b"".join(bundle)))
+    try:
+        for path, data in written:
+            write_private(path, data)
+    except OSError as e:
+        raise VaultError(f"cannot write the export into {out_dir}: {e.strerror}") from None
+    return [p for p, _ in written]
