@@ -1,7 +1,112 @@
-"""Placeholder: commands are registered here by the module's owner."""
+"""``autosmime account``: connect autosmime to the user's mailbox.
+
+    $ autosmime --home ~/.autosmime account add --email me@example.org \\
+          --imap imap.example.org:143 --smtp smtp.example.org:587 --password-file ~/.mailpw
+    $ autosmime account show --json
+
+``add`` logs in to IMAP first and saves nothing if that fails. The password
+goes into the OS keyring when one exists; otherwise only the path of the
+password file is remembered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
 
 import click
 
+from autosmime.cli import home_dir
+from autosmime.errors import UsageError
+from autosmime.mailbox.account import SECURITY_MODES, Account, load_account, save_account
+from autosmime.mailbox.credentials import keyring_available, read_password_file, store_password
+from autosmime.mailbox.imap import ImapMailbox
+
+_DEFAULT_PORTS = {"imap": {"starttls": 143, "plain": 143, "tls": 993},
+                  "smtp": {"starttls": 587, "plain": 587, "tls": 465}}
+
+
+def parse_hostport(value: str, kind: str, security: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or bare ``host`` (the usual port for ``security``)."""
+    value = value.strip()
+    host, port = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    if not host:
+        raise UsageError(f"--{kind}: missing host in {value!r}")
+    if not port:
+        return host, _DEFAULT_PORTS[kind][security]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--{kind}: bad port in {value!r}")
+    return host, int(port)
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(account)
+
+
+@click.group()
+def account() -> None:
+    """Configure the mailbox autosmime uses."""
+
+
+@account.command("add")
+@click.option("--email", required=True, help="Your email address.")
+@click.option("--imap", "imap", required=True, metavar="HOST:PORT", help="IMAP server.")
+@click.option("--smtp", "smtp", required=True, metavar="HOST:PORT", help="SMTP submission server.")
+@click.option("--username", help="Login name (default: the email address).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File whose first line is the password (required when there is no OS keyring).")
+@click.option("--security", type=click.Choice(SECURITY_MODES), default="starttls", show_default=True,
+              help="starttls/tls verify the server certificate; plain is allowed only on loopback.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="PEM CA certificates to verify the servers with instead of the system roots.")
+@click.pass_context
+def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | None, password_file: Path | None,
+        security: str, ca_file: Path | None) -> None:
+    """Check the login and save the account."""
+    home = home_dir(ctx)
+    imap_host, imap_port = parse_hostport(imap, "imap", security)
+    smtp_host, smtp_port = parse_hostport(smtp, "smtp", security)
+    has_keyring = keyring_available()
+    if password_file is None and not has_keyring:
+        raise UsageError("no OS keyring is available: pass --password-file")
+    if password_file is not None:
+        password_file = password_file.expanduser().absolute()
+        password = read_password_file(password_file)
+    else:
+        password = click.prompt(f"Password for {username or email}", hide_input=True, err=True)
+    acct = Account(email=email, imap_host=imap_host, imap_port=imap_port, smtp_host=smtp_host,
+                   smtp_port=smtp_port, username=username or email, security=security,  # type: ignore[arg-type]
+                   ca_file=str(ca_file.expanduser().absolute()) if ca_file else None)
+    with ImapMailbox.connect(acct, password):
+        pass
+    if store_password(acct, password):
+        where = "the OS keyring"
+    elif password_file is not None:
+        acct.password_file = str(password_file)
+        where = f"{password_file} (path only)"
+    else:
+        raise UsageError("the OS keyring refused the password: pass --password-file")
+    save_account(home, acct)
+    click.echo(f"account {acct.email} saved in {home}; IMAP login ok; password from {where}")
+
+
+@account.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def show(ctx: click.Context, as_json: bool) -> None:
+    """Print the configured account (never the password)."""
+    acct = load_account(home_dir(ctx))
+    data = dataclasses.asdict(acct)
+    data["password_source"] = "file" if acct.password_file else "keyring"
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        click.echo(f"{key.replace('_', ' '):<{width}}  {'-' if value is None else value}")

@@ -1,0 +1,118 @@
+"""Where a user's mailbox lives: one IMAP/SMTP account per autosmime home.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from autosmime.mailbox.account import Account, save_account, load_account
+    >>> home = Path(tempfile.mkdtemp()) / "home"
+    >>> acct = Account("a@example.test", "127.0.0.1", 143, "127.0.0.1", 25)
+    >>> save_account(home, acct)
+    >>> load_account(home) == acct
+    True
+
+The password is never part of the account: only the path of a password file
+(or nothing, when the OS keyring holds it) is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from autosmime.errors import AccountError
+
+ACCOUNT_FILE = "account.json"
+SECURITY_MODES = ("starttls", "tls", "plain")
+
+
+@dataclass
+class Account:
+    email: str
+    imap_host: str
+    imap_port: int
+    smtp_host: str
+    smtp_port: int
+    username: str = ""
+    security: Literal["starttls", "tls", "plain"] = "starttls"
+    ca_file: str | None = None
+    password_file: str | None = None
+    backup_folder: str = "autosmime-keys"
+
+    def __post_init__(self) -> None:
+        if not self.username:
+            self.username = self.email
+        if self.security not in SECURITY_MODES:
+            raise AccountError(f"security must be one of {', '.join(SECURITY_MODES)}, not {self.security!r}")
+        if "@" not in self.email:
+            raise AccountError(f"not an email address: {self.email!r}")
+        for name in ("imap_port", "smtp_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise AccountError(f"{name.replace('_', ' ')} must be 1-65535, not {port!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost`` — the only hosts plaintext may go to."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_security(account: Account, host: str) -> None:
+    """Refuse plaintext to anything but loopback, before any connection is made."""
+    if account.security == "plain" and not is_loopback(host):
+        raise AccountError(
+            f"security 'plain' sends the password unencrypted; it is allowed only for loopback hosts, not {host}"
+        )
+
+
+def save_account(home: Path, account: Account) -> None:
+    """Write HOME/account.json atomically with mode 0600 (HOME is created 0700)."""
+    home = Path(home)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = json.dumps(dataclasses.asdict(account), indent=2, sort_keys=True).encode() + b"\n"
+    fd, tmp = tempfile.mkstemp(dir=home, prefix=".account.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, home / ACCOUNT_FILE)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(home, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_account(home: Path) -> Account:
+    path = Path(home) / ACCOUNT_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise AccountError("no account configured; run `autosmime account add`") from None
+    except OSError as e:
+        raise AccountError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        known = {f.name for f in dataclasses.fields(Account)}
+        return Account(**{k: v for k, v in data.items() if k in known})
+    except (ValueError, TypeError) as e:
+        raise AccountError(f"{path} is not a valid account file: {e}") from None

@@ -1,0 +1,91 @@
+"""Where the mailbox password comes from: a password file or the OS keyring.
+
+    >>> from autosmime.mailbox.credentials import keyring_available
+    >>> isinstance(keyring_available(), bool)
+    True
+
+The password is never written into autosmime's own files; only the path of
+a password file the user manages is remembered.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from autosmime.errors import AccountError
+from autosmime.mailbox.account import Account
+
+SERVICE = "autosmime"
+
+
+def keyring_available() -> bool:
+    """True when a real keyring backend (not ``fail``/``null``) is configured."""
+    try:
+        import keyring
+        from keyring.backends import fail
+
+        backend = keyring.get_keyring()
+    except Exception:            # a broken keyring install must not break autosmime
+        return False
+    if isinstance(backend, fail.Keyring):
+        return False
+    try:
+        from keyring.backends import null
+
+        if isinstance(backend, null.Keyring):
+            return False
+    except ImportError:
+        pass
+    return True
+
+
+def read_password_file(path: str | os.PathLike[str]) -> str:
+    """The first line of ``path`` (trailing newline removed)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise AccountError(f"cannot read password file {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AccountError(f"password file {path} is not UTF-8") from None
+    password = text.splitlines()[0] if text.splitlines() else ""
+    if not password:
+        raise AccountError(f"password file {path} is empty")
+    return password
+
+
+def get_password(account: Account, home: Path, password_file: str | None = None) -> str:
+    """The password from, in order: ``password_file``, ``account.password_file``, the OS keyring.
+
+    Relative password-file paths are taken relative to ``home``.
+    """
+    for candidate in (password_file, account.password_file):
+        if candidate:
+            path = Path(os.path.expanduser(candidate))
+            return read_password_file(path if path.is_absolute() else Path(home) / path)
+    if keyring_available():
+        import keyring
+
+        try:
+            password = keyring.get_password(SERVICE, account.email)
+        except Exception as e:
+            raise AccountError(f"the OS keyring could not be read: {type(e).__name__}") from None
+        if password:
+            return password
+    raise AccountError(f"no password for {account.email}: pass --password-file or store it in the OS keyring "
+                       "with `autosmime account add`")
+
+
+def store_password(account: Account, password: str) -> bool:
+    """Save ``password`` in the OS keyring; False when no real keyring exists (or it refuses)."""
+    if not keyring_available():
+        return False
+    import keyring
+
+    try:
+        keyring.set_password(SERVICE, account.email, password)
+    except Exception:
+        return False
+    return True

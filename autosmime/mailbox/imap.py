@@ -1,0 +1,254 @@
+"""The user's IMAP mailbox: folders, APPEND, header search and byte-exact FETCH.
+
+    >>> from autosmime.mailbox.imap import ImapMailbox
+    >>> with ImapMailbox.connect(account, password) as box:          # doctest: +SKIP
+    ...     box.ensure_folder("autosmime-keys")
+    ...     uid = box.append("autosmime-keys", raw)
+    ...     box.fetch("autosmime-keys", [uid])[uid] == raw
+    True
+
+Every failure surfaces as an :mod:`autosmime.errors` MailboxError subclass:
+AuthenticationFailed, ServerUnreachable, TLSFailure, FolderError, or
+MailboxError (e.g. the connection dropped mid-command). Passwords never
+appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+
+import imapclient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from autosmime.errors import (
+    AuthenticationFailed,
+    FolderError,
+    MailboxError,
+    ServerUnreachable,
+    TLSFailure,
+)
+from autosmime.mailbox.account import Account, check_security
+
+_APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]", re.I)
+_FOLDER_CODES = ("NONEXISTENT", "TRYCREATE", "NOPERM", "CANNOT", "ALREADYEXISTS")
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificate and hostname verification always on; ``ca_file`` replaces the system roots."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise TLSFailure(f"cannot load CA file {ca_file}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def connect_error(e: BaseException, what: str) -> MailboxError:
+    """Map a connection-time exception to the error the user should see."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return TLSFailure(f"{what}: certificate not trusted: {e.verify_message or e.reason}")
+    if isinstance(e, ssl.SSLError):
+        return TLSFailure(f"{what}: TLS handshake failed: {e.reason or e}")
+    if isinstance(e, socket.gaierror):
+        return ServerUnreachable(f"{what}: host not found: {e.strerror}")
+    if isinstance(e, (TimeoutError, socket.timeout)):
+        return ServerUnreachable(f"{what}: timed out")
+    if isinstance(e, ConnectionRefusedError):
+        return ServerUnreachable(f"{what}: connection refused")
+    if isinstance(e, OSError):
+        return ServerUnreachable(f"{what}: {e.strerror or e}")
+    return MailboxError(f"{what}: {e}")
+
+
+def _text(e: BaseException) -> str:
+    text = str(e)
+    if len(e.args) == 1 and isinstance(e.args[0], bytes):   # imaplib passes server text as bytes
+        text = e.args[0].decode(errors="replace")
+    elif re.fullmatch(r"b'.*'|b\".*\"", text):              # IMAPClient passes str(bytes)
+        text = text[2:-1]
+    return " ".join(text.split()) or type(e).__name__
+
+
+class ImapMailbox:
+    """One logged-in IMAP connection. Not thread-safe; use one per thread."""
+
+    def __init__(self, client: imapclient.IMAPClient, where: str) -> None:
+        self._client = client
+        self._where = where
+        self._selected: str | None = None
+        self._closed = False
+
+    @classmethod
+    def connect(cls, account: Account, password: str, *, timeout: float = 30) -> "ImapMailbox":
+        host, port = account.imap_host, account.imap_port
+        where = f"IMAP server {host}:{port}"
+        check_security(account, host)
+        ctx = tls_context(account.ca_file) if account.security != "plain" else None
+        try:
+            client = imapclient.IMAPClient(host, port=port, ssl=account.security == "tls", ssl_context=ctx,
+                                           timeout=timeout)
+        except (OSError, imaplib.IMAP4.error) as e:
+            raise connect_error(e, where) from None
+        try:
+            if account.security == "starttls":
+                if b"STARTTLS" not in client.capabilities():
+                    raise TLSFailure(f"{where} does not offer STARTTLS")
+                client.starttls(ctx)
+            client.login(account.username, password)
+        except LoginError as e:
+            _shutdown(client)
+            raise AuthenticationFailed(f"{where} rejected the login for {account.username}: {_text(e)}") from None
+        except OSError as e:       # includes ssl.SSLError
+            _shutdown(client)
+            raise connect_error(e, where) from None
+        except imaplib.IMAP4.error as e:
+            _shutdown(client)
+            raise MailboxError(f"{where}: {_text(e)}") from None
+        except BaseException:
+            _shutdown(client)
+            raise
+        return cls(client, where)
+
+    # --- context manager -----------------------------------------------------------
+
+    def __enter__(self) -> "ImapMailbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Log out; never raises (the connection may already be gone)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._client.logout()
+        except Exception:
+            pass
+        _shutdown(self._client)
+
+    # --- folders ---------------------------------------------------------------------
+
+    def list_folders(self) -> list[str]:
+        with self._errors("LIST"):
+            return [name for _flags, _sep, name in self._client.list_folders()]
+
+    def folder_exists(self, name: str) -> bool:
+        with self._errors("LIST"):
+            return bool(self._client.folder_exists(name))
+
+    def ensure_folder(self, name: str) -> None:
+        """Create ``name`` unless it exists (safe when two clients race to create it)."""
+        if self.folder_exists(name):
+            return
+        try:
+            with self._errors(f"CREATE {name}"):
+                self._client.create_folder(name)
+        except FolderError:
+            if not self.folder_exists(name):   # lost a race with another client: fine
+                raise
+
+    # --- messages --------------------------------------------------------------------
+
+    def append(self, folder: str, raw: bytes, flags: Sequence[str] = (r"\Seen",)) -> int | None:
+        """APPEND ``raw`` (sent as a literal, byte for byte; use CRLF line ends). Returns the
+        new message's UID when the server reports it (UIDPLUS), else None."""
+        with self._errors(f"APPEND to {folder}"):
+            response = self._client.append(folder, raw, flags=tuple(flags))
+        match = _APPENDUID.search(response if isinstance(response, bytes) else str(response).encode())
+        return int(match.group(1)) if match else None
+
+    def search_header(self, folder: str, header: str, value: str) -> list[int]:
+        """UIDs in ``folder`` whose ``header`` contains ``value`` (IMAP substring match)."""
+        self._select(folder)
+        criteria = ["HEADER", header, value]
+        charset = None if value.isascii() and header.isascii() else "UTF-8"
+        with self._errors(f"SEARCH in {folder}"):
+            return sorted(int(uid) for uid in self._client.search(criteria, charset=charset))
+
+    def fetch(self, folder: str, uids: Sequence[int]) -> dict[int, bytes]:
+        """The exact bytes of each message (BODY.PEEK[]: leaves \\Seen alone). Missing UIDs are absent."""
+        if not uids:
+            return {}
+        self._select(folder)
+        with self._errors(f"FETCH in {folder}"):
+            data = self._client.fetch(list(uids), ["BODY.PEEK[]"])
+        out: dict[int, bytes] = {}
+        for uid, item in data.items():
+            body = item.get(b"BODY[]")
+            if body is not None:
+                out[int(uid)] = bytes(body)
+        return out
+
+    def delete(self, folder: str, uids: Sequence[int]) -> None:
+        """Flag \\Deleted and UID EXPUNGE exactly these messages (others' \\Deleted untouched)."""
+        if not uids:
+            return
+        self._select(folder)
+        with self._errors(f"DELETE in {folder}"):
+            self._client.delete_messages(list(uids))
+            self._client.uid_expunge(list(uids))
+
+    def wait_for(self, folder: str, header: str, value: str, timeout: float = 10) -> list[int]:
+        """Poll until a message matching ``header``/``value`` is in ``folder``; [] on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                uids = self.search_header(folder, header, value)
+            except FolderError:
+                uids = []            # the folder may appear with the first delivery
+                self._selected = None
+            if uids or time.monotonic() >= deadline:
+                return uids
+            time.sleep(0.1)
+            if self._selected is not None:
+                with self._errors("NOOP"):
+                    self._client.noop()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _select(self, folder: str) -> None:
+        if self._selected == folder:
+            return
+        self._selected = None
+        with self._errors(f"SELECT {folder}"):
+            self._client.select_folder(folder)
+        self._selected = folder
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        if self._closed:
+            raise MailboxError(f"{self._where}: connection already closed")
+        try:
+            yield
+        except imaplib.IMAP4.abort as e:
+            self._lost()
+            raise MailboxError(f"{self._where}: connection lost during {what}: {_text(e)}") from None
+        except (IMAPClientError, imaplib.IMAP4.error) as e:
+            text = _text(e)
+            if any(code in text.upper() for code in _FOLDER_CODES) or "doesn't exist" in text.lower():
+                raise FolderError(f"{self._where}: {what} failed: {text}") from None
+            raise MailboxError(f"{self._where}: {what} failed: {text}") from None
+        except (OSError, EOFError) as e:
+            self._lost()
+            if isinstance(e, (TimeoutError, socket.timeout)):
+                raise ServerUnreachable(f"{self._where}: timed out during {what}") from None
+            raise MailboxError(f"{self._where}: connection lost during {what}: "
+                               f"{getattr(e, 'strerror', None) or _text(e)}") from None
+
+    def _lost(self) -> None:
+        self._closed = True
+        self._selected = None
+        _shutdown(self._client)
+
+
+def _shutdown(client: imapclient.IMAPClient) -> None:
+    try:
+        client.shutdown()
+    except Exception:
+        pass

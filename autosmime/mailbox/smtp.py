@@ -1,0 +1,80 @@
+"""Send a finished message over SMTP exactly as it is.
+
+    >>> from autosmime.mailbox.smtp import send
+    >>> send(account, password, raw, "a@example.test", ["b@example.test"])   # doctest: +SKIP
+
+``raw`` goes on the wire byte for byte (only SMTP dot-stuffing applies): a
+signed message must never be re-serialised by the ``email`` package on its
+way out (smime-crypto.md §7 rule 3).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+
+from autosmime.errors import AuthenticationFailed, MailboxError, TLSFailure
+from autosmime.mailbox.account import Account, check_security
+from autosmime.mailbox.imap import connect_error, tls_context
+
+
+def send(account: Account, password: str, raw: bytes, sender: str, recipients: Sequence[str], *,
+         timeout: float = 30) -> None:
+    """Submit ``raw`` from ``sender`` to ``recipients`` with SMTP AUTH."""
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError("raw must be bytes")
+    if not recipients:
+        raise MailboxError("no recipients")
+    host, port = account.smtp_host, account.smtp_port
+    where = f"SMTP server {host}:{port}"
+    check_security(account, host)
+    ctx = tls_context(account.ca_file) if account.security != "plain" else None
+    try:
+        if account.security == "tls":
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ctx)
+        else:
+            conn = smtplib.SMTP(host, port, timeout=timeout)
+    except (OSError, smtplib.SMTPException) as e:
+        raise _error(e, where) from None
+    try:
+        conn.ehlo()
+        if account.security == "starttls":
+            if not conn.has_extn("starttls"):
+                raise TLSFailure(f"{where} does not offer STARTTLS")
+            conn.starttls(context=ctx)
+            conn.ehlo()
+        if conn.has_extn("auth"):
+            conn.login(account.username, password)
+        options = ["BODY=8BITMIME"] if not bytes(raw).isascii() and conn.has_extn("8bitmime") else []
+        conn.sendmail(sender, list(recipients), bytes(raw), mail_options=options)
+    except (OSError, smtplib.SMTPException) as e:
+        raise _error(e, where, account.username) from None
+    finally:
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            conn.close()
+
+
+def _error(e: BaseException, where: str, username: str = "") -> MailboxError:
+    if isinstance(e, smtplib.SMTPAuthenticationError):
+        return AuthenticationFailed(f"{where} rejected the login for {username}: {e.smtp_code} {_reply(e.smtp_error)}")
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        refused = ", ".join(f"{rcpt} ({code} {_reply(msg)})" for rcpt, (code, msg) in e.recipients.items())
+        return MailboxError(f"{where} refused recipients: {refused}")
+    if isinstance(e, smtplib.SMTPResponseException):
+        return MailboxError(f"{where}: {e.smtp_code} {_reply(e.smtp_error)}")
+    if isinstance(e, smtplib.SMTPServerDisconnected):
+        return MailboxError(f"{where}: connection lost: {e}")
+    if isinstance(e, smtplib.SMTPException):
+        return MailboxError(f"{where}: {e}")
+    if isinstance(e, ssl.SSLError) or isinstance(e, OSError):
+        return connect_error(e, where)
+    return MailboxError(f"{where}: {e}")
+
+
+def _reply(text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " ".join(text.split())
