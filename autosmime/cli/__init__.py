@@ -29,9 +29,13 @@ class _Group(click.Group):
         except click.Abort:
             click.echo("autosmime: aborted", err=True)
             sys.exit(1)
+        except click.UsageError as e:
+            path = e.ctx.command_path if e.ctx is not None else "autosmime"
+            click.echo(f"autosmime: usage error: {e.format_message()} (see {path} --help)", err=True)
+            sys.exit(2)
         except click.ClickException as e:
-            e.show()
-            sys.exit(2 if isinstance(e, click.UsageError) else 1)
+            click.echo(f"autosmime: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code or 1)
         except AutosmimeError as e:
             if debug:
                 raise
@@ -71,9 +75,9 @@ def home_dir(ctx: click.Context) -> Path:
 
 
 def _register() -> None:
-    from autosmime.cli import engine, keys, account
+    from autosmime.cli import account, backup, engine, keys
 
-    for module in (engine, keys, account):
+    for module in (engine, account, keys, backup):
         module.register(cli)
 
 

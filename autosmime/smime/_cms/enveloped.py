@@ -1,0 +1,231 @@
+"""CMS EnvelopedData / AuthEnvelopedData: encrypt bytes for certificates, decrypt with keys.
+
+    >>> from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
+    >>> from autosmime.smime._cms.enveloped import encrypt, decrypt
+    >>> ca_key, ca = make_ca("Test CA")
+    >>> bob_key = new_key("rsa")
+    >>> bob = make_mailbox_cert("bob@example.test", bob_key.public_key(), ca_key, ca)
+    >>> der = encrypt(b"Content-Type: text/plain\\r\\n\\r\\nhi\\r\\n", [bob])
+    >>> result = decrypt(der, [(bob_key, bob)])
+    >>> result.content, result.content_algorithm, result.key_algorithm
+    (b'Content-Type: text/plain\\r\\n\\r\\nhi\\r\\n', 'aes256_cbc', 'rsaes_pkcs1v15')
+
+``encrypt`` writes one of two fixed profiles: "interop" is EnvelopedData with
+AES-256-CBC and RSA PKCS#1 v1.5, which every S/MIME client opens; "modern"
+is AuthEnvelopedData with AES-256-GCM and RSA-OAEP-SHA256, for OpenSSL- and
+BouncyCastle-class readers only (not Thunderbird/NSS, not gpgsm). EC
+recipients get ECDH ephemeral-static with the X9.63 KDF and AES-256 key wrap
+in both. ``decrypt`` reads far more than we write:
+BER or DER, RSA v1.5 and OAEP with any parameters, ECDH with any X9.63 or
+HKDF KDF, AES-CBC/GCM, 3DES, ChaCha20-Poly1305. Every failure is a typed
+:mod:`autosmime.errors` error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from asn1crypto import cms, core
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
+
+from autosmime.errors import (
+    AutosmimeError,
+    DecryptionError,
+    MalformedMessage,
+    NoKey,
+    NotForMe,
+    UnsupportedAlgorithm,
+    UsageError,
+)
+from autosmime.smime._cms.enveloped_ber import definite_lengths
+from autosmime.smime._cms.enveloped_ciphers import ContentCipher, Rejected, seal_cbc, seal_gcm
+from autosmime.smime._cms.enveloped_recipients import (
+    CertIdentity,
+    PrivateKey,
+    Slot,
+    read_recipient_infos,
+    recipient_info,
+)
+
+__all__ = ["DecryptResult", "PrivateKey", "Profile", "decrypt", "encrypt"]
+
+Profile = Literal["interop", "modern"]
+
+_CEK_SIZE = 32  # AES-256 in both profiles; the key wrap size matches (RFC 8551 2.7)
+
+
+def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
+            profile: Profile = "interop") -> bytes:
+    """DER ContentInfo. content = the exact bytes to encrypt (a canonical MIME entity)."""
+    if profile not in ("interop", "modern"):
+        raise UsageError(f"unknown encryption profile {profile!r}")
+    if not recipients:
+        raise NoKey("no recipient certificate to encrypt to")
+    cek = os.urandom(_CEK_SIZE)
+    infos = [recipient_info(cert, cek, oaep=profile == "modern") for cert in recipients]
+    if profile == "interop":
+        algorithm, ciphertext = seal_cbc(cek, content)
+        # RFC 5652 6.1: version 0 only when every RecipientInfo is v0 (ktri with IAS).
+        version = "v0" if all(info.name == "ktri" for info in infos) else "v2"
+        envelope: core.Sequence = cms.EnvelopedData({
+            "version": version,
+            "recipient_infos": infos,
+            "encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": algorithm,
+                "encrypted_content": ciphertext,
+            },
+        })
+        content_type = "enveloped_data"
+    else:
+        algorithm, ciphertext, tag = seal_gcm(cek, content)
+        envelope = cms.AuthEnvelopedData({
+            "version": "v0",
+            "recipient_infos": infos,
+            "auth_encrypted_content_info": {
+                "content_type": "data",
+                "content_encryption_algorithm": algorithm,
+                "encrypted_content": ciphertext,
+            },
+            "mac": tag,
+        })
+        content_type = "authenticated_enveloped_data"
+    return cms.ContentInfo({"content_type": content_type, "content": envelope}).dump()
+
+
+@dataclass(frozen=True)
+class DecryptResult:
+    """What came out of a CMS envelope, and how it was protected."""
+
+    content: bytes  # decrypted bytes
+    content_algorithm: str  # e.g. "aes256_cbc", "aes256_gcm", "tripledes_3key", "chacha20_poly1305"
+    key_algorithm: str  # e.g. "rsaes_pkcs1v15", "rsaes_oaep", "ecdh-sha256kdf-aes256_wrap"
+    weak: bool  # True for 3DES / RC2 / any legacy content cipher
+    authenticated: bool  # True for AuthEnvelopedData
+    recipient_cert: x509.Certificate | None  # the cert of the key that opened it, when given
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    authenticated: bool
+    slots: list[Slot]
+    recipient_count: int
+    keyless_kinds: list[str]  # kekri/pwri/ori: opened by a shared key or password, not by ours
+    cipher: ContentCipher | UnsupportedAlgorithm
+    ciphertext: bytes
+    mac: bytes
+    aad: bytes
+
+
+# asn1crypto reports bad input with whatever exception the failing step raises.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+                 UnicodeError, RecursionError, AssertionError)
+
+
+def _parse(der: bytes) -> _Envelope:
+    try:
+        info = cms.ContentInfo.load(definite_lengths(der), strict=True)
+        content_type = info["content_type"].native
+        if content_type == "enveloped_data":
+            envelope, authenticated = info["content"], False
+            eci = envelope["encrypted_content_info"]
+            mac, aad = b"", b""
+        elif content_type == "authenticated_enveloped_data":
+            envelope, authenticated = info["content"], True
+            eci = envelope["auth_encrypted_content_info"]
+            mac = envelope["mac"].native
+            auth_attrs = envelope["auth_attrs"]
+            # RFC 5083 2.1: authenticated as the DER SET OF, not the [1] IMPLICIT encoding.
+            aad = b"" if isinstance(auth_attrs, core.Void) else b"\x31" + auth_attrs.dump()[1:]
+        else:
+            raise MalformedMessage(f"not an encrypted CMS message ({content_type})")
+        slots, count, keyless = read_recipient_infos(envelope["recipient_infos"])
+        ciphertext = eci["encrypted_content"].native
+        if not isinstance(ciphertext, bytes):
+            raise MalformedMessage("the encrypted content is missing (detached)")
+        cipher: ContentCipher | UnsupportedAlgorithm
+        try:
+            cipher = ContentCipher.parse(eci["content_encryption_algorithm"], authenticated=authenticated)
+        except UnsupportedAlgorithm as e:
+            cipher = e  # only reported once we know the message is for us
+        return _Envelope(authenticated, slots, count, keyless, cipher, ciphertext, mac, aad)
+    except AutosmimeError:
+        raise
+    except _PARSE_ERRORS as e:
+        raise MalformedMessage(f"not a valid CMS encrypted message ({type(e).__name__})") from None
+
+
+def _attempts(slots: list[Slot], keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
+              ) -> Iterator[tuple[Slot, PrivateKey, x509.Certificate | None]]:
+    """Slot/key pairs worth trying: identified matches first, then keys without certificate."""
+    for key, cert in keys:
+        if cert is None:
+            continue
+        try:
+            ident = CertIdentity.of(cert)
+        except _PARSE_ERRORS:
+            continue
+        for slot in slots:
+            if slot.rid.names(ident):
+                yield slot, key, cert
+    for key, cert in keys:
+        if cert is None:
+            for slot in slots:
+                if isinstance(key, _KEY_TYPES[slot.key_type]):
+                    yield slot, key, None
+
+
+_KEY_TYPES = {"rsa": rsa.RSAPrivateKey, "ec": ec.EllipticCurvePrivateKey,
+              "x25519": x25519.X25519PrivateKey}
+
+
+def decrypt(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]) -> DecryptResult:
+    """Open a DER or BER ContentInfo with any of the user's keys, old or new."""
+    envelope = _parse(der)
+    unsupported: UnsupportedAlgorithm | None = None
+    matched = False  # a RecipientInfo named one of the user's certificates
+    for slot, key, cert in _attempts(envelope.slots, keys):
+        if slot.unsupported:
+            unsupported = unsupported or UnsupportedAlgorithm(slot.algorithm, "key encryption")
+            continue
+        if isinstance(envelope.cipher, UnsupportedAlgorithm):
+            raise envelope.cipher
+        cipher = envelope.cipher
+        # A guess with a certificate-less key that fails says nothing about the message.
+        matched = matched or cert is not None
+        try:
+            cek = slot.unwrap(key, cipher.key_size)
+        except (ValueError, TypeError, CryptographyUnsupported):  # e.g. a point not on our curve
+            cek = None
+        if cek is None:
+            continue
+        try:
+            plaintext = cipher.open(cek, envelope.ciphertext, envelope.mac, envelope.aad)
+        except Rejected:
+            continue
+        return DecryptResult(
+            content=plaintext,
+            content_algorithm=cipher.name,
+            key_algorithm=slot.algorithm,
+            weak=cipher.weak,
+            authenticated=envelope.authenticated,
+            recipient_cert=cert,
+        )
+    if matched:
+        # One message for every cause: wrong key, bad padding, bad tag.
+        raise DecryptionError("the message could not be decrypted")
+    if unsupported is not None:
+        raise unsupported
+    count = envelope.recipient_count
+    keyless = f" ({len(envelope.keyless_kinds)} by shared key or password: " \
+        f"{', '.join(sorted(set(envelope.keyless_kinds)))})" if envelope.keyless_kinds else ""
+    raise NotForMe(
+        f"the message is encrypted for {count} recipient{'s' if count != 1 else ''}{keyless}, "
+        "none of them one of your keys"
+    )
+

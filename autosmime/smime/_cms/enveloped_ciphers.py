@@ -1,0 +1,143 @@
+"""Content-encryption algorithms of CMS EnvelopedData and AuthEnvelopedData.
+
+    >>> import os
+    >>> from autosmime.smime._cms.enveloped_ciphers import seal_cbc, ContentCipher
+    >>> key = os.urandom(32)
+    >>> algorithm, ciphertext = seal_cbc(key, b"hello")
+    >>> ContentCipher.parse(algorithm, authenticated=False).open(key, ciphertext, b"", b"")
+    b'hello'
+
+Reading is liberal (AES-CBC, 3DES, AES-GCM with any tag of 12..16 bytes,
+ChaCha20-Poly1305); writing is AES-256-CBC or AES-256-GCM only. Every way
+a decryption can fail ends in the same :class:`Rejected`, so callers cannot
+build a padding oracle out of the difference.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from asn1crypto import algos, core
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
+from autosmime.smime._cms.enveloped_asn1 import CHACHA20_POLY1305, GcmParameters
+
+
+class Rejected(Exception):
+    """Private: the content did not decrypt (wrong key, bad padding, bad tag)."""
+
+
+_CBC_KEY_SIZES = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32, "tripledes_3key": 24}
+_GCM_KEY_SIZES = {"aes128_gcm": 16, "aes192_gcm": 24, "aes256_gcm": 32}
+_LEGACY = {"tripledes_3key"}
+GCM_NONCE_SIZE = 12
+GCM_TAG_SIZE = 16
+
+
+@dataclass(frozen=True)
+class ContentCipher:
+    """A parsed contentEncryptionAlgorithm, ready to open the content with a CEK."""
+
+    name: str
+    key_size: int
+    iv: bytes
+    tag_size: int  # 0 for CBC
+    weak: bool
+
+    @classmethod
+    def parse(cls, algorithm: algos.EncryptionAlgorithm, *, authenticated: bool) -> ContentCipher:
+        """Read an AlgorithmIdentifier; raise UnsupportedAlgorithm or MalformedMessage."""
+        oid = algorithm["algorithm"].dotted
+        name = algorithm["algorithm"].native
+        params = algorithm["parameters"]
+        if name in _CBC_KEY_SIZES:
+            if authenticated:
+                raise MalformedMessage(f"AuthEnvelopedData with non-AEAD cipher {name}")
+            iv = _octets(params)
+            block = 8 if name in _LEGACY else 16
+            if len(iv) != block:
+                raise MalformedMessage(f"{name}: IV of {len(iv)} bytes")
+            return cls(name, _CBC_KEY_SIZES[name], iv, 0, name in _LEGACY)
+        if name in _GCM_KEY_SIZES or oid == CHACHA20_POLY1305:
+            if not authenticated:
+                raise MalformedMessage(f"EnvelopedData with AEAD cipher {name}")
+            if oid == CHACHA20_POLY1305:
+                nonce = _octets(params)
+                if len(nonce) != 12:
+                    raise MalformedMessage("chacha20_poly1305: nonce is not 12 bytes")
+                return cls("chacha20_poly1305", 32, nonce, 16, False)
+            gcm = GcmParameters.load(params.dump())
+            nonce = gcm["aes_nonce"].native
+            tag_size = 12 if isinstance(gcm["aes_icvlen"], core.Void) else gcm["aes_icvlen"].native
+            # RFC 5084 allows 4..16 but rules that CMS uses at least 12.
+            if not 12 <= tag_size <= 16 or not 8 <= len(nonce) <= 128:
+                raise MalformedMessage(f"{name}: bad GCM parameters")
+            return cls(name, _GCM_KEY_SIZES[name], nonce, tag_size, False)
+        raise UnsupportedAlgorithm(name, "content encryption")
+
+    def open(self, key: bytes, ciphertext: bytes, mac: bytes, aad: bytes) -> bytes:
+        """The plaintext, or :class:`Rejected` whatever went wrong."""
+        if len(key) != self.key_size:
+            raise Rejected
+        if self.tag_size == 0:
+            return _open_cbc(self.name, key, self.iv, ciphertext)
+        if len(mac) != self.tag_size:
+            raise Rejected
+        try:
+            if self.name == "chacha20_poly1305":
+                return ChaCha20Poly1305(key).decrypt(self.iv, ciphertext + mac, aad or None)
+            decryptor = Cipher(
+                algorithms.AES(key), modes.GCM(self.iv, mac, min_tag_length=12)
+            ).decryptor()
+            decryptor.authenticate_additional_data(aad)
+            return decryptor.update(ciphertext) + decryptor.finalize()
+        except (InvalidTag, ValueError):
+            raise Rejected from None
+
+
+def _octets(params: core.Asn1Value) -> bytes:
+    if not isinstance(params, core.OctetString):
+        params = core.OctetString.load(params.dump())
+    value = params.native
+    if not isinstance(value, bytes):
+        raise MalformedMessage("cipher parameters missing")
+    return value
+
+
+def _open_cbc(name: str, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    cipher = TripleDES(key) if name in _LEGACY else algorithms.AES(key)
+    if not ciphertext or len(ciphertext) % len(iv):
+        raise Rejected
+    decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    # pyca's unpadder checks in constant time and fails with one ValueError.
+    unpadder = padding.PKCS7(len(iv) * 8).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise Rejected from None
+
+
+def seal_cbc(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes]:
+    """AES-256-CBC with a fresh IV: (contentEncryptionAlgorithm, ciphertext)."""
+    iv = os.urandom(16)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(content) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    return algos.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv}), ciphertext
+
+
+def seal_gcm(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes, bytes]:
+    """AES-256-GCM, 12-byte nonce, 16-byte tag: (algorithm, ciphertext, tag)."""
+    nonce = os.urandom(GCM_NONCE_SIZE)
+    sealed = AESGCM(key).encrypt(nonce, content, None)
+    params = GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_SIZE})
+    algorithm = algos.EncryptionAlgorithm({"algorithm": "aes256_gcm", "parameters": params})
+    return algorithm, sealed[:-GCM_TAG_SIZE], sealed[-GCM_TAG_SIZE:]
