@@ -208,7 +208,7 @@ def encrypt(ctx, to, self_cert, modern, in_file, out_file):
         vault = _vault(ctx)
         if vault is not None:
             try:
-                sender = vault.signing_pair().cert
+                sender = vault.encryption_pair().cert
             except NoKey:
                 sender = None
     data = _read_input(in_file)

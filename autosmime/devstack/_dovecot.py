@@ -5,7 +5,7 @@
     >>> "port = 10143" in dovecot_conf("/tmp/x", ports, as_root=True)
     True
 
-Every setting and why it is there: /work/shared/research/mail-test-servers.md §3 and §6.
+Every setting and why it is there: shared/research/mail-test-servers.md §3 and §6.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     >>> "virtual_transport = lmtp:inet:127.0.0.1:2424" in main_cf("/tmp/x", lmtp=2424, auth=2425)
     True
 
-Settings and start-up traps: /work/shared/research/mail-test-servers.md §4.1 and §6.8.
+Settings and start-up traps: shared/research/mail-test-servers.md §4.1 and §6.8.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Everything (config, TLS CA, users, maildirs, queues, logs) lives in one
 directory; every listener is on 127.0.0.1. As root, Postfix provides SMTP
 AUTH and delivers over LMTP; without root or without Postfix a small
 aiosmtpd relay does the same job. Settings and traps:
-/work/shared/research/mail-test-servers.md.
+shared/research/mail-test-servers.md.
 """
 
 from __future__ import annotations

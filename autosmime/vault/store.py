@@ -165,16 +165,34 @@ def _decode_entry(d: dict) -> VaultEntry:
     )
 
 
+def key_roles(cert: x509.Certificate) -> frozenset[str]:
+    """"sign" and/or "encrypt", from the key usage (both when it is absent).
+
+    People with separate signing and encryption certificates (RFC 9216's
+    personas, many enterprise CAs) have one active certificate per role.
+    """
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return frozenset({"sign", "encrypt"})
+    roles = set()
+    if ku.digital_signature or ku.content_commitment:
+        roles.add("sign")
+    if ku.key_encipherment or ku.key_agreement:
+        roles.add("encrypt")
+    return frozenset(roles or {"sign", "encrypt"})
+
+
 def _rebalance(entries: list[VaultEntry], address: str | None) -> list[VaultEntry]:
-    """Only the newest active entry of an address stays active; older actives retire."""
+    """Per role, only the newest active entry of an address stays active; older actives retire."""
     actives = [e for e in entries if e.status == "active" and e.email == address]
-    if len(actives) <= 1:
-        return entries
-    keep = max(actives, key=VaultEntry._age)
-    return [
-        _replace_status(e, "retired") if e.status == "active" and e.email == address and e is not keep else e
-        for e in entries
-    ]
+    keep: set[int] = set()
+    for role in ("sign", "encrypt"):
+        candidates = [e for e in actives if role in key_roles(e.cert)]
+        if candidates:
+            keep.add(id(max(candidates, key=VaultEntry._age)))
+    retire = {id(e) for e in actives} - keep
+    return [_replace_status(e, "retired") if id(e) in retire else e for e in entries]
 
 
 def _replace_status(e: VaultEntry, status: str) -> VaultEntry:
@@ -300,13 +318,21 @@ class Vault:
         return [(e.key, e.cert) for e in ordered]
 
     def signing_pair(self, email: str | None = None) -> KeyPair:
-        """The active, unexpired key for ``email`` (any address if None)."""
+        """The active, unexpired signing key for ``email`` (any address if None)."""
+        return self._active_pair(email, "sign")
+
+    def encryption_pair(self, email: str | None = None) -> KeyPair:
+        """The active, unexpired encryption key for ``email``: what others (and Sent copies) encrypt to."""
+        return self._active_pair(email, "encrypt")
+
+    def _active_pair(self, email: str | None, role: str) -> KeyPair:
         self._read()
         wanted = email.lower() if email else None
         now = _utcnow()
         usable = [
             e for e in self._entries
             if e.effective_status(now) == "active" and (wanted is None or e.email == wanted)
+            and role in key_roles(e.cert)
         ]
         if not usable:
             raise NoKey(f"no active key for {email}" if email else "no active key in the vault")
@@ -375,7 +401,8 @@ class Vault:
             for e in self._entries:
                 if e is target:
                     e = _replace_status(e, status)
-                elif status == "active" and e.status == "active" and e.email == target.email:
+                elif (status == "active" and e.status == "active" and e.email == target.email
+                      and key_roles(e.cert) & key_roles(target.cert)):
                     e = _replace_status(e, "retired")
                 updated.append(e)
             self._entries = updated

@@ -9,7 +9,8 @@ import os
 import stat
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from autosmime.errors import NoKey, VaultError
 from autosmime.vault.store import Vault
@@ -133,3 +134,24 @@ def test_open_without_create(tmp_path):
     with pytest.raises(VaultError):
         Vault.open(tmp_path / "none", create=False)
     assert not (tmp_path / "none").exists()
+
+
+def test_separate_signing_and_encryption_certificates_both_stay_active(tmp_path):
+    """RFC 9216's Alice: one signing and one encryption certificate for the same address."""
+    from pathlib import Path
+
+    from autosmime.vault.pkcs12 import parse_pfx
+    from autosmime.vault.store import Vault
+
+    vectors = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9216" / "keys"
+    pairs = parse_pfx((vectors / "alice.p12").read_bytes(), b"alice")
+    vault = Vault.open(tmp_path / "home")
+    vault.add_many(pairs, source="import")
+    statuses = {e.effective_status() for e in vault.entries()}
+    assert statuses == {"active"}
+    sign_cert = vault.signing_pair().cert
+    enc_cert = vault.encryption_pair().cert
+    assert sign_cert != enc_cert
+    assert sign_cert.fingerprint(hashes.SHA256()) == x509.load_pem_x509_certificate(
+        (vectors / "alice.sign.crt").read_bytes()).fingerprint(hashes.SHA256())
+    assert enc_cert == x509.load_pem_x509_certificate((vectors / "alice.encrypt.crt").read_bytes())
