@@ -15,7 +15,7 @@ from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.smime._cms.enveloped import DecryptResult, decrypt, encrypt
 
 MESSAGE = b"Content-Type: text/plain\r\n\r\nfuzz me\r\n"
-VECTORS = Path("/work/shared/vectors")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 
 
 def _header(data: bytes, i: int) -> tuple[int, int, int, int]:

@@ -11,7 +11,7 @@ from autosmime.errors import NotForMe, UnsupportedAlgorithm
 from autosmime.pki.keys import load_certificates, load_p12, load_private_key
 from autosmime.smime._cms.enveloped import decrypt
 
-VECTORS = Path("/work/shared/vectors")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 NSS = VECTORS / "nss-interop-openssl"
 EXAMPLES = VECTORS / "rfc9216" / "examples-cms"
 FRAN_TEXT = b"This is a test message to Fran.\n"

@@ -15,7 +15,7 @@ from autosmime.vault.importing import import_p12
 from autosmime.vault.pkcs12 import parse_pfx
 from autosmime.vault.store import Vault
 
-VECTORS = Path("/work/shared/vectors")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 
 
 def _run(*args):

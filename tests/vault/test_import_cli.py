@@ -10,7 +10,7 @@ from pathlib import Path
 from autosmime.vault.importing import import_p12
 from autosmime.vault.store import Vault
 
-VECTORS = Path("/work/shared/vectors")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 
 
 def autosmime(home, *args, **kw):

@@ -18,7 +18,7 @@ _support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_support)
 mailbox = _support.mailbox
 
-VECTORS = Path("/work/shared/vectors")
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 VECTOR_P12 = [
     ("rfc9216/keys/alice.p12", b"alice", 2), ("rfc9216/keys/bob.p12", b"bob", 2),
     ("rfc9216/keys/carlos.p12", b"carlos", 2), ("rfc9216/keys/dana.p12", b"dana", 2),
