@@ -353,4 +353,6 @@ def rejoin(outer: list[bytes], entity: bytes) -> bytes:
         return entity
     if not entity.startswith(CRLF) and not _HEADER_START.match(entity):
         entity = CRLF + entity  # bare content without MIME headers
+    elif any(_name(f) == b"mime-version" for f in _split(entity)[0]):
+        return b"".join(outer) + entity  # OpenSSL's inner entities carry their own
     return b"".join(outer) + b"MIME-Version: 1.0\r\n" + entity

@@ -74,3 +74,9 @@ def test_rejoin_bare_content_gets_a_blank_line():
 def test_empty_message_is_malformed():
     with pytest.raises(MalformedMessage):
         mime.Message.parse(b"  \r\n")
+
+
+def test_rejoin_does_not_duplicate_mime_version():
+    entity = b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+    out = mime.rejoin([b"From: a@x.test\r\n"], entity)
+    assert out.count(b"MIME-Version") == 1

@@ -1,0 +1,255 @@
+"""CMS SignedData (RFC 5652 §5): sign exact bytes, and verify the signatures of others.
+
+    >>> from autosmime.pki.profiles import new_key, make_ca, make_mailbox_cert
+    >>> from autosmime.smime._cms.signed import sign, verify
+    >>> ca_key, ca_cert = make_ca("Doc CA", new_key("ec"))
+    >>> key = new_key("ec")
+    >>> cert = make_mailbox_cert("alice@example.test", key.public_key(), ca_key, ca_cert)
+    >>> der = sign(b"hello\\r\\n", key, cert, [ca_cert])
+    >>> result = verify(der, b"hello\\r\\n")
+    >>> result.signers[0].signature_algorithm, result.signers[0].capabilities[0]
+    ('ecdsa', 'aes256_gcm')
+
+:func:`verify` is the mathematics only: each SignerInfo must match the content
+and its certificate's key. Whether that certificate is trusted is
+:func:`autosmime.pki.validate.validate_signer`'s question.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import exceptions as _cryptography_exceptions
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
+from autosmime.smime._cms import signed_algs as _algs
+from autosmime.smime._cms.signed_attrs import (
+    OID_CMS_ALGORITHM_PROTECTION,
+    OID_CONTENT_TYPE,
+    OID_MESSAGE_DIGEST,
+    OID_SIGNING_TIME,
+    OID_SMIME_CAPABILITIES,
+    build_signed_attrs,
+    capability_names,
+    index_attributes,
+    single_value,
+)
+
+__all__ = ["SignedResult", "SignerResult", "sign", "verify"]
+
+
+@dataclass(frozen=True)
+class SignerResult:
+    cert: x509.Certificate
+    signing_time: _dt.datetime | None
+    digest_algorithm: str
+    signature_algorithm: str
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SignedResult:
+    content: bytes
+    content_type: str
+    signers: tuple[SignerResult, ...]
+    certificates: tuple[x509.Certificate, ...]
+
+
+# What a hostile or broken DER can make asn1crypto and cryptography raise.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                 UnicodeError, RecursionError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+                 x509.InvalidVersion)
+
+
+def sign(content: bytes, key, cert: x509.Certificate, chain: Sequence[x509.Certificate] = (), *,
+         detached: bool = True, pss: bool = False) -> bytes:
+    """DER ContentInfo(SignedData) over exactly `content`."""
+    digest_alg = _algs.digest_for_key(key)
+    signature_alg = _algs.signature_algorithm_for_key(key, digest_alg, pss=pss)
+    if _spki(key.public_key()) != _spki(cert.public_key()):
+        raise NoKey("the private key does not belong to the signing certificate")
+    content = bytes(content)
+    attrs = build_signed_attrs(_algs.digest(digest_alg, content), _dt.datetime.now(_dt.timezone.utc))
+    # The signature covers the DER SET OF exactly as emitted: the [0] field reuses these bytes.
+    signature = _algs.sign_bytes(key, digest_alg, attrs.dump(), pss=pss)
+    signer_attrs = cms.CMSAttributes.load(attrs.dump())
+    signer = cms.SignerInfo({
+        "version": "v1",
+        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
+            "issuer": asn1_x509.Name.load(cert.issuer.public_bytes()),
+            "serial_number": cert.serial_number,
+        })}),
+        "digest_algorithm": _digest_algorithm_id(digest_alg),
+        "signed_attrs": signer_attrs,
+        "signature_algorithm": signature_alg,
+        "signature": signature,
+    })
+    certs: list[bytes] = []
+    for c in (cert, *chain):
+        der = c.public_bytes(serialization.Encoding.DER)
+        if der not in certs:
+            certs.append(der)
+    encap = {"content_type": "data"}
+    if not detached:
+        encap["content"] = content
+    signed_data = cms.SignedData({
+        "version": "v1",
+        "digest_algorithms": [_digest_algorithm_id(digest_alg)],
+        "encap_content_info": encap,
+        "certificates": [cms.CertificateChoices(name="certificate", value=asn1_x509.Certificate.load(d))
+                         for d in certs],
+        "signer_infos": [signer],
+    })
+    out = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    # Belt and braces: what we emit must be what we signed.
+    emitted = cms.ContentInfo.load(out)["content"]["signer_infos"][0]["signed_attrs"].dump()
+    if b"\x31" + emitted[1:] != attrs.dump():  # pragma: no cover - an asn1crypto behaviour change
+        raise RuntimeError("signed attributes were re-encoded after signing")
+    return out
+
+
+def verify(der: bytes, detached_content: bytes | None = None,
+           extra_certs: Sequence[x509.Certificate] = (), *, allow_sha1: bool = False) -> SignedResult:
+    """Math only: every SignerInfo must verify. No path validation here."""
+    try:
+        return _verify(bytes(der), detached_content, extra_certs, allow_sha1)
+    except AutosmimeError:
+        raise
+    except _cryptography_exceptions.UnsupportedAlgorithm as e:
+        raise UnsupportedAlgorithm(str(e) or "unknown", "key or algorithm") from None
+    except _PARSE_ERRORS as e:
+        raise MalformedMessage(f"the CMS signature cannot be parsed ({type(e).__name__})") from None
+
+
+def _verify(der: bytes, detached_content: bytes | None, extra_certs: Sequence[x509.Certificate],
+            allow_sha1: bool) -> SignedResult:
+    info = cms.ContentInfo.load(der, strict=True)
+    if info["content_type"].dotted != "1.2.840.113549.1.7.2":
+        raise MalformedMessage(f"not a CMS SignedData but {info['content_type'].native}")
+    signed_data = info["content"]
+    encap = signed_data["encap_content_info"]
+    content_type = encap["content_type"]
+    econtent = encap["content"]
+    if isinstance(econtent, core.Void):
+        if detached_content is None:
+            raise MalformedMessage("detached signature but no signed content was supplied")
+        content = bytes(detached_content)
+    else:
+        content = bytes(econtent)
+        if detached_content is not None and not hmac.compare_digest(content, bytes(detached_content)):
+            raise BadSignature("the supplied content differs from the content inside the signature")
+
+    carried = _carried_certificates(signed_data["certificates"])
+    pool = [*carried, *extra_certs]
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) == 0:
+        raise MalformedMessage("the signature has no signers")
+    signers = tuple(_verify_signer(si, content_type.dotted, content, pool, allow_sha1) for si in signer_infos)
+    name = content_type.native if isinstance(content_type.native, str) else content_type.dotted
+    return SignedResult(content=content, content_type=name, signers=signers, certificates=tuple(carried))
+
+
+def _verify_signer(si: cms.SignerInfo, content_type: str, content: bytes,
+                   pool: Sequence[x509.Certificate], allow_sha1: bool) -> SignerResult:
+    digest_alg = _algs.digest_name(si["digest_algorithm"], allow_sha1=allow_sha1)
+    cert = _find_signer(si["sid"], pool)
+    raw_attrs = si["signed_attrs"]
+    signing_time = None
+    capabilities: tuple[str, ...] = ()
+    if isinstance(raw_attrs, core.Void):
+        if content_type != "1.2.840.113549.1.7.1":
+            raise BadSignature("signed attributes are required for content other than data")
+        signed_bytes = content
+    else:
+        # RFC 5652 §5.4: the signature is over the attributes as received, retagged SET OF.
+        signed_bytes = b"\x31" + raw_attrs.dump()[1:]
+        attrs = index_attributes(raw_attrs)
+        if OID_CONTENT_TYPE not in attrs:
+            raise BadSignature("the content-type attribute is missing")
+        if OID_MESSAGE_DIGEST not in attrs:
+            raise BadSignature("the message-digest attribute is missing")
+        if single_value(attrs[OID_CONTENT_TYPE], "content-type").dotted != content_type:
+            raise BadSignature("the content-type attribute differs from the signed content's type")
+        expected = single_value(attrs[OID_MESSAGE_DIGEST], "message-digest").native
+        if not hmac.compare_digest(expected, _algs.digest(digest_alg, content)):
+            raise BadSignature("message-digest mismatch: the content was changed after signing")
+        if OID_CMS_ALGORITHM_PROTECTION in attrs:
+            _check_algorithm_protection(single_value(attrs[OID_CMS_ALGORITHM_PROTECTION],
+                                                     "CMSAlgorithmProtection"), si)
+        if OID_SIGNING_TIME in attrs:
+            signing_time = single_value(attrs[OID_SIGNING_TIME], "signing-time").native
+            if not isinstance(signing_time, _dt.datetime):
+                raise MalformedMessage("the signing-time attribute is not a time")
+            signing_time = signing_time.astimezone(_dt.timezone.utc)
+        if OID_SMIME_CAPABILITIES in attrs:
+            capabilities = capability_names(attrs[OID_SMIME_CAPABILITIES])
+    scheme = _algs.verify_signature(cert.public_key(), si["signature_algorithm"], digest_alg,
+                                    si["signature"].native, signed_bytes, allow_sha1=allow_sha1)
+    return SignerResult(cert=cert, signing_time=signing_time, digest_algorithm=digest_alg,
+                        signature_algorithm=scheme, capabilities=capabilities)
+
+
+def _check_algorithm_protection(value, si: cms.SignerInfo) -> None:
+    """RFC 6211: the signed copy of the algorithms must name the ones actually used."""
+    if value["digest_algorithm"]["algorithm"].dotted != si["digest_algorithm"]["algorithm"].dotted:
+        raise BadSignature("CMSAlgorithmProtection names a different digest algorithm")
+    protected = value["signature_algorithm"]
+    if isinstance(protected, core.Void) or (
+            protected["algorithm"].dotted != si["signature_algorithm"]["algorithm"].dotted):
+        raise BadSignature("CMSAlgorithmProtection names a different signature algorithm")
+
+
+def _carried_certificates(choices) -> list[x509.Certificate]:
+    found: list[x509.Certificate] = []
+    if isinstance(choices, core.Void):
+        return found
+    for choice in choices:
+        if choice.name != "certificate":
+            continue  # attribute and "other" certificates never identify a signer
+        try:
+            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+        except (ValueError, x509.InvalidVersion):
+            continue  # an unreadable extra certificate is not the signature's problem
+    return found
+
+
+def _find_signer(sid: cms.SignerIdentifier, pool: Sequence[x509.Certificate]) -> x509.Certificate:
+    if sid.name == "issuer_and_serial_number":
+        issuer = sid.chosen["issuer"]
+        serial = sid.chosen["serial_number"].native
+        for cert in pool:
+            if cert.serial_number == serial and asn1_x509.Name.load(cert.issuer.public_bytes()) == issuer:
+                return cert
+    else:
+        wanted = sid.chosen.native
+        for cert in pool:
+            if _key_identifier(cert) == wanted:
+                return cert
+    raise BadSignature("signer certificate not found")
+
+
+def _key_identifier(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, x509.UnsupportedGeneralNameType, ValueError):
+        try:
+            return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+        except (ValueError, TypeError, _cryptography_exceptions.UnsupportedAlgorithm):
+            return b""
+
+
+def _digest_algorithm_id(name: str) -> cms.DigestAlgorithm:
+    # RFC 5754 §2: SHA-2 parameters absent, as OpenSSL writes them (asn1crypto would add NULL).
+    oid = algos.DigestAlgorithmId(name).dump()
+    return cms.DigestAlgorithm.load(b"\x30" + bytes([len(oid)]) + oid)
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
