@@ -1,0 +1,425 @@
+"""Backup message format v1: one MIME message holding every key, readable by stock tools.
+
+    >>> from autosmime.vault.format import build_message, verify_message, CertRecord
+    >>> raw = build_message(address="alice@example.test", seq=1, p12=pfx_bytes,
+    ...                     certificates=[CertRecord.of(cert, "active")], code=code)  # doctest: +SKIP
+    >>> backup = verify_message(raw, code=code, address="alice@example.test", seq_seen=0)  # doctest: +SKIP
+    >>> backup.manifest.seq, len(backup.keys)  # doctest: +SKIP
+    (1, 1)
+
+The message is ``multipart/mixed`` with a human explanation, a standard
+PKCS#12 file (openable by Thunderbird, OpenSSL or NSS with the recovery code)
+and a JSON manifest. The manifest is authenticated with HMAC-SHA256 under a key
+stretched from the recovery code with Argon2id, so a planted, altered,
+foreign-account or rolled-back backup is rejected before any key in it is
+trusted. docs/backup-format.md is the normative description; this module is
+its reference implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from email.utils import format_datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+from autosmime.errors import BackupRejected, KeyFileError, RolledBackBackup, WrongPassword, WrongRecoveryCode
+from autosmime.pki.keys import KeyPair
+
+MARKER_HEADER = "X-Autosmime-Backup"
+MARKER_VALUE = "v1"
+SUBJECT = "autosmime key backup"
+P12_NAME = "autosmime-keys.p12"
+MANIFEST_NAME = "autosmime-manifest.json"
+FORMAT_NAME = "autosmime-key-backup"
+VERSION = 1
+PFX_ITERATIONS = 600_000
+# Prefixed to the canonical manifest so a MAC made for anything else never verifies here.
+MAC_CONTEXT = b"autosmime-key-backup-v1\x00"
+
+# Anything beyond these is refused before any work, so a planted message
+# cannot make a device spend minutes or gigabytes.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_CERTIFICATES = 10_000
+MAX_SEQ = 2**53 - 1  # exact in every JSON reader
+
+_STATUS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost (RFC 9106 parameter names); memory in KiB."""
+
+    memory_kib: int = 64 * 1024
+    iterations: int = 3
+    lanes: int = 4
+
+    # Bounds a reader accepts. The lower ones are Argon2's own minimums: the MAC
+    # key only needs the code to be secret, the cost is defence in depth.
+    MAX_MEMORY_KIB = 256 * 1024
+    MAX_ITERATIONS = 16
+    MAX_LANES = 16
+
+    def check(self) -> None:
+        ok = (
+            1 <= self.lanes <= self.MAX_LANES
+            and 1 <= self.iterations <= self.MAX_ITERATIONS
+            and 8 * self.lanes <= self.memory_kib <= self.MAX_MEMORY_KIB
+        )
+        if not ok:
+            raise BackupRejected("the backup's key-derivation parameters are out of the accepted range")
+
+
+#: RFC 9106 "second recommended option": what every backup is written with.
+SPEC_KDF = KdfParams()
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    """One key's certificate as the manifest lists it."""
+
+    fingerprint: str  # SHA-256 of the DER certificate, lowercase hex
+    status: str
+    not_before: str  # RFC 3339 UTC, "Z"
+    not_after: str
+
+    @classmethod
+    def of(cls, cert: x509.Certificate, status: str) -> CertRecord:
+        return cls(fingerprint(cert), status, _rfc3339(cert.not_valid_before_utc),
+                   _rfc3339(cert.not_valid_after_utc))
+
+    def to_json(self) -> dict:
+        return {"fingerprint": self.fingerprint, "status": self.status,
+                "not_before": self.not_before, "not_after": self.not_after}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The authenticated description of one backup."""
+
+    address: str
+    seq: int
+    created: str
+    p12_sha256: str
+    certificates: tuple[CertRecord, ...]
+    kdf: KdfParams
+    salt: bytes
+
+    def to_json(self) -> dict:
+        """The manifest without its MAC: exactly the object the MAC covers."""
+        return {
+            "format": FORMAT_NAME,
+            "version": VERSION,
+            "address": self.address,
+            "seq": self.seq,
+            "created": self.created,
+            "p12": {"name": P12_NAME, "sha256": self.p12_sha256},
+            "certificates": [c.to_json() for c in self.certificates],
+            "kdf": {"alg": "argon2id", "memory_kib": self.kdf.memory_kib,
+                    "iterations": self.kdf.iterations, "lanes": self.kdf.lanes,
+                    "salt": base64.b64encode(self.salt).decode("ascii")},
+        }
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A backup that passed every check: its keys can be trusted."""
+
+    manifest: Manifest
+    keys: tuple[KeyPair, ...]
+    p12: bytes
+
+    def status_of(self, pair: KeyPair) -> str:
+        fp = fingerprint(pair.cert)
+        return next(c.status for c in self.manifest.certificates if c.fingerprint == fp)
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """What a backup message claims, before the recovery code checked it."""
+
+    manifest: Manifest
+    mac: bytes
+    p12: bytes
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _rfc3339(when: _dt.datetime) -> str:
+    return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def canonical_json(obj: object) -> bytes:
+    """Sorted keys, no whitespace, ASCII only: the bytes the MAC is computed over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def mac_key(code: str, salt: bytes, kdf: KdfParams) -> bytes:
+    """The 32-byte HMAC key stretched from the recovery code (as shown, UTF-8)."""
+    kdf.check()
+    return Argon2id(salt=salt, length=32, iterations=kdf.iterations, lanes=kdf.lanes,
+                    memory_cost=kdf.memory_kib).derive(code.encode("utf-8"))
+
+
+def manifest_mac(key: bytes, manifest: Manifest) -> bytes:
+    return hmac.new(key, MAC_CONTEXT + canonical_json(manifest.to_json()), hashlib.sha256).digest()
+
+
+_EXPLANATION = """\
+This message is the automatic key backup of autosmime for {address}.
+It holds every S/MIME key and certificate this account has used, so that
+mail encrypted to old certificates stays readable. Keep it in this folder.
+
+To restore on a new device with autosmime:   autosmime restore
+To use the keys in Thunderbird without autosmime: save the attachment
+{p12}, then Settings > Privacy & Security > Manage Certificates >
+Your Certificates > Import, and type your recovery code exactly as shown
+(with the dashes) when asked for the password.
+
+The recovery code is not in this message. Do not reply to or forward it.
+"""
+
+
+def build_message(*, address: str, seq: int, p12: bytes, certificates: list[CertRecord] | tuple[CertRecord, ...],
+                  code: str, kdf: KdfParams = SPEC_KDF, now: _dt.datetime | None = None) -> bytes:
+    """The raw RFC 5322 message (CRLF) of one backup; ``p12`` must be protected with ``code``."""
+    if not 1 <= seq <= MAX_SEQ:
+        raise ValueError(f"sequence number out of range: {seq}")
+    now = (now or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
+    salt = os.urandom(16)
+    manifest = Manifest(address=address, seq=seq, created=_rfc3339(now),
+                        p12_sha256=hashlib.sha256(p12).hexdigest(),
+                        certificates=tuple(certificates), kdf=kdf, salt=salt)
+    body = manifest.to_json()
+    body["mac"] = {"alg": "hmac-sha256",
+                   "value": base64.b64encode(manifest_mac(mac_key(code, salt, kdf), manifest)).decode("ascii")}
+
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = address
+    msg["To"] = address
+    msg["Subject"] = SUBJECT
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = f"<{secrets.token_hex(16)}@{address.rpartition('@')[2] or 'autosmime.invalid'}>"
+    msg[MARKER_HEADER] = MARKER_VALUE
+    msg.set_content(_EXPLANATION.format(address=address, p12=P12_NAME))
+    msg.add_attachment(p12, maintype="application", subtype="pkcs12", filename=P12_NAME)
+    msg.add_attachment(canonical_json(body), maintype="application", subtype="json", filename=MANIFEST_NAME)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def _b64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise BackupRejected(f"the backup's {what} is not a string")
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise BackupRejected(f"the backup's {what} is not valid base64") from None
+
+
+def _part_bytes(part: Message, what: str) -> bytes:
+    if (part.get("Content-Transfer-Encoding") or "").strip().lower() != "base64":
+        raise BackupRejected(f"the backup's {what} is not base64-encoded")
+    payload = part.get_payload(decode=False)
+    if not isinstance(payload, str):
+        raise BackupRejected(f"the backup's {what} is malformed")
+    return _b64("".join(payload.split()), what)
+
+
+def _exact_keys(obj: object, keys: set[str], what: str) -> dict:
+    if not isinstance(obj, dict) or set(obj) != keys:
+        raise BackupRejected(f"the backup manifest's {what} has unexpected fields")
+    return obj
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise BackupRejected(f"the backup manifest's {what} is out of range")
+    return value
+
+
+def _str(value: object, what: str, limit: int = 320) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise BackupRejected(f"the backup manifest's {what} is missing or too long")
+    return value
+
+
+def _time(value: object, what: str) -> str:
+    text = _str(value, what, 20)
+    try:
+        _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise BackupRejected(f"the backup manifest's {what} is not an RFC 3339 UTC time") from None
+    return text
+
+
+def _hex(value: object, what: str, length: int) -> str:
+    text = _str(value, what, length)
+    if len(text) != length or any(c not in "0123456789abcdef" for c in text):
+        raise BackupRejected(f"the backup manifest's {what} is not {length} lowercase hex digits")
+    return text
+
+
+def parse_manifest(data: bytes) -> tuple[Manifest, bytes]:
+    """The manifest and its MAC, checked for shape only (nothing here is authentic yet)."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BackupRejected("the backup manifest is too large")
+    try:
+        obj = json.loads(data.decode("utf-8"), parse_constant=lambda c: None)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BackupRejected("the backup manifest is not valid JSON") from None
+    obj = _exact_keys(obj, {"format", "version", "address", "seq", "created", "p12", "certificates",
+                            "kdf", "mac"}, "top level")
+    if obj["format"] != FORMAT_NAME or obj["version"] != VERSION or type(obj["version"]) is not int:
+        raise BackupRejected("the backup manifest is not format v1")
+    p12 = _exact_keys(obj["p12"], {"name", "sha256"}, "p12 entry")
+    if p12["name"] != P12_NAME:
+        raise BackupRejected("the backup manifest names an unexpected attachment")
+    kdf = _exact_keys(obj["kdf"], {"alg", "memory_kib", "iterations", "lanes", "salt"}, "kdf entry")
+    if kdf["alg"] != "argon2id":
+        raise BackupRejected("the backup manifest names an unsupported key derivation")
+    params = KdfParams(memory_kib=_int(kdf["memory_kib"], "kdf memory", 1, KdfParams.MAX_MEMORY_KIB),
+                       iterations=_int(kdf["iterations"], "kdf iterations", 1, KdfParams.MAX_ITERATIONS),
+                       lanes=_int(kdf["lanes"], "kdf lanes", 1, KdfParams.MAX_LANES))
+    params.check()
+    salt = _b64(kdf["salt"], "kdf salt")
+    if not 16 <= len(salt) <= 64:
+        raise BackupRejected("the backup manifest's salt has a wrong length")
+    mac = _exact_keys(obj["mac"], {"alg", "value"}, "mac entry")
+    if mac["alg"] != "hmac-sha256":
+        raise BackupRejected("the backup manifest names an unsupported MAC")
+    tag = _b64(mac["value"], "mac")
+    if len(tag) != 32:
+        raise BackupRejected("the backup manifest's MAC has a wrong length")
+    certs_raw = obj["certificates"]
+    if not isinstance(certs_raw, list) or not 1 <= len(certs_raw) <= MAX_CERTIFICATES:
+        raise BackupRejected("the backup manifest lists no certificates or too many")
+    certs = []
+    for c in certs_raw:
+        c = _exact_keys(c, {"fingerprint", "status", "not_before", "not_after"}, "certificate entry")
+        status = _str(c["status"], "certificate status", 32)
+        if not _STATUS.fullmatch(status):
+            raise BackupRejected("the backup manifest has a malformed certificate status")
+        certs.append(CertRecord(_hex(c["fingerprint"], "fingerprint", 64), status,
+                                _time(c["not_before"], "notBefore"), _time(c["not_after"], "notAfter")))
+    if len({c.fingerprint for c in certs}) != len(certs):
+        raise BackupRejected("the backup manifest lists a certificate twice")
+    manifest = Manifest(address=_str(obj["address"], "address"), seq=_int(obj["seq"], "sequence number", 1, MAX_SEQ),
+                        created=_time(obj["created"], "creation time"),
+                        p12_sha256=_hex(p12["sha256"], "p12 hash", 64),
+                        certificates=tuple(certs), kdf=params, salt=salt)
+    return manifest, tag
+
+
+def read_message(raw: bytes) -> Unverified:
+    """Split a backup message into manifest, MAC and PKCS#12 bytes; strict about shape."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise BackupRejected("the backup message is too large")
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    markers = msg.get_all(MARKER_HEADER) or []
+    if [m.strip() for m in markers] != [MARKER_VALUE]:
+        raise BackupRejected(f"not a v1 backup message (no single {MARKER_HEADER}: {MARKER_VALUE} header)")
+    if msg.get_content_type() != "multipart/mixed" or not msg.is_multipart():
+        raise BackupRejected("the backup message is not multipart/mixed")
+    parts = msg.get_payload()
+    if not isinstance(parts, list):
+        raise BackupRejected("the backup message is malformed")
+    p12_parts = [p for p in parts if p.get_content_type() == "application/pkcs12"]
+    json_parts = [p for p in parts if p.get_content_type() == "application/json"]
+    others = [p for p in parts if p not in p12_parts and p not in json_parts]
+    if len(p12_parts) != 1 or len(json_parts) != 1 or any(p.get_content_type() != "text/plain" for p in others):
+        raise BackupRejected("the backup message does not hold exactly one PKCS#12 and one manifest")
+    if p12_parts[0].get_filename() != P12_NAME or json_parts[0].get_filename() != MANIFEST_NAME:
+        raise BackupRejected("the backup message's attachments have unexpected names")
+    manifest, tag = parse_manifest(_part_bytes(json_parts[0], "manifest"))
+    return Unverified(manifest, tag, _part_bytes(p12_parts[0], "PKCS#12 attachment"))
+
+
+def _same_address(a: str, b: str) -> bool:
+    return a.strip().lower() == b.strip().lower()
+
+
+def read_message_id(raw: bytes) -> str:
+    """The Message-ID header of a raw message (used to find an APPENDed backup without UIDPLUS)."""
+    return (email.message_from_bytes(raw, policy=email.policy.compat32).get("Message-ID") or "").strip()
+
+
+def authenticate(raw: bytes, *, code: str, address: str) -> Unverified:
+    """Shape, MAC, p12 hash and address: the message was written with ``code`` for ``address``.
+
+    Does not open the PKCS#12; :func:`verify_message` does everything.
+    """
+    found = read_message(raw)
+    m = found.manifest
+    if not hmac.compare_digest(manifest_mac(mac_key(code, m.salt, m.kdf), m), found.mac):
+        raise _diagnose_bad_mac(found, code)
+    if not hmac.compare_digest(hashlib.sha256(found.p12).hexdigest(), m.p12_sha256):
+        raise BackupRejected("the backup's PKCS#12 attachment was altered or truncated")
+    if not _same_address(m.address, address):
+        raise BackupRejected("the backup belongs to another account")
+    return found
+
+
+def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0) -> Backup:
+    """Every check, in order: shape, MAC, p12 hash, address, protected PKCS#12, fingerprints, sequence.
+
+    ``code`` is the recovery code in its canonical shown form. Raises
+    WrongRecoveryCode, RolledBackBackup or BackupRejected; never returns a
+    backup whose keys have not been authenticated by the code.
+    """
+    from autosmime.vault.pkcs12 import parse_pfx
+
+    found = authenticate(raw, code=code, address=address)
+    m = found.manifest
+    try:
+        pairs = parse_pfx(found.p12, code.encode("utf-8"), require_protected=True)
+    except WrongPassword:
+        raise BackupRejected("the backup's PKCS#12 attachment does not open with the recovery code") from None
+    except KeyFileError as e:
+        raise BackupRejected(f"the backup's PKCS#12 attachment is unusable: {e}") from None
+    held = sorted(fingerprint(p.cert) for p in pairs)
+    if held != sorted(c.fingerprint for c in m.certificates):
+        raise BackupRejected("the backup's PKCS#12 does not hold exactly the certificates its manifest lists")
+    if m.seq < seq_seen:
+        raise RolledBackBackup(f"the backup is number {m.seq}, older than number {seq_seen} already seen here")
+    return Backup(m, tuple(pairs), found.p12)
+
+
+def _diagnose_bad_mac(found: Unverified, code: str) -> BackupRejected:
+    """Tell "wrong code" from "altered manifest" for the user; never used to accept anything.
+
+    The manifest MAC cannot separate the two, but the PKCS#12 (protected by the
+    same code) can: if it opens, the code was right and the manifest is not
+    the one written with it.
+    """
+    from autosmime.vault.pkcs12 import parse_pfx
+
+    try:
+        parse_pfx(found.p12, code.encode("utf-8"), require_protected=True)
+    except WrongPassword:
+        return WrongRecoveryCode("the recovery code does not open this backup")
+    except BackupRejected as e:  # e.g. a planted unprotected PKCS#12
+        return e
+    except Exception:  # unreadable: the code was not shown to be right, nor the file to be ours
+        return WrongRecoveryCode("the recovery code does not open this backup (or it is not a backup made with it)")
+    return BackupRejected("the backup manifest was altered (its MAC does not verify)")
