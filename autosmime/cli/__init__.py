@@ -23,7 +23,9 @@ class _Group(click.Group):
     def main(self, *args, **kwargs):  # type: ignore[override]
         debug = "--debug" in sys.argv[1:]
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, standalone_mode=False, **kwargs)
+            _retry_queued_backup()
+            return result
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.Abort:
@@ -51,6 +53,35 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+_last_ctx: dict = {}
+
+
+def _retry_queued_backup() -> None:
+    """A backup that could not reach the server is retried after the next successful command.
+
+    Never fails the command that just succeeded: the retry's outcome is one
+    status line on stderr, and a failed retry stays queued.
+    """
+    ctx = _last_ctx.get("ctx")
+    if ctx is None or ctx.invoked_subcommand in (None, "backup", "restore"):
+        return
+    try:
+        home = home_dir(ctx)
+        from autosmime.vault.store import VAULT_FILE
+
+        if not (home / VAULT_FILE).exists():
+            return
+        from autosmime.vault.backup import retry_pending
+        from autosmime.vault.store import Vault
+
+        status = retry_pending(Vault.open(home, create=False))
+    except Exception as e:  # the queue survives; say why once
+        logging.getLogger("autosmime").debug("backup retry failed", exc_info=True)
+        status = f"queued key backup still pending ({type(e).__name__})"
+    if status:
+        click.echo(f"autosmime: {status}", err=True)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="AUTOSMIME_HOME",
               help="This device's autosmime home (default: the platform's data directory).")
@@ -62,6 +93,7 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="autosmime: %(levelname)s: %(message)s")
     ctx.obj = {"home": home, "debug": debug}
+    _last_ctx["ctx"] = ctx
 
 
 def home_dir(ctx: click.Context) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import stat
@@ -16,6 +17,7 @@ from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import format as fmt
 from autosmime.vault.backup import KEEP, backup_after_change, backup_now, retry_pending
 from autosmime.vault.recovery import load_code
+from autosmime.vault.store import Vault
 
 pytestmark = pytest.mark.mailserver
 
@@ -154,13 +156,28 @@ def test_wrong_imap_password_queues_with_a_clear_reason(mailstack, mail_user, tm
 
 
 def _cli(home: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    # The lead registers autosmime.cli.backup in the command list; until then register it here.
-    prog = ("import sys; from autosmime.cli import cli, backup; "
-            "'restore' in cli.commands or backup.register(cli); sys.argv[0] = 'autosmime'; "
-            "cli.main(prog_name='autosmime')")
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-c", prog, "--home", str(home), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "autosmime", "--home", str(home), *args], capture_output=True,
                           timeout=120, env=env)
+
+
+def test_cli_next_command_retries_a_queued_backup(mailstack, mail_user, tmp_path):
+    email, password = mail_user
+    vault = support.make_device(tmp_path, "device", mailstack.account(email, imap_port=_closed_port()),
+                                password, keys=1)
+    home = vault.home
+    out = tmp_path / "code.txt"
+    r = _cli(home, "backup", "--recovery-code-out", str(out))
+    assert r.returncode != 0 or b"pending" in r.stderr
+    r = _cli(home, "keys", "--json")
+    assert r.returncode == 0 and b"pending" in r.stderr  # still down: still queued, said once
+    assert json.loads(r.stdout)["backup"]["backup_pending"] is True
+    support.make_device(tmp_path, "device", mailstack.account(email), password)  # the server is back
+    r = _cli(home, "keys")
+    assert r.returncode == 0, r.stderr
+    assert b"pending key backup stored as backup 1" in r.stderr
+    assert not Vault.open(home, create=False).state.get("backup_pending")
+    assert valid_seqs(mailstack.account(email), password, out.read_text().strip()) == [1]
 
 
 def test_cli_backup_writes_the_code_only_to_the_file(device, tmp_path):
