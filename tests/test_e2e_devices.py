@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from autosmime.mailbox.imap import ImapMailbox

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 import tempfile
 from pathlib import Path
 

@@ -44,7 +44,8 @@ def decrypt(message: bytes, keys: KeyList) -> DecryptResult:
         der = mime.pkcs7_der(msg)
     if cms_kind(der) != "enveloped":
         raise MalformedMessage("the message is signed, not encrypted")
-    r = _enveloped.decrypt(der, keys)
+    pieces, r = _enveloped.decrypt_pieces(der, keys)
+    del der  # the ciphertext is no longer needed: let it go before the message is assembled
     report = DecryptReport(content_algorithm=r.content_algorithm, key_algorithm=r.key_algorithm,
                            weak=r.weak, authenticated=r.authenticated, recipient_cert=r.recipient_cert)
-    return DecryptResult(message=mime.rejoin(outer, r.content), report=report)
+    return DecryptResult(message=mime.rejoin(outer, pieces), report=report)

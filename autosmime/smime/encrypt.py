@@ -32,6 +32,7 @@ def encrypt(message: bytes, recipient_certs: Sequence[x509.Certificate], *,
     if not recipients:
         raise NoKey("no recipient certificate to encrypt to")
     msg = mime.Message.parse(message)
-    der = _enveloped.encrypt(msg.entity(), recipients, profile)
+    # The ciphertext streams from the raw message's bytes straight into the base64 output.
+    der_len, der = _enveloped.encrypt_chunks(msg.entity_chunks(), recipients, profile)
     smime_type = "authEnveloped-data" if profile == "modern" else "enveloped-data"
-    return mime.pkcs7_mime(msg.outer_headers(), der, smime_type)
+    return mime.pkcs7_mime(msg.outer_headers(), der, smime_type, der_len)

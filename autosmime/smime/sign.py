@@ -31,7 +31,7 @@ def sign(message: bytes, key, cert: x509.Certificate, chain: Sequence[x509.Certi
          opaque: bool = False, pss: bool = False) -> bytes:
     """The message signed: detached multipart/signed, or opaque application/pkcs7-mime."""
     msg = mime.Message.parse(message)
-    entity = msg.entity()
+    entity = msg.entity_chunks()  # pieces of the raw message, not a copy of it
     der = _signed.sign(entity, key, cert, chain, detached=not opaque, pss=pss)
     if opaque:
         return mime.pkcs7_mime(msg.outer_headers(), der, "signed-data")

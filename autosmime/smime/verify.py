@@ -63,7 +63,7 @@ def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.date
         outer = msg.outer_headers()
         k = mime.kind(msg)
         if k == "signed":
-            parts = mime.split_signed(msg)
+            parts = mime.split_signed_view(msg)  # the signed bytes as a view of ``message``: no copy
             result = _signed.verify(parts.signature, parts.content, extra_certs)
         elif k == "pkcs7-mime":
             der = mime.pkcs7_der(msg)
@@ -89,5 +89,6 @@ def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.date
         if require_from_match and not matches:
             signer_addrs = ", ".join(a for r in reports for a in r.addresses) or "no address"
             raise SignerMismatch(f"From is {sender} but the signer's certificate is for {signer_addrs}")
-    return VerifyResult(message=mime.rejoin(outer, result.content), signers=tuple(reports),
+    canonical = isinstance(result.content, memoryview)  # split_signed_view only views CRLF bytes
+    return VerifyResult(message=mime.rejoin(outer, result.content, canonical=canonical), signers=tuple(reports),
                         from_address=sender, from_matches=matches)

@@ -351,14 +351,12 @@ class _Reader:
     def bags(self, safe_contents: bytes, found: list) -> None:
         for bag in ap12.SafeContents.load(safe_contents):
             kind = bag["bag_id"].native
-            lkid, name = None, None
+            lkid = None
             attrs = bag["bag_attributes"]
             if not isinstance(attrs, core.Void):
                 for attr in attrs:
                     if attr["type"].native == "local_key_id" and len(attr["values"]):
                         lkid = attr["values"][0].native
-                    elif attr["type"].native == "friendly_name" and len(attr["values"]):
-                        name = attr["values"][0].native
             if kind == "pkcs8_shrouded_key_bag":
                 epki = bag["bag_value"]
                 der = self.decrypt(epki["encryption_algorithm"], epki["encrypted_data"].native)

@@ -17,7 +17,13 @@ from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoK
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.smime._cms import signed_algs
 from autosmime.smime._cms.signed import SignedResult, sign, verify
-from autosmime.smime._cms.signed_attrs import _Attribute, build_signed_attrs
+from autosmime.smime._cms.signed_attrs import build_signed_attrs
+
+
+class _Attribute(core.Sequence):
+    """An attribute with raw DER values, for crafting the odd ones real clients send."""
+
+    _fields = [("type", core.ObjectIdentifier), ("values", core.SetOf, {"spec": core.Any})]
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9216"  # shared/ lies beside the checkout
 SAMPLE = b"This is some sample content."

@@ -23,6 +23,8 @@ HKDF KDF, AES-CBC/GCM, 3DES, ChaCha20-Poly1305. Every failure is a typed
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,14 +44,15 @@ from autosmime.errors import (
     UnsupportedAlgorithm,
     UsageError,
 )
+from autosmime.smime._cms import der as _der
 from autosmime.smime._cms.enveloped_ber import definite_lengths
-from autosmime.smime._cms.enveloped_ciphers import ContentCipher, Rejected, seal_cbc, seal_gcm
+from autosmime.smime._cms.enveloped_ciphers import ContentCipher, Rejected, seal_cbc_chunks, seal_gcm
 from autosmime.smime._cms.enveloped_recipients import (
     CertIdentity,
     PrivateKey,
     Slot,
     read_recipient_infos,
-    recipient_info,
+    recipient_info_der,
 )
 
 __all__ = ["DecryptResult", "PrivateKey", "Profile", "decrypt", "encrypt"]
@@ -62,31 +65,42 @@ _CEK_SIZE = 32  # AES-256 in both profiles; the key wrap size matches (RFC 8551 
 def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
             profile: Profile = "interop") -> bytes:
     """DER ContentInfo. content = the exact bytes to encrypt (a canonical MIME entity)."""
+    return b"".join(encrypt_chunks([content], recipients, profile)[1])
+
+
+def encrypt_chunks(content: Sequence, recipients: Sequence[x509.Certificate],
+                   profile: Profile = "interop") -> tuple[int, Iterator[bytes]]:
+    """(length of the DER ContentInfo, its bytes in pieces) for content given as bytes-like chunks.
+
+    The "interop" ciphertext is produced piece by piece while the caller consumes
+    it, so a large message is never held twice (plaintext and DER) in memory.
+    """
     if profile not in ("interop", "modern"):
         raise UsageError(f"unknown encryption profile {profile!r}")
     if not recipients:
         raise NoKey("no recipient certificate to encrypt to")
     cek = os.urandom(_CEK_SIZE)
-    infos = [recipient_info(cert, cek, oaep=profile == "modern") for cert in recipients]
+    infos = [recipient_info_der(cert, cek, oaep=profile == "modern") for cert in recipients]
+    # SET OF RecipientInfo: DER orders the elements by their encodings.
+    recipient_set = _der.tlv(_der.SET, *sorted(der for der, _ in infos))
+    content_len = sum(len(c) for c in content)
     if profile == "interop":
-        algorithm, ciphertext = seal_cbc(cek, content)
+        iv = os.urandom(16)
+        ciphertext_len = (content_len // 16 + 1) * 16  # PKCS#7 padding always adds 1..16 bytes
         # RFC 5652 6.1: version 0 only when every RecipientInfo is v0 (ktri with IAS).
-        version = "v0" if all(info.name == "ktri" for info in infos) else "v2"
-        envelope: core.Sequence = cms.EnvelopedData({
-            "version": version,
-            "recipient_infos": infos,
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": algorithm,
-                "encrypted_content": ciphertext,
-            },
-        })
-        content_type = "enveloped_data"
+        version = b"\x02\x01\x00" if all(is_ktri for _, is_ktri in infos) else b"\x02\x01\x02"
+        eci_head = (_DATA_OID + _der.tlv(_der.SEQUENCE, _AES256_CBC_OID, _der.tlv(_der.OCTET_STRING, iv))
+                    + _der.header(0x80, ciphertext_len))
+        eci_head = _der.header(_der.SEQUENCE, len(eci_head) + ciphertext_len) + eci_head
+        fields = version + recipient_set + eci_head
+        oid, envelope_head = _ENVELOPED_DATA_OID, _der.header(_der.SEQUENCE, len(fields) + ciphertext_len) + fields
+        tail: Iterator[bytes] = seal_cbc_chunks(cek, iv, content)
+        tail_len = ciphertext_len
     else:
-        algorithm, ciphertext, tag = seal_gcm(cek, content)
+        algorithm, ciphertext, tag = seal_gcm(cek, b"".join(content))
         envelope = cms.AuthEnvelopedData({
             "version": "v0",
-            "recipient_infos": infos,
+            "recipient_infos": [cms.RecipientInfo.load(der) for der, _ in infos],
             "auth_encrypted_content_info": {
                 "content_type": "data",
                 "content_encryption_algorithm": algorithm,
@@ -94,8 +108,19 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate],
             },
             "mac": tag,
         })
-        content_type = "authenticated_enveloped_data"
-    return cms.ContentInfo({"content_type": content_type, "content": envelope}).dump()
+        oid, envelope_head = _AUTH_ENVELOPED_DATA_OID, envelope.dump()
+        tail, tail_len = iter(()), 0
+    # ContentInfo: the definite lengths are known before the first ciphertext byte exists.
+    explicit_len = len(envelope_head) + tail_len
+    head = oid + _der.header(0xA0, explicit_len) + envelope_head
+    head = _der.header(_der.SEQUENCE, len(head) + tail_len) + head
+    return len(head) + tail_len, itertools.chain((head,), tail)
+
+
+_DATA_OID = _der.oid("1.2.840.113549.1.7.1")
+_ENVELOPED_DATA_OID = _der.oid("1.2.840.113549.1.7.3")
+_AUTH_ENVELOPED_DATA_OID = _der.oid("1.2.840.113549.1.9.16.1.23")
+_AES256_CBC_OID = _der.oid("2.16.840.1.101.3.4.1.42")
 
 
 @dataclass(frozen=True)
@@ -117,7 +142,7 @@ class _Envelope:
     recipient_count: int
     keyless_kinds: list[str]  # kekri/pwri/ori: opened by a shared key or password, not by ours
     cipher: ContentCipher | UnsupportedAlgorithm
-    ciphertext: bytes
+    ciphertext: bytes | memoryview
     mac: bytes
     aad: bytes
 
@@ -128,6 +153,62 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ov
 
 
 def _parse(der: bytes) -> _Envelope:
+    hollow = _hollow(der)
+    if hollow is not None:
+        skeleton, ciphertext = hollow
+        envelope = _parse_full(skeleton)
+        if isinstance(envelope.ciphertext, bytes) and not envelope.ciphertext:
+            return dataclasses.replace(envelope, ciphertext=ciphertext)
+    return _parse_full(der)
+
+
+def _hollow(der: bytes) -> tuple[bytes, memoryview] | None:
+    """(the ContentInfo with an empty encryptedContent, the ciphertext), for definite-length DER.
+
+    asn1crypto copies a value's contents at every nesting level it parses, five
+    copies of a 10 MB ciphertext. So the ciphertext is cut out here and everything
+    else, the skeleton, goes through the same strict parse as before. Any layout
+    this walk does not expect gives None: the caller parses the whole message instead.
+    """
+    try:
+        end = len(der)
+        tag, start, info_end = _der.read_tlv(der, 0, end)
+        if tag != _der.SEQUENCE or info_end != end:
+            return None
+        tag, _, oid_end = _der.read_tlv(der, start, end)
+        tag2, explicit_start, explicit_end = _der.read_tlv(der, oid_end, end)
+        if tag != _der.OID or tag2 != 0xA0 or explicit_end != end:
+            return None
+        tag, fields_start, fields_end = _der.read_tlv(der, explicit_start, end)
+        if tag != _der.SEQUENCE or fields_end != end:
+            return None
+        # (Auth)EnvelopedData: version, [0] originatorInfo?, recipientInfos SET, then the content info.
+        pos, seen_set = fields_start, False
+        while True:
+            tag, inner_start, inner_end = _der.read_tlv(der, pos, end)
+            if tag == _der.SET:
+                seen_set = True
+            elif tag == _der.SEQUENCE and seen_set:
+                break
+            pos = inner_end
+        eci_start = pos
+        tag, _, pos = _der.read_tlv(der, inner_start, inner_end)  # contentType
+        tag2, _, pos = _der.read_tlv(der, pos, inner_end)  # contentEncryptionAlgorithm
+        content_start = pos
+        tag3, ct_start, ct_end = _der.read_tlv(der, pos, inner_end)  # [0] IMPLICIT OCTET STRING
+        if (tag, tag2, tag3) != (_der.OID, _der.SEQUENCE, 0x80) or ct_end != inner_end:
+            return None
+    except ValueError:
+        return None
+    eci = der[inner_start:content_start] + b"\x80\x00"
+    fields = (der[fields_start:eci_start] + _der.header(_der.SEQUENCE, len(eci)) + eci
+              + der[inner_end:fields_end])
+    envelope = _der.header(_der.SEQUENCE, len(fields)) + fields
+    info = der[start:oid_end] + _der.header(0xA0, len(envelope)) + envelope
+    return _der.header(_der.SEQUENCE, len(info)) + info, memoryview(der)[ct_start:ct_end]
+
+
+def _parse_full(der: bytes) -> _Envelope:
     try:
         info = cms.ContentInfo.load(definite_lengths(der), strict=True)
         content_type = info["content_type"].native
@@ -186,6 +267,13 @@ _KEY_TYPES = {"rsa": rsa.RSAPrivateKey, "ec": ec.EllipticCurvePrivateKey,
 
 def decrypt(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]) -> DecryptResult:
     """Open a DER or BER ContentInfo with any of the user's keys, old or new."""
+    pieces, result = decrypt_pieces(der, keys)
+    return dataclasses.replace(result, content=b"".join(pieces))
+
+
+def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
+                   ) -> tuple[list[bytes], DecryptResult]:
+    """:func:`decrypt`, with the plaintext as pieces to be joined (``result.content`` is empty)."""
     envelope = _parse(der)
     unsupported: UnsupportedAlgorithm | None = None
     matched = False  # a RecipientInfo named one of the user's certificates
@@ -205,11 +293,11 @@ def decrypt(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None
         if cek is None:
             continue
         try:
-            plaintext = cipher.open(cek, envelope.ciphertext, envelope.mac, envelope.aad)
+            plaintext = cipher.open_pieces(cek, envelope.ciphertext, envelope.mac, envelope.aad)
         except Rejected:
             continue
-        return DecryptResult(
-            content=plaintext,
+        return plaintext, DecryptResult(
+            content=b"",
             content_algorithm=cipher.name,
             key_algorithm=slot.algorithm,
             weak=cipher.weak,

@@ -16,6 +16,7 @@ build a padding oracle out of the difference.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from asn1crypto import algos, core
@@ -83,6 +84,10 @@ class ContentCipher:
 
     def open(self, key: bytes, ciphertext: bytes, mac: bytes, aad: bytes) -> bytes:
         """The plaintext, or :class:`Rejected` whatever went wrong."""
+        return b"".join(self.open_pieces(key, ciphertext, mac, aad))
+
+    def open_pieces(self, key: bytes, ciphertext, mac: bytes, aad: bytes) -> list[bytes]:
+        """:meth:`open` as pieces to be joined, so a large plaintext is never copied to unpad it."""
         if len(key) != self.key_size:
             raise Rejected
         if self.tag_size == 0:
@@ -91,12 +96,13 @@ class ContentCipher:
             raise Rejected
         try:
             if self.name == "chacha20_poly1305":
-                return ChaCha20Poly1305(key).decrypt(self.iv, ciphertext + mac, aad or None)
+                return [ChaCha20Poly1305(key).decrypt(self.iv, bytes(ciphertext) + mac, aad or None)]
             decryptor = Cipher(
                 algorithms.AES(key), modes.GCM(self.iv, mac, min_tag_length=12)
             ).decryptor()
             decryptor.authenticate_additional_data(aad)
-            return decryptor.update(ciphertext) + decryptor.finalize()
+            # Nothing leaves before finalize() has checked the tag.
+            return [decryptor.update(ciphertext), decryptor.finalize()]
         except (InvalidTag, ValueError):
             raise Rejected from None
 
@@ -110,16 +116,20 @@ def _octets(params: core.Asn1Value) -> bytes:
     return value
 
 
-def _open_cbc(name: str, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+def _open_cbc(name: str, key: bytes, iv: bytes, ciphertext) -> list[bytes]:
     cipher = TripleDES(key) if name in _LEGACY else algorithms.AES(key)
-    if not ciphertext or len(ciphertext) % len(iv):
+    block = len(iv)
+    if not len(ciphertext) or len(ciphertext) % block:
         raise Rejected
+    view = memoryview(ciphertext)
     decryptor = Cipher(cipher, modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    # pyca's unpadder checks in constant time and fails with one ValueError.
-    unpadder = padding.PKCS7(len(iv) * 8).unpadder()
+    body = decryptor.update(view[:-block])
+    last = decryptor.update(view[-block:]) + decryptor.finalize()
+    # Padding lives in the last block only; pyca's unpadder checks it in constant time
+    # and fails with one ValueError.
+    unpadder = padding.PKCS7(block * 8).unpadder()
     try:
-        return unpadder.update(padded) + unpadder.finalize()
+        return [body, unpadder.update(last) + unpadder.finalize()]
     except ValueError:
         raise Rejected from None
 
@@ -127,11 +137,27 @@ def _open_cbc(name: str, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
 def seal_cbc(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes]:
     """AES-256-CBC with a fresh IV: (contentEncryptionAlgorithm, ciphertext)."""
     iv = os.urandom(16)
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(content) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    ciphertext = b"".join(seal_cbc_chunks(key, iv, [content]))
     return algos.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv}), ciphertext
+
+
+_PIECE = 256 * 1024  # ciphertext handed out at a time: large enough to amortise calls, small next to 10 MB
+
+
+def seal_cbc_chunks(key: bytes, iv: bytes, content) -> Iterator[bytes]:
+    """AES-CBC ciphertext of the concatenated bytes-like ``content`` chunks, PKCS#7 padded, in pieces."""
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    total = 0
+    for chunk in content:
+        view = memoryview(chunk)
+        total += len(view)
+        for i in range(0, len(view), _PIECE):
+            piece = encryptor.update(view[i:i + _PIECE])
+            if piece:
+                yield piece
+    # The encryptor keeps the partial last block: padding only ever touches those bytes.
+    pad = 16 - total % 16
+    yield encryptor.update(bytes((pad,)) * pad) + encryptor.finalize()
 
 
 def seal_gcm(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes, bytes]:

@@ -23,6 +23,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from asn1crypto import cms, core
 from asn1crypto import keys as asn1_keys
@@ -35,6 +36,8 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
+from autosmime.smime._cms import der as _der
+from autosmime.smime._cms.certinfo import issuer_and_serial_raw
 from autosmime.smime._cms.enveloped_asn1 import (
     HKDF_SCHEMES,
     ID_EC_PUBLIC_KEY,
@@ -292,42 +295,45 @@ def _read_kari(kari: cms.KeyAgreeRecipientInfo) -> list[Slot]:
 
 
 def _ias(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
-    ident = CertIdentity.of(cert)
-    return cms.IssuerAndSerialNumber({"issuer": ident.issuer, "serial_number": ident.serial})
+    return cms.IssuerAndSerialNumber.load(issuer_and_serial_raw(cert))
 
 
 def recipient_info(cert: x509.Certificate, cek: bytes, *, oaep: bool) -> cms.RecipientInfo:
     """The RecipientInfo that gives ``cert``'s key the CEK: ktri for RSA, kari for EC."""
+    return cms.RecipientInfo.load(recipient_info_der(cert, cek, oaep=oaep)[0])
+
+
+def recipient_info_der(cert: x509.Certificate, cek: bytes, *, oaep: bool) -> tuple[bytes, bool]:
+    """(DER of the RecipientInfo for ``cert``, whether it is a ktri)."""
     public_key = cert.public_key()
     if isinstance(public_key, rsa.RSAPublicKey):
-        return _ktri(cert, public_key, cek, oaep)
+        return _ktri(cert, public_key, cek, oaep), True
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _kari(cert, public_key, cek)
+        return _kari(cert, public_key, cek).dump(), False
     raise UnsupportedAlgorithm(type(public_key).__name__, "recipient key type")
 
 
-def _ktri(cert: x509.Certificate, public_key: rsa.RSAPublicKey, cek: bytes,
-          oaep: bool) -> cms.RecipientInfo:
+_OAEP_SHA256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+@lru_cache(maxsize=2)
+def _ktri_algorithm(oaep: bool) -> bytes:
     if oaep:
-        algorithm = cms.KeyEncryptionAlgorithm({
+        return cms.KeyEncryptionAlgorithm({
             "algorithm": "rsaes_oaep",
             "parameters": {
                 "hash_algorithm": {"algorithm": "sha256"},
                 "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
             },
-        })
-        pad: padding.AsymmetricPadding = padding.OAEP(
-            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-        )
-    else:
-        algorithm = cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"})
-        pad = padding.PKCS1v15()
-    return cms.RecipientInfo({"ktri": {
-        "version": "v0",
-        "rid": {"issuer_and_serial_number": _ias(cert)},
-        "key_encryption_algorithm": algorithm,
-        "encrypted_key": public_key.encrypt(cek, pad),
-    }})
+        }).dump()
+    return cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"}).dump()
+
+
+def _ktri(cert: x509.Certificate, public_key: rsa.RSAPublicKey, cek: bytes, oaep: bool) -> bytes:
+    # KeyTransRecipientInfo v0 (issuerAndSerialNumber), hand-written: see _cms/der.py.
+    encrypted = public_key.encrypt(cek, _OAEP_SHA256 if oaep else padding.PKCS1v15())
+    return _der.tlv(_der.SEQUENCE, b"\x02\x01\x00", issuer_and_serial_raw(cert), _ktri_algorithm(oaep),
+                    _der.tlv(_der.OCTET_STRING, encrypted))
 
 
 def _kari(cert: x509.Certificate, public_key: ec.EllipticCurvePublicKey,

@@ -21,24 +21,27 @@ import datetime as _dt
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import exceptions as _cryptography_exceptions
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
+from autosmime.smime._cms import der as _der
 from autosmime.smime._cms import signed_algs as _algs
+from autosmime.smime._cms.certinfo import cert_der, issuer_and_serial, spki_der
 from autosmime.smime._cms.signed_attrs import (
     OID_CMS_ALGORITHM_PROTECTION,
     OID_CONTENT_TYPE,
     OID_MESSAGE_DIGEST,
     OID_SIGNING_TIME,
     OID_SMIME_CAPABILITIES,
-    build_signed_attrs,
     capability_names,
     index_attributes,
+    signed_attrs_der,
     single_value,
 )
 
@@ -68,51 +71,68 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, Att
                  x509.InvalidVersion)
 
 
-def sign(content: bytes, key, cert: x509.Certificate, chain: Sequence[x509.Certificate] = (), *,
+def sign(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate] = (), *,
          detached: bool = True, pss: bool = False) -> bytes:
-    """DER ContentInfo(SignedData) over exactly `content`."""
+    """DER ContentInfo(SignedData) over exactly `content` (bytes, or a list of bytes-like chunks)."""
+    return _sign_at(content, key, cert, chain, detached=detached, pss=pss,
+                    now=_dt.datetime.now(_dt.timezone.utc))
+
+
+def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate], *,
+             detached: bool, pss: bool, now: _dt.datetime) -> bytes:
     digest_alg = _algs.digest_for_key(key)
-    signature_alg = _algs.signature_algorithm_for_key(key, digest_alg, pss=pss)
-    if _spki(key.public_key()) != _spki(cert.public_key()):
+    signature_alg = _signature_algorithm_der(_algs.key_kind(key), digest_alg, pss)
+    if _spki(key.public_key()) != spki_der(cert):
         raise NoKey("the private key does not belong to the signing certificate")
-    content = bytes(content)
-    attrs = build_signed_attrs(_algs.digest(digest_alg, content), _dt.datetime.now(_dt.timezone.utc))
-    # The signature covers the DER SET OF exactly as emitted: the [0] field reuses these bytes.
-    signature = _algs.sign_bytes(key, digest_alg, attrs.dump(), pss=pss)
-    signer_attrs = cms.CMSAttributes.load(attrs.dump())
-    signer = cms.SignerInfo({
-        "version": "v1",
-        "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
-            "issuer": asn1_x509.Name.load(cert.issuer.public_bytes()),
-            "serial_number": cert.serial_number,
-        })}),
-        "digest_algorithm": _digest_algorithm_id(digest_alg),
-        "signed_attrs": signer_attrs,
-        "signature_algorithm": signature_alg,
-        "signature": signature,
-    })
+    chunks = [content] if isinstance(content, (bytes, bytearray, memoryview)) else list(content)
+    h = hashes.Hash(_algs.hash_algorithm(digest_alg))
+    for chunk in chunks:
+        h.update(chunk)
+    attrs = signed_attrs_der(h.finalize(), now.replace(microsecond=0))
+    # The signature covers the DER SET OF exactly as emitted; the [0] IMPLICIT field below
+    # is the same bytes with only the tag octet changed (RFC 5652 5.4).
+    signature = _algs.sign_bytes(key, digest_alg, attrs, pss=pss)
+    digest_id = _digest_algorithm_der(digest_alg)
+    signer = _der.tlv(_der.SEQUENCE, b"\x02\x01\x01", issuer_and_serial(cert), digest_id,
+                      b"\xa0" + attrs[1:], signature_alg, _der.tlv(_der.OCTET_STRING, signature))
     certs: list[bytes] = []
     for c in (cert, *chain):
-        der = c.public_bytes(serialization.Encoding.DER)
+        der = cert_der(c)
         if der not in certs:
             certs.append(der)
-    encap = {"content_type": "data"}
+    # SET OF (and the [0] IMPLICIT CertificateSet): DER orders the elements by encoding.
+    certs.sort()
+    encap_body = _DATA_OID
+    content_len = sum(len(c) for c in chunks)
     if not detached:
-        encap["content"] = content
-    signed_data = cms.SignedData({
-        "version": "v1",
-        "digest_algorithms": [_digest_algorithm_id(digest_alg)],
-        "encap_content_info": encap,
-        "certificates": [cms.CertificateChoices(name="certificate", value=asn1_x509.Certificate.load(d))
-                         for d in certs],
-        "signer_infos": [signer],
-    })
-    out = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
-    # Belt and braces: what we emit must be what we signed.
-    emitted = cms.ContentInfo.load(out)["content"]["signer_infos"][0]["signed_attrs"].dump()
-    if b"\x31" + emitted[1:] != attrs.dump():  # pragma: no cover - an asn1crypto behaviour change
-        raise RuntimeError("signed attributes were re-encoded after signing")
-    return out
+        octets = _der.header(_der.OCTET_STRING, content_len)
+        encap_body += _der.header(0xA0, len(octets) + content_len) + octets
+    encap_len = len(encap_body) + (0 if detached else content_len)
+    head = b"\x02\x01\x01" + _der.tlv(_der.SET, digest_id) + _der.header(_der.SEQUENCE, encap_len) + encap_body
+    tail = _der.tlv(0xA0, *certs) + _der.tlv(_der.SET, signer)
+    signed_len = len(head) + len(tail) + (0 if detached else content_len)
+    outer = _der.header(_der.SEQUENCE, signed_len)
+    explicit = _der.header(0xA0, len(outer) + signed_len)
+    info_len = len(_SIGNED_DATA_OID) + len(explicit) + len(outer) + signed_len
+    parts = [_der.header(_der.SEQUENCE, info_len), _SIGNED_DATA_OID, explicit, outer, head]
+    if not detached:
+        parts.extend(chunks)
+    parts.append(tail)
+    return b"".join(parts)
+
+
+_DATA_OID = _der.oid("1.2.840.113549.1.7.1")
+_SIGNED_DATA_OID = _der.oid("1.2.840.113549.1.7.2")
+
+
+@lru_cache(maxsize=32)
+def _signature_algorithm_der(kind: str, digest_alg: str, pss: bool) -> bytes:
+    return _algs.signature_algorithm_for_kind(kind, digest_alg, pss=pss).dump()
+
+
+@lru_cache(maxsize=32)
+def _digest_algorithm_der(name: str) -> bytes:
+    return _digest_algorithm_id(name).dump()
 
 
 def verify(der: bytes, detached_content: bytes | None = None,
@@ -140,7 +160,8 @@ def _verify(der: bytes, detached_content: bytes | None, extra_certs: Sequence[x5
     if isinstance(econtent, core.Void):
         if detached_content is None:
             raise MalformedMessage("detached signature but no signed content was supplied")
-        content = bytes(detached_content)
+        # A memoryview (of the received message) is kept as it is: hashing needs no copy.
+        content = detached_content if isinstance(detached_content, memoryview) else bytes(detached_content)
     else:
         content = bytes(econtent)
         if detached_content is not None and not hmac.compare_digest(content, bytes(detached_content)):
@@ -224,8 +245,13 @@ def _find_signer(sid: cms.SignerIdentifier, pool: Sequence[x509.Certificate]) ->
     if sid.name == "issuer_and_serial_number":
         issuer = sid.chosen["issuer"]
         serial = sid.chosen["serial_number"].native
+        issuer_der = issuer.dump()
         for cert in pool:
-            if cert.serial_number == serial and asn1_x509.Name.load(cert.issuer.public_bytes()) == issuer:
+            if cert.serial_number != serial:
+                continue
+            # Equal encodings are equal names; only otherwise the RFC 5280 comparison (slow).
+            ours = cert.issuer.public_bytes()
+            if ours == issuer_der or asn1_x509.Name.load(ours) == issuer:
                 return cert
     else:
         wanted = sid.chosen.native

@@ -74,9 +74,22 @@ def digest_for_key(key: object) -> str:
     return "sha256"
 
 
+def key_kind(key: object) -> str:
+    """"rsa" or "ec": the signing key families autosmime writes signatures with."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ec"
+    raise UnsupportedAlgorithm(type(key).__name__, "signing key type")
+
+
 def signature_algorithm_for_key(key: object, digest_alg: str, *, pss: bool) -> algos.SignedDigestAlgorithm:
     """The signatureAlgorithm field for ``key``; rsaEncryption for v1.5, as OpenSSL writes it."""
-    if isinstance(key, rsa.RSAPrivateKey):
+    return signature_algorithm_for_kind(key_kind(key), digest_alg, pss=pss)
+
+
+def signature_algorithm_for_kind(kind: str, digest_alg: str, *, pss: bool) -> algos.SignedDigestAlgorithm:
+    if kind == "rsa":
         if pss:
             return algos.SignedDigestAlgorithm({
                 "algorithm": "rsassa_pss",
@@ -87,11 +100,9 @@ def signature_algorithm_for_key(key: object, digest_alg: str, *, pss: bool) -> a
                 }),
             })
         return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"})
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if pss:
-            raise UnsupportedAlgorithm("rsassa_pss with an EC key", "signature algorithm")
-        return algos.SignedDigestAlgorithm({"algorithm": f"{digest_alg}_ecdsa"})
-    raise UnsupportedAlgorithm(type(key).__name__, "signing key type")
+    if pss:
+        raise UnsupportedAlgorithm("rsassa_pss with an EC key", "signature algorithm")
+    return algos.SignedDigestAlgorithm({"algorithm": f"{digest_alg}_ecdsa"})
 
 
 def hashes_digest_size(name: str) -> int:

@@ -17,8 +17,11 @@ Capability names are asn1crypto's EncryptionAlgorithmId names ("aes256_cbc",
 from __future__ import annotations
 
 import datetime as _dt
+from functools import lru_cache
 
 from asn1crypto import algos, cms, core
+
+from autosmime.smime._cms import der as _der
 
 from autosmime.errors import BadSignature
 
@@ -46,12 +49,6 @@ class _Capability(core.Sequence):
 
 class _Capabilities(core.SequenceOf):
     _child_spec = _Capability
-
-
-class _Attribute(core.Sequence):
-    """An attribute with values kept as raw DER, so nothing is re-interpreted on the way out."""
-
-    _fields = [("type", core.ObjectIdentifier), ("values", core.SetOf, {"spec": core.Any})]
 
 
 def _our_capabilities() -> _Capabilities:
@@ -87,29 +84,42 @@ def _algorithm_id(name: str) -> core.Sequence:
 
 def build_signed_attrs(message_digest: bytes, signing_time: _dt.datetime) -> cms.CMSAttributes:
     """contentType=data, signingTime, messageDigest, SMIMECapabilities as a DER SET OF."""
-    when = signing_time.astimezone(_dt.timezone.utc).replace(microsecond=0)
-    # RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime from 2050 on.
-    time_value = (core.UTCTime(when) if when.year < 2050 else core.GeneralizedTime(when))
+    return cms.CMSAttributes.load(signed_attrs_der(message_digest, signing_time))
+
+
+def signed_attrs_der(message_digest: bytes, signing_time: _dt.datetime) -> bytes:
+    """The DER SET OF that :func:`build_signed_attrs` parses: the bytes that get signed."""
     attrs = [
-        _attribute(OID_CONTENT_TYPE, cms.ContentType("data")),
-        _attribute(OID_SIGNING_TIME, time_value),
-        _attribute(OID_MESSAGE_DIGEST, core.OctetString(message_digest)),
-        _attribute(OID_SMIME_CAPABILITIES, _our_capabilities()),
+        _CONTENT_TYPE_DATA,
+        _time_attribute(signing_time),
+        _OID_MESSAGE_DIGEST_DER + _der.tlv(_der.SET, _der.tlv(_der.OCTET_STRING, message_digest)),
+        _capabilities_attribute(),
     ]
     # DER SET OF: elements sorted by their encodings (X.690 §11.6).
-    body = b"".join(sorted(attrs))
-    return cms.CMSAttributes.load(b"\x31" + _der_length(len(body)) + body)
+    body = b"".join(sorted(_der.tlv(_der.SEQUENCE, a) for a in attrs))
+    return _der.tlv(_der.SET, body)
 
 
-def _attribute(oid: str, value: core.Asn1Value) -> bytes:
-    return _Attribute({"type": oid, "values": [core.Any.load(value.dump())]}).dump()
+def _time_attribute(signing_time: _dt.datetime) -> bytes:
+    """The signingTime attribute's contents (OID and value set), hand-encoded."""
+    when = signing_time.astimezone(_dt.timezone.utc)
+    # RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime from 2050 on; whole seconds, "Z".
+    if when.year < 2050:
+        value = _der.tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    else:
+        value = _der.tlv(0x18, f"{when.year:04d}{when.strftime('%m%d%H%M%S')}Z".encode("ascii"))
+    return _OID_SIGNING_TIME_DER + _der.tlv(_der.SET, value)
 
 
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
+@lru_cache(maxsize=1)
+def _capabilities_attribute() -> bytes:
+    # The same for every signature: built once per process, with asn1crypto.
+    return _der.oid(OID_SMIME_CAPABILITIES) + _der.tlv(_der.SET, _our_capabilities().dump())
+
+
+_OID_MESSAGE_DIGEST_DER = _der.oid(OID_MESSAGE_DIGEST)
+_OID_SIGNING_TIME_DER = _der.oid(OID_SIGNING_TIME)
+_CONTENT_TYPE_DATA = _der.oid(OID_CONTENT_TYPE) + _der.tlv(_der.SET, _der.oid("1.2.840.113549.1.7.1"))
 
 
 def index_attributes(attrs: cms.CMSAttributes) -> dict[str, cms.CMSAttribute]:

@@ -1,0 +1,87 @@
+"""A tiny DER writer and a strict definite-length TLV reader, for the fixed layouts we emit.
+
+    >>> from autosmime.smime._cms.der import tlv, integer, oid, read_tlv
+    >>> tlv(0x30, integer(1) + oid("1.2.840.113549.1.7.1")).hex()
+    '300e02010106092a864886f70d010701'
+    >>> read_tlv(bytes.fromhex("3003020105"), 0, 5)
+    (48, 2, 5)
+
+asn1crypto builds, re-validates and re-copies a whole object tree to dump a
+CMS structure; for SignedData and EnvelopedData we know the exact layout, so
+writing the TLVs directly costs a few microseconds instead of milliseconds.
+tests/smime/test_perf_der.py checks every writer against asn1crypto's encoding.
+
+The reader accepts only definite lengths (BER indefinite lengths are left to
+the slow, general path) and refuses anything that overruns its container.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from asn1crypto import core
+
+SEQUENCE = 0x30
+SET = 0x31
+OCTET_STRING = 0x04
+INTEGER = 0x02
+OID = 0x06
+
+
+def length(n: int) -> bytes:
+    """DER length octets (minimal form)."""
+    if n < 0x80:
+        return bytes((n,))
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(raw),)) + raw
+
+
+def header(tag: int, n: int) -> bytes:
+    """Tag and length octets of a value with ``n`` content octets (low tag numbers only)."""
+    return bytes((tag,)) + length(n)
+
+
+def tlv(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return bytes((tag,)) + length(len(body)) + body
+
+
+def integer(n: int) -> bytes:
+    """A DER INTEGER, two's complement, minimal."""
+    raw = n.to_bytes(n.bit_length() // 8 + 1, "big", signed=True)
+    # to_bytes with bit_length//8+1 octets may leave one redundant leading octet.
+    if len(raw) > 1 and ((raw[0] == 0 and raw[1] < 0x80) or (raw[0] == 0xFF and raw[1] >= 0x80)):
+        raw = raw[1:]
+    return tlv(INTEGER, raw)
+
+
+@lru_cache(maxsize=128)
+def oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()
+
+
+def read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
+    """(tag octet, content start, content end) of the TLV at ``pos``; ValueError if malformed.
+
+    Low tag numbers and definite lengths only: anything else is for the general parser.
+    """
+    if pos + 2 > limit:
+        raise ValueError("truncated TLV")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("high tag number")
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        n = first
+    elif first == 0x80:
+        raise ValueError("indefinite length")
+    else:
+        count = first & 0x7F
+        if count > 8 or pos + count > limit:
+            raise ValueError("bad length")
+        n = int.from_bytes(data[pos:pos + count], "big")
+        pos += count
+    if pos + n > limit:
+        raise ValueError("value overruns its container")
+    return tag, pos, pos + n
