@@ -25,7 +25,7 @@ pytestmark = pytest.mark.mailserver
 def _support():
     name = "autosmime_backup_test_support"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_backup_support.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

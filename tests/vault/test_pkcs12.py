@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from autosmime.errors import BackupRejected, WrongPassword
 from autosmime.vault.pkcs12 import build_pfx, parse_pfx
 
-_spec = importlib.util.spec_from_file_location("vault_store_support", Path(__file__).with_name("test_store_support.py"))
+_spec = importlib.util.spec_from_file_location("vault_store_support", Path(__file__).with_name("store_support.py"))
 _support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_support)
 mailbox = _support.mailbox

@@ -16,7 +16,7 @@ from autosmime.errors import NoKey, VaultError
 from autosmime.vault.store import Vault
 from autosmime.vault.store import fingerprint_of
 
-_spec = importlib.util.spec_from_file_location("vault_store_support", Path(__file__).with_name("test_store_support.py"))
+_spec = importlib.util.spec_from_file_location("vault_store_support", Path(__file__).with_name("store_support.py"))
 _support = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_support)
 mailbox = _support.mailbox
