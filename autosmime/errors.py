@@ -147,3 +147,23 @@ class WrongRecoveryCode(BackupRejected):
 
 class RolledBackBackup(BackupRejected):
     """The backup is older than one this device has already seen."""
+
+
+class JoinError(BackupError):
+    """A new device could not join through the mailbox."""
+
+
+class NoJoinRequest(JoinError):
+    """No pending join request from a new device is in the mailbox."""
+
+
+class JoinCodeMismatch(JoinError):
+    """The code shown does not match the join request; nothing was sent."""
+
+
+class JoinTimeout(JoinError):
+    """No approval arrived in time; the join request was withdrawn."""
+
+
+class JoinRefused(JoinError):
+    """The approval's confirmation code was not confirmed; nothing was restored."""

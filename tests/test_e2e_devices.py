@@ -90,6 +90,10 @@ def test_two_devices_one_mailbox(mailstack, world):
     # Device 2: only the account and the recovery code.
     account_add(phone, mailstack, email, tmp)
     ok(cli(phone, "restore", "--recovery-code-file", tmp / "code"))
+    status = json.loads(ok(cli(phone, "status", "--json")))
+    assert status["keys"] == {"active": 1, "expired": 1} and status["recovery_code_stored"] is True
+    assert status["account"]["email"] == email and status["signing"]["fingerprint"]
+    assert code.encode() not in ok(cli(phone, "status"))
     assert {k["fingerprint"] for k in json.loads(ok(cli(phone, "keys", "--json")))["keys"]} == \
         {k["fingerprint"] for k in keys["keys"]}
 

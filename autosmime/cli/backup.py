@@ -2,6 +2,8 @@
 
     $ autosmime --home ~/.autosmime backup --recovery-code-out ~/recovery-code.txt
     $ autosmime --home /new/device restore --recovery-code-file ~/recovery-code.txt
+    $ autosmime --home /new/device restore --join          # then, on the old device:
+    $ autosmime --home ~/.autosmime approve
 
 Status lines go to stderr. The recovery code is never printed: it is only
 written to the file the user names (0600) or typed at a hidden prompt.
@@ -15,7 +17,7 @@ from pathlib import Path
 import click
 
 from autosmime.cli import home_dir
-from autosmime.errors import BackupError, UsageError
+from autosmime.errors import BackupError, JoinCodeMismatch, JoinRefused, UsageError
 
 
 def _read_code(path: Path | None) -> str:
@@ -54,19 +56,97 @@ def backup_cmd(ctx: click.Context, recovery_code_out: Path | None) -> None:
 @click.command("restore")
 @click.option("--recovery-code-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Read the recovery code from this file (else you are asked for it).")
+@click.option("--join", "join_", is_flag=True,
+              help="Get the recovery code from another device of yours instead (it runs `autosmime approve`).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="With --join: seconds to wait for the approval (default 600).")
+@click.option("--confirm-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --join, for scripts: the code `autosmime approve` printed, read from this file "
+                   "(waited for) when the approval arrives, instead of asking.")
 @click.pass_context
-def restore_cmd(ctx: click.Context, recovery_code_file: Path | None) -> None:
+def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool, timeout: float | None,
+                confirm_file: Path | None) -> None:
     """Restore every key from the newest valid backup in the mailbox."""
     from autosmime.vault.backup import restore
 
-    code = _read_code(recovery_code_file)
-    result = restore(home_dir(ctx), code=code)
+    if join_:
+        if recovery_code_file is not None:
+            raise UsageError("--join and --recovery-code-file exclude each other")
+        result = _join(home_dir(ctx), timeout if timeout is not None else 600, confirm_file)
+    else:
+        if timeout is not None or confirm_file is not None:
+            raise UsageError("--timeout and --confirm-file need --join")
+        code = _read_code(recovery_code_file)
+        result = restore(home_dir(ctx), code=code)
     click.echo(f"autosmime: restored backup {result.seq} of {result.created}: "
                f"{result.keys} keys ({result.added} new on this device)", err=True)
     if result.skipped:
         click.echo(f"autosmime: warning: skipped {result.skipped} newer invalid backup(s)", err=True)
 
 
+def _join(home: Path, timeout: float, confirm_file: Path | None):
+    from autosmime.vault.join import confirm_from_file, join
+
+    if confirm_file is None and not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on: pass --confirm-file FILE")
+
+    def show_request(c1: str) -> None:
+        click.echo(f"autosmime: on your other device run `autosmime approve` and check it shows: {c1}", err=True)
+        click.echo(f"autosmime: waiting up to {timeout:g} s for the approval...", err=True)
+
+    def ask(c2: str) -> bool:
+        click.echo(f"autosmime: an approval arrived; your other device should now show: {c2}", err=True)
+        if not click.confirm("Does it show exactly this code?", default=False, err=True):
+            raise JoinRefused("the approval's code was not confirmed; nothing was restored "
+                              "(if the codes differed, someone may be tampering with your mailbox)")
+        return True
+
+    if confirm_file is None:
+        confirm = ask
+    else:
+        waiting = confirm_from_file(confirm_file, timeout=timeout)
+
+        def confirm(c2: str) -> bool:
+            click.echo(f"autosmime: an approval arrived; reading its code from {confirm_file}", err=True)
+            ok = waiting(c2)
+            if not ok:
+                click.echo("autosmime: warning: an approval with a different code was ignored "
+                           "(someone may be tampering with your mailbox); still waiting", err=True)
+            return ok
+
+    return join(home, show_request=show_request, confirm=confirm, timeout=timeout)
+
+
+@click.command("approve")
+@click.option("--confirm", "shown", metavar="CODE",
+              help="The code the new device shows (for scripts; else you are asked on the terminal).")
+@click.pass_context
+def approve_cmd(ctx: click.Context, shown: str | None) -> None:
+    """Let a new device of yours restore the keys (it runs `autosmime restore --join`)."""
+    from autosmime.vault.join import approve, find_request, pending_requests
+
+    home = home_dir(ctx)
+    if shown is None and not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on: pass --confirm CODE (the code the new device shows)")
+    requests = pending_requests(home)
+    if shown is not None:
+        chosen = find_request(requests, shown)
+    else:
+        chosen = None
+        for request in requests:
+            click.echo(f"autosmime: join request from {request.device!r} at "
+                       f"{request.created:%Y-%m-%d %H:%M:%S} UTC; it should show: {request.code}", err=True)
+            if click.confirm("Does the new device show exactly this code?", default=False, err=True):
+                chosen = request
+                break
+        if chosen is None:
+            raise JoinCodeMismatch("no join request was confirmed; nothing was sent")
+    c2 = approve(home, chosen)
+    click.echo(f"autosmime: approved {chosen.device!r}; on the new device, confirm that it shows: {c2}", err=True)
+    click.echo(c2)  # stdout, alone, for scripts (restore --join --confirm-file)
+
+
 def register(group: click.Group) -> None:
     group.add_command(backup_cmd)
     group.add_command(restore_cmd)
+    group.add_command(approve_cmd)

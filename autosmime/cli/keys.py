@@ -103,7 +103,7 @@ def keys_cmd(ctx: click.Context, as_json: bool) -> None:
     vault = Vault.open(home_dir(ctx))
     entries = sorted(vault.entries(), key=lambda e: (e.email or "", e.cert.not_valid_before_utc), reverse=False)
     state = vault.state
-    backup = {name: state.get(name) for name in ("backup_pending", "backup_pending_reason", "backup_last_ok", "backup_seq_seen")}
+    backup = {name: state.get(name) for name in _BACKUP_FIELDS}
     if as_json:
         doc = {
             "keys": [
@@ -143,16 +143,72 @@ def keys_cmd(ctx: click.Context, as_json: bool) -> None:
         console.print(table)
     else:
         console.print("no keys yet")
-    if backup["backup_pending"]:
-        line = f"backup pending: {backup['backup_pending_reason'] or 'not yet uploaded'}"
-    elif backup["backup_last_ok"]:
-        line = f"last backup: {backup['backup_last_ok']} (#{backup['backup_seq_seen']})"
-    else:
-        line = "no backup made yet"
-    console.print(line)
+    console.print(_backup_line(backup))
+
+
+_BACKUP_FIELDS = ("backup_pending", "backup_pending_reason", "backup_last_ok", "backup_seq_seen")
+
+
+def _backup_line(backup: dict) -> str:
+    if backup.get("backup_pending"):
+        return f"backup pending: {backup.get('backup_pending_reason') or 'not yet uploaded'}"
+    if backup.get("backup_last_ok"):
+        return f"last backup: {backup['backup_last_ok']} (#{backup['backup_seq_seen']})"
+    return "no backup made yet"
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """This device at a glance: account, keys, backup, recovery code."""
+    from autosmime.errors import AccountError, NoKey
+    from autosmime.mailbox.account import load_account
+    from autosmime.vault.recovery import load_code
+    from autosmime.vault.store import VAULT_FILE, Vault, fingerprint_of
+
+    home = home_dir(ctx)
+    try:
+        account = load_account(home)
+    except AccountError:
+        account = None
+    doc: dict = {"home": str(home), "account": None, "keys": {}, "signing": None, "encryption": None,
+                 "backup": {}, "recovery_code_stored": False}
+    if account is not None:
+        doc["account"] = {"email": account.email, "imap": f"{account.imap_host}:{account.imap_port}",
+                          "smtp": f"{account.smtp_host}:{account.smtp_port}", "security": account.security,
+                          "backup_folder": account.backup_folder}
+    if (home / VAULT_FILE).exists():
+        vault = Vault.open(home, create=False)
+        for e in vault.entries():
+            status = e.effective_status()
+            doc["keys"][status] = doc["keys"].get(status, 0) + 1
+        for role, getter in (("signing", vault.signing_pair), ("encryption", vault.encryption_pair)):
+            try:
+                pair = getter()
+            except NoKey:
+                continue
+            doc[role] = {"fingerprint": fingerprint_of(pair.cert),
+                         "not_after": pair.cert.not_valid_after_utc.isoformat()}
+        doc["backup"] = {name: vault.state.get(name) for name in _BACKUP_FIELDS}
+        doc["recovery_code_stored"] = load_code(home) is not None
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    lines = [f"home: {home}",
+             f"account: {doc['account']['email']} ({doc['account']['imap']}, {doc['account']['security']})"
+             if doc["account"] else "account: none (run `autosmime account add`)",
+             "keys: " + (", ".join(f"{n} {s}" for s, n in sorted(doc["keys"].items())) or "none")]
+    for role in ("signing", "encryption"):
+        if doc[role]:
+            lines.append(f"{role} certificate: {_short(doc[role]['fingerprint'])} until {doc[role]['not_after'][:10]}")
+    lines.append(_backup_line(doc["backup"]))
+    lines.append("recovery code: " + ("stored on this device" if doc["recovery_code_stored"] else "not on this device"))
+    click.echo("\n".join(lines))
 
 
 def register(group: click.Group) -> None:
     group.add_command(import_cmd)
     group.add_command(export_cmd)
     group.add_command(keys_cmd)
+    group.add_command(status_cmd)

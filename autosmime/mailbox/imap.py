@@ -194,8 +194,13 @@ class ImapMailbox:
             self._client.delete_messages(list(uids))
             self._client.uid_expunge(list(uids))
 
-    def wait_for(self, folder: str, header: str, value: str, timeout: float = 10) -> list[int]:
-        """Poll until a message matching ``header``/``value`` is in ``folder``; [] on timeout."""
+    def wait_for(self, folder: str, header: str, value: str, timeout: float = 10,
+                 interval: float = 0.1) -> list[int]:
+        """Poll until a message matching ``header``/``value`` is in ``folder``; [] on timeout.
+
+        Each poll sends a NOOP first: Dovecot shows messages appended by other
+        connections to a repeated SEARCH only after one.
+        """
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -205,7 +210,7 @@ class ImapMailbox:
                 self._selected = None
             if uids or time.monotonic() >= deadline:
                 return uids
-            time.sleep(0.1)
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             if self._selected is not None:
                 with self._errors("NOOP"):
                     self._client.noop()
