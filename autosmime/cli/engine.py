@@ -9,13 +9,12 @@ Without key options, the commands use the keys in this device's vault.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from pathlib import Path
 
 import click
 from cryptography.hazmat.primitives import serialization
 
+from autosmime._files import write_private
 from autosmime.errors import NoKey, UsageError
 from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file
 
@@ -41,17 +40,10 @@ def _write_output(data: bytes, out_file: Path | None) -> None:
         out.write(data)
         out.flush()
         return
-    directory = out_file.parent if str(out_file.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".autosmime-")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_private(out_file, data)  # 0600: it may be a decrypted message
+    except OSError as e:
+        raise UsageError(f"cannot write {out_file}: {e.strerror}") from None
 
 
 def _password(password_file: Path | None) -> bytes | None:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from autosmime._files import ensure_home, write_private
 from autosmime.errors import AccountError
 
 ACCOUNT_FILE = "account.json"
@@ -77,27 +76,9 @@ def check_security(account: Account, host: str) -> None:
 def save_account(home: Path, account: Account) -> None:
     """Write HOME/account.json atomically with mode 0600 (HOME is created 0700)."""
     home = Path(home)
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_home(home)
     data = json.dumps(dataclasses.asdict(account), indent=2, sort_keys=True).encode() + b"\n"
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".account.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, home / ACCOUNT_FILE)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(home, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_private(home / ACCOUNT_FILE, data)
 
 
 def load_account(home: Path) -> Account:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from autosmime.vault._files import ensure_home, write_private
+from autosmime._files import ensure_home, write_private
 
 SERVICE = "autosmime"
 log = logging.getLogger(__name__)

@@ -178,7 +178,7 @@ def backup_now(vault, *, account=None, password=None, code: str | None = None) -
 
 
 def _write_code_file(path: Path, code: str) -> None:
-    from autosmime.vault._files import write_private
+    from autosmime._files import write_private
 
     try:
         path = Path(path).expanduser()

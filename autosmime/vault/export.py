@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import NoKey, VaultError
-from autosmime.vault._files import write_private
+from autosmime._files import write_private
 from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.store import Vault
 

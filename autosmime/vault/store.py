@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from autosmime.errors import KeyFileError, NoKey, UsageError, VaultError
 from autosmime.pki.keys import KeyPair
-from autosmime.vault._files import ensure_home, locked, remove_stale_temps, write_private
+from autosmime._files import ensure_home, locked, remove_stale_temps, write_private
 from autosmime.vault._secrets import get_secret, put_secret
 
 PrivateKey = Any  # rsa/ec private keys from cryptography; kept loose so every key type loads

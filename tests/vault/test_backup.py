@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -18,21 +17,11 @@ from autosmime.vault import format as fmt
 from autosmime.vault.backup import KEEP, backup_after_change, backup_now, retry_pending
 from autosmime.vault.recovery import load_code
 from autosmime.vault.store import Vault
+from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 
-def _support():
-    name = "autosmime_backup_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
 
 
 def folder_messages(account, password) -> dict[int, bytes]:

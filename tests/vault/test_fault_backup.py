@@ -9,11 +9,8 @@ and the real Dovecot; checks go to Dovecot directly.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,21 +19,11 @@ from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import format as fmt
 from autosmime.vault.backup import KEEP, backup_after_change, restore, retry_pending
 from autosmime.vault.recovery import load_code
+from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 
-def _support():
-    name = "autosmime_backup_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
 
 
 class FolderChecker:

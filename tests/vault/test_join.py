@@ -7,10 +7,8 @@ attacker in the test thread with theirs: three parties on one real mailbox.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import os
 import queue
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,21 +24,11 @@ from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import join as jn
 from autosmime.vault.backup import backup_after_change, backup_now
 from autosmime.vault.recovery import load_code, new_code
+from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 
-def _support():
-    name = "autosmime_backup_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
 
 
 class Joiner(threading.Thread):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -16,23 +15,13 @@ from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import join as jn
 from autosmime.vault.backup import backup_after_change
 from autosmime.vault.recovery import load_code
+from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 _SAS = re.compile(r"\b(\d{4} \d{4} \d{4})\b")
 
 
-def _support():
-    name = "autosmime_backup_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
 
 
 def _cmd(home: Path, *args: str) -> list[str]:

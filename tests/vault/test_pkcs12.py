@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,11 +11,8 @@ from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import BackupRejected, WrongPassword
 from autosmime.vault.pkcs12 import build_pfx, parse_pfx
+from tests.vault.store_support import issuing_ca, mailbox
 
-_spec = importlib.util.spec_from_file_location("vault_store_support", Path(__file__).with_name("store_support.py"))
-_support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_support)
-mailbox = _support.mailbox
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 VECTOR_P12 = [
@@ -55,7 +51,7 @@ def test_own_output_round_trips_every_key(items, legacy):
     pairs = parse_pfx(pfx, b"pw")
     assert [p.cert for p in pairs] == [c for _, c, _ in items]
     assert [_spki(p.key) for p in pairs] == [_spki(k) for k, _, _ in items]
-    assert {c for p in pairs for c in p.chain} == {_support.test_ca("rsa")[1], _support.test_ca("ec")[1]}
+    assert {c for p in pairs for c in p.chain} == {issuing_ca("rsa")[1], issuing_ca("ec")[1]}
     with pytest.raises(WrongPassword):
         parse_pfx(pfx, b"wrong")
 

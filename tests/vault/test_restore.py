@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,21 +11,11 @@ from autosmime.vault import format as fmt
 from autosmime.vault.backup import backup_after_change, backup_now, restore
 from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.recovery import load_code
+from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 
-def _support():
-    name = "autosmime_backup_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
 
 
 def test_second_device_restores_every_key_and_decrypts_old_and_new_mail(mailstack, mail_user, tmp_path):

@@ -7,7 +7,6 @@ after a genuine backup was written by another device of the same account.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,21 +26,11 @@ from autosmime.vault import format as fmt
 from autosmime.vault.backup import backup_after_change, backup_now
 from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.recovery import load_code, new_code
+from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 
-def _support():
-    name = "autosmime_backup_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("backup_support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
 
 
 @dataclass

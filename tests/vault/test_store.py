@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 from pathlib import Path
 import os
 import stat
@@ -15,11 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from autosmime.errors import NoKey, VaultError
 from autosmime.vault.store import Vault
 from autosmime.vault.store import fingerprint_of
+from tests.vault.store_support import mailbox
 
-_spec = importlib.util.spec_from_file_location("vault_store_support", Path(__file__).with_name("store_support.py"))
-_support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_support)
-mailbox = _support.mailbox
 
 
 def test_add_then_newer_cert_retires_older_and_nothing_is_deleted(tmp_path):
@@ -138,10 +134,7 @@ def test_open_without_create(tmp_path):
 
 def test_separate_signing_and_encryption_certificates_both_stay_active(tmp_path):
     """RFC 9216's Alice: one signing and one encryption certificate for the same address."""
-    from pathlib import Path
-
     from autosmime.vault.pkcs12 import parse_pfx
-    from autosmime.vault.store import Vault
 
     vectors = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9216" / "keys"
     pairs = parse_pfx((vectors / "alice.p12").read_bytes(), b"alice")

@@ -1,4 +1,4 @@
-"""Atomic private files and an exclusive lock, for everything the vault writes.
+"""Atomic private files and an exclusive lock, for everything autosmime writes.
 
     >>> from pathlib import Path; import tempfile
     >>> d = Path(tempfile.mkdtemp())
