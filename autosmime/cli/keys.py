@@ -70,7 +70,7 @@ def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recov
 @click.pass_context
 def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, legacy: bool) -> None:
     """Export every key (current and old) as one PKCS#12, plus the certificates as PEM."""
-    from autosmime.vault._files import write_private
+    from autosmime._files import write_private
     from autosmime.vault.export import export_all
     from autosmime.vault.recovery import new_code
     from autosmime.vault.store import Vault
