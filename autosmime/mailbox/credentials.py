@@ -13,31 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from autosmime._keyring import SERVICE, real_keyring
 from autosmime.errors import AccountError
 from autosmime.mailbox.account import Account
 
-SERVICE = "autosmime"
-
-
 def keyring_available() -> bool:
     """True when a real keyring backend (not ``fail``/``null``) is configured."""
-    try:
-        import keyring
-        from keyring.backends import fail
-
-        backend = keyring.get_keyring()
-    except Exception:            # a broken keyring install must not break autosmime
-        return False
-    if isinstance(backend, fail.Keyring):
-        return False
-    try:
-        from keyring.backends import null
-
-        if isinstance(backend, null.Keyring):
-            return False
-    except ImportError:
-        pass
-    return True
+    return real_keyring() is not None
 
 
 def read_password_file(path: str | os.PathLike[str]) -> str:

@@ -17,25 +17,9 @@ import logging
 from pathlib import Path
 
 from autosmime._files import ensure_home, write_private
+from autosmime._keyring import SERVICE, real_keyring
 
-SERVICE = "autosmime"
 log = logging.getLogger(__name__)
-
-
-def _real_keyring():
-    """The keyring backend if it can actually store secrets, else None."""
-    try:
-        import keyring
-        from keyring.backends import chainer, fail, null
-
-        backend = keyring.get_keyring()
-    except Exception:  # a broken keyring install must not stop autosmime
-        return None
-    if isinstance(backend, (fail.Keyring, null.Keyring)):
-        return None
-    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
-        return None
-    return backend
 
 
 def _name(home: Path, kind: str) -> str:
@@ -49,7 +33,7 @@ def get_secret(home: Path, kind: str, file_name: str) -> str | None:
             return path.read_text("ascii").strip() or None
         except (OSError, UnicodeDecodeError):
             return None
-    backend = _real_keyring()
+    backend = real_keyring()
     if backend is None:
         return None
     try:
@@ -62,7 +46,7 @@ def get_secret(home: Path, kind: str, file_name: str) -> str | None:
 def put_secret(home: Path, kind: str, file_name: str, value: str) -> None:
     ensure_home(home)
     path = home / file_name
-    backend = _real_keyring()
+    backend = real_keyring()
     if backend is not None and not path.exists():
         try:
             backend.set_password(SERVICE, _name(home, kind), value)
