@@ -28,11 +28,17 @@ moment, or, when their windows never overlap, each passes the permissive rules
 inside its own window. The message names the first such certificate and its dates.
 
 No OS trust store and no revocation: trust is exactly ``trust_roots``.
+
+Successful validations are memoised (a bounded LRU keyed by the exact
+certificates passed); a repeat re-checks only the validity windows at ``at``,
+and anything outside its window takes the full validation again.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -67,10 +73,47 @@ def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certifi
     roots = list(trust_roots)
     if not roots:
         raise UntrustedSigner(f"no trusted roots to check {_label(cert)} against")
+    key = (cert, tuple(intermediates), tuple(roots))
+    chain = _cached_chain(key)
+    # A chain once found stays a path for the same certificates: only the windows depend on time.
+    if chain is not None and all(_valid_at(c, when) for c in chain):
+        return list(chain)
     try:
-        return _validate(cert, list(intermediates), roots, when)
+        path = _validate(cert, list(intermediates), roots, when)
     except _BAD_CERT as e:  # a certificate cryptography loaded but cannot fully read
         raise UntrustedSigner(f"{_label(cert)} cannot be validated: unreadable certificate ({e})") from None
+    _remember_chain(key, path)
+    return path
+
+
+# --- memo of successful validations ------------------------------------------------
+#
+# Keyed by the leaf, the intermediates and the roots exactly as passed (cryptography's
+# certificates hash and compare by their DER), so other roots or another pool never hit.
+# Only successes are kept; a hit is re-checked against the validity windows at the new
+# moment and, if any certificate is outside its window, goes through the full validation
+# like a miss, so errors (ExpiredSigner included) are always the cold path's own.
+# When several paths are valid, a hit returns the one found first while it stays valid.
+
+_MEMO_SIZE = 256
+_memo: OrderedDict[tuple, tuple[x509.Certificate, ...]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _cached_chain(key: tuple) -> tuple[x509.Certificate, ...] | None:
+    with _memo_lock:
+        chain = _memo.get(key)
+        if chain is not None:
+            _memo.move_to_end(key)
+        return chain
+
+
+def _remember_chain(key: tuple, path: _Path) -> None:
+    with _memo_lock:
+        _memo[key] = tuple(path)
+        _memo.move_to_end(key)
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
 
 
 def _validate(cert: x509.Certificate, pool: _Path, roots: _Path, when: _dt.datetime) -> _Path:

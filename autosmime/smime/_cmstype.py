@@ -8,12 +8,14 @@ import binascii
 from asn1crypto import cms
 
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
+from autosmime.smime._cms import der as _der
 
 _KINDS = {
     "1.2.840.113549.1.7.2": "signed",
     "1.2.840.113549.1.7.3": "enveloped",
     "1.2.840.113549.1.9.16.1.23": "enveloped",  # AuthEnvelopedData
 }
+_KINDS_DER = {_der.oid(dotted): kind for dotted, kind in _KINDS.items()}
 _NAMES = {"1.2.840.113549.1.9.16.1.9": "compressed-data (RFC 3274)",
           "1.2.840.113549.1.7.6": "encrypted-data",
           "1.2.840.113549.1.7.5": "digested-data"}
@@ -21,6 +23,15 @@ _NAMES = {"1.2.840.113549.1.9.16.1.9": "compressed-data (RFC 3274)",
 
 def cms_kind(der: bytes) -> str:
     """"signed" or "enveloped"; typed errors for anything else."""
+    try:  # DER ContentInfo, read by hand: SEQUENCE { OID, [0] ... } with a short-form OID
+        tag, start, end = _der.read_tlv(der, 0, len(der))
+        oid_tag, oid_start, oid_end = _der.read_tlv(der, start, end)
+        if tag == _der.SEQUENCE and oid_tag == _der.OID and oid_start - start == 2:
+            kind = _KINDS_DER.get(bytes(der[start:oid_end]))
+            if kind is not None:
+                return kind
+    except ValueError:
+        pass  # BER or malformed: the general parse judges
     try:
         oid = cms.ContentInfo.load(der)["content_type"].dotted
     except Exception:  # asn1crypto raises many types on garbage

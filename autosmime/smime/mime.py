@@ -9,9 +9,9 @@
 
 Signed content is never re-serialised: the bytes that were signed are cut
 out of the raw message (and only line endings normalised to CRLF, as RFC
-8551 requires of the canonical form). The ``email`` package is used only to
-parse header parameters and, when a part is not 7-bit clean, to re-encode it
-once before signing.
+8551 requires of the canonical form). Header parameters are read by
+:mod:`autosmime.smime.mime_params`; the ``email`` package is used only when a
+part is not 7-bit clean, to re-encode it once before signing.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import re
 import secrets
 from dataclasses import dataclass
 from email.message import EmailMessage
-from functools import lru_cache
-
 from autosmime.errors import MalformedMessage
+from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
 _MAX_LINE = 998
@@ -76,7 +75,8 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 def _name(field: bytes) -> bytes:
-    return field.split(b":", 1)[0].strip().lower()
+    colon = field.find(b":")
+    return (field[:colon] if colon >= 0 else field).strip().lower()
 
 
 @dataclass
@@ -90,23 +90,14 @@ class ContentType:
         return f"{self.maintype}/{self.subtype}"
 
 
-def _parse_params(fields: list[bytes]) -> tuple[ContentType, str]:
+def _parse_params(fields: list[bytes], names: list[bytes] | None = None) -> tuple[ContentType, str]:
     """Content-Type and Content-Transfer-Encoding of an entity, parsed from header fields only."""
-    wanted = tuple(f for f in fields if _name(f) in (b"content-type", b"content-transfer-encoding"))
-    ctype, cte = _parse_wanted(wanted)
-    # A fresh ContentType each time: callers may change its params.
-    return ContentType(ctype.maintype, ctype.subtype, dict(ctype.params)), cte
-
-
-@lru_cache(maxsize=64)
-def _parse_wanted(wanted: tuple[bytes, ...]) -> tuple[ContentType, str]:
-    # The email parser is slow and the same headers are asked about several times per message.
-    msg = email.message_from_bytes(b"".join(wanted) + CRLF, policy=email.policy.compat32)
-    ctype = msg.get_content_type()  # RFC 2045 default text/plain on absent/invalid
+    names = names if names is not None else [_name(f) for f in fields]
+    wanted = tuple(f for f, n in zip(fields, names) if n in (b"content-type", b"content-transfer-encoding"))
+    ctype, params, cte = parse_entity_fields(wanted)
     maintype, _, subtype = ctype.partition("/")
-    params = {k.lower(): str(v) for k, v in (msg.get_params() or [])[1:]}
-    cte = str(msg.get("content-transfer-encoding", "7bit")).strip().lower()
-    return ContentType(maintype, subtype, params), cte
+    # A fresh ContentType each time: callers may change its params.
+    return ContentType(maintype, subtype, dict(params)), cte
 
 
 def _is_7bit_clean(data: bytes) -> bool:
@@ -116,8 +107,13 @@ def _is_7bit_clean(data: bytes) -> bool:
     return _lines_fit(data, 0)
 
 
+_SPLIT_LIMIT = 64 * 1024
+
+
 def _lines_fit(data: bytes, start: int) -> bool:
     """No CRLF-terminated line of ``data[start:]`` is over 998 octets."""
+    if len(data) - start <= _SPLIT_LIMIT:  # one split in C beats a find() per line on mail-sized data
+        return max(map(len, data[start:].split(CRLF))) <= _MAX_LINE
     # A find() loop: splitting a 10 MB message into lines would copy it.
     while True:
         end = data.find(CRLF, start)
@@ -131,10 +127,11 @@ def _lines_fit(data: bytes, start: int) -> bool:
 class Message:
     """A message as header fields plus raw body, never re-serialised behind the caller's back."""
 
-    __slots__ = ("fields", "_source", "_start", "_body")
+    __slots__ = ("fields", "_source", "_start", "_body", "_named")
 
     def __init__(self, fields: list[bytes], body: bytes, *, source: bytes | None = None, start: int = 0):
         self.fields = fields
+        self._named: tuple[tuple[bytes, ...], list[bytes]] | None = None
         # The body is ``source[start:]``; it is only cut out (copied) when someone asks for it.
         self._source, self._start = (body, 0) if source is None else (source, start)
         self._body = body if source is None else None
@@ -156,29 +153,36 @@ class Message:
         return cls(fields, b"", source=raw, start=start)
 
     # -- headers ---------------------------------------------------------
+    def _names(self) -> list[bytes]:
+        """The lower-cased name of each field, worked out once per list of fields."""
+        fields = tuple(self.fields)
+        if self._named is None or self._named[0] != fields:  # a changed ``fields`` is seen afresh
+            self._named = (fields, [_name(f) for f in fields])
+        return self._named[1]
+
     def header(self, name: str) -> str | None:
         key = name.lower().encode()
-        for f in self.fields:
-            if _name(f) == key:
+        for f, n in zip(self.fields, self._names()):
+            if n == key:
                 value = f.split(b":", 1)[1]
                 return " ".join(value.decode("utf-8", "replace").split())
         return None
 
     def outer_headers(self) -> list[bytes]:
         """The mail's own headers (From, To, Subject, ...), without MIME-Version and Content-*."""
-        return [f for f in self.fields
-                if not _name(f).startswith(_ENTITY_PREFIX) and _name(f) != b"mime-version"]
+        return [f for f, n in zip(self.fields, self._names())
+                if not n.startswith(_ENTITY_PREFIX) and n != b"mime-version"]
 
     def entity_headers(self) -> list[bytes]:
-        return [f for f in self.fields if _name(f).startswith(_ENTITY_PREFIX)]
+        return [f for f, n in zip(self.fields, self._names()) if n.startswith(_ENTITY_PREFIX)]
 
     @property
     def content_type(self) -> ContentType:
-        return _parse_params(self.fields)[0]
+        return _parse_params(self.fields, self._names())[0]
 
     @property
     def transfer_encoding(self) -> str:
-        return _parse_params(self.fields)[1]
+        return _parse_params(self.fields, self._names())[1]
 
     # -- entity ------------------------------------------------------------
     def entity_chunks(self) -> list[bytes | memoryview]:
@@ -298,7 +302,14 @@ def _presized(size: int) -> io.BytesIO:
     return out
 
 
+_BOUNDARY_PREFIX = "----=_autosmime_"
+_OUR_BOUNDARIES = re.compile(re.escape(_BOUNDARY_PREFIX.encode()))
+
+
 def _boundary(avoid: list) -> str:
+    # Content that holds none of our boundaries cannot hold the new one: one scan, no compile.
+    if not any(_OUR_BOUNDARIES.search(chunk) for chunk in avoid):
+        return _BOUNDARY_PREFIX + secrets.token_hex(12)
     while True:
         b = "----=_autosmime_" + secrets.token_hex(12)
         needle = re.compile(re.escape(b.encode()))

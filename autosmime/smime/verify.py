@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 from email.utils import getaddresses
+from functools import lru_cache
 
 from cryptography import x509
 
@@ -30,6 +31,11 @@ def from_address(msg: mime.Message) -> str | None:
     value = msg.header("From")
     if not value:
         return None
+    return _first_address(value)
+
+
+@lru_cache(maxsize=256)  # the email package's address parser is slow, and From repeats per sender
+def _first_address(value: str) -> str | None:
     addrs = [a for _, a in getaddresses([value]) if a]
     return addrs[0].lower() if addrs else None
 

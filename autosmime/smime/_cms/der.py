@@ -85,3 +85,11 @@ def read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
     if pos + n > limit:
         raise ValueError("value overruns its container")
     return tag, pos, pos + n
+
+
+def expect(der, pos: int, limit: int, tag: int) -> tuple[int, int]:
+    """(content start, end) of the TLV at ``pos``, which must have ``tag``; ValueError otherwise."""
+    found, start, end = read_tlv(der, pos, limit)
+    if found != tag:
+        raise ValueError("unexpected tag")
+    return start, end

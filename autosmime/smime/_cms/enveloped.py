@@ -54,6 +54,7 @@ from autosmime.smime._cms.enveloped_recipients import (
     read_recipient_infos,
     recipient_info_der,
 )
+from autosmime.smime._cms.enveloped_walk import walk_enveloped
 
 __all__ = ["DecryptResult", "PrivateKey", "Profile", "decrypt", "encrypt"]
 
@@ -153,6 +154,10 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ov
 
 
 def _parse(der: bytes) -> _Envelope:
+    walked = walk_enveloped(der)  # the common layout, read by hand
+    if walked is not None:
+        slots, cipher, ciphertext = walked
+        return _Envelope(False, slots, len(slots), [], cipher, ciphertext, b"", b"")
     hollow = _hollow(der)
     if hollow is not None:
         skeleton, ciphertext = hollow

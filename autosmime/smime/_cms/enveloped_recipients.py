@@ -71,20 +71,21 @@ _ENCRYPT_CURVES = {"secp256r1": STD_DH_SHA256KDF, "secp384r1": STD_DH_SHA384KDF,
 class Rid:
     """A recipient identifier: issuerAndSerialNumber or subjectKeyIdentifier."""
 
-    issuer: asn1_x509.Name | None = None
+    issuer_der: bytes | None = None  # the issuer Name's TLV exactly as received
     serial: int | None = None
     ski: bytes | None = None
 
     def names(self, ident: CertIdentity) -> bool:
         if self.ski is not None:
             return self.ski in ident.skis
-        if self.serial != ident.serial or self.issuer is None:
+        if self.serial != ident.serial or self.issuer_der is None:
             return False
-        if self.issuer.dump() == ident.issuer.dump():
+        if self.issuer_der == ident.issuer_der:
             return True
         try:  # same name, other string types or case (RFC 5280 7.1 comparison)
-            return self.issuer == ident.issuer
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError):
+            return asn1_x509.Name.load(self.issuer_der, strict=True) == asn1_x509.Name.load(ident.issuer_der)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError, OverflowError,
+                RecursionError):
             return False
 
 
@@ -92,28 +93,33 @@ class Rid:
 class CertIdentity:
     """What a RecipientIdentifier can name of one certificate."""
 
-    issuer: asn1_x509.Name
+    issuer_der: bytes
     serial: int
     skis: frozenset[bytes]
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> CertIdentity:
-        parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-        tbs = parsed["tbs_certificate"]
-        # RFC 5280 4.2.1.2 method 1, which some senders use even when the
-        # certificate carries another SKI.
-        skis = {hashlib.sha1(tbs["subject_public_key_info"]["public_key"].contents[1:]).digest()}
-        try:
-            skis.add(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
-        except x509.ExtensionNotFound:
-            pass
-        return cls(tbs["issuer"], tbs["serial_number"].native, frozenset(skis))
+        return _cert_identity(cert)
+
+
+@lru_cache(maxsize=256)  # keyed by the certificate, which hashes and compares by its DER
+def _cert_identity(cert: x509.Certificate) -> CertIdentity:
+    parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    tbs = parsed["tbs_certificate"]
+    # RFC 5280 4.2.1.2 method 1, which some senders use even when the
+    # certificate carries another SKI.
+    skis = {hashlib.sha1(tbs["subject_public_key_info"]["public_key"].contents[1:]).digest()}
+    try:
+        skis.add(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+    except x509.ExtensionNotFound:
+        pass
+    return CertIdentity(tbs["issuer"].dump(), tbs["serial_number"].native, frozenset(skis))
 
 
 def _read_rid(rid: core.Choice) -> Rid:
     if rid.name == "issuer_and_serial_number":
         ias = rid.chosen
-        return Rid(issuer=ias["issuer"], serial=ias["serial_number"].native)
+        return Rid(issuer_der=ias["issuer"].dump(), serial=ias["serial_number"].native)
     if rid.name == "subject_key_identifier":
         return Rid(ski=rid.chosen.native)
     if rid.name == "r_key_id":

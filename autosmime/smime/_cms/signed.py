@@ -39,11 +39,14 @@ from autosmime.smime._cms.signed_attrs import (
     OID_MESSAGE_DIGEST,
     OID_SIGNING_TIME,
     OID_SMIME_CAPABILITIES,
-    capability_names,
-    index_attributes,
+    capability_names_der,
+    index_attribute_values,
+    octet_string,
     signed_attrs_der,
-    single_value,
+    signing_time_value,
+    single,
 )
+from autosmime.smime._cms.signed_walk import Walked, WalkedSigner, walk_signed
 
 __all__ = ["SignedResult", "SignerResult", "sign", "verify"]
 
@@ -150,117 +153,189 @@ def verify(der: bytes, detached_content: bytes | None = None,
 
 def _verify(der: bytes, detached_content: bytes | None, extra_certs: Sequence[x509.Certificate],
             allow_sha1: bool) -> SignedResult:
-    info = cms.ContentInfo.load(der, strict=True)
-    if info["content_type"].dotted != "1.2.840.113549.1.7.2":
-        raise MalformedMessage(f"not a CMS SignedData but {info['content_type'].native}")
-    signed_data = info["content"]
-    encap = signed_data["encap_content_info"]
-    content_type = encap["content_type"]
-    econtent = encap["content"]
-    if isinstance(econtent, core.Void):
+    walked = walk_signed(der)
+    if walked is None:  # BER, chunked strings, or another valid shape: the general parse
+        walked = _walk_asn1(der)
+    content_type = _oid_dotted(walked.content_type)
+    if walked.content is None:
         if detached_content is None:
             raise MalformedMessage("detached signature but no signed content was supplied")
         # A memoryview (of the received message) is kept as it is: hashing needs no copy.
         content = detached_content if isinstance(detached_content, memoryview) else bytes(detached_content)
     else:
-        content = bytes(econtent)
+        content = walked.content
         if detached_content is not None and not hmac.compare_digest(content, bytes(detached_content)):
             raise BadSignature("the supplied content differs from the content inside the signature")
 
-    carried = _carried_certificates(signed_data["certificates"])
+    carried = [c for c in map(_load_certificate, walked.certificates) if c is not None]
     pool = [*carried, *extra_certs]
-    signer_infos = signed_data["signer_infos"]
-    if len(signer_infos) == 0:
+    if not walked.signers:
         raise MalformedMessage("the signature has no signers")
-    signers = tuple(_verify_signer(si, content_type.dotted, content, pool, allow_sha1) for si in signer_infos)
-    name = content_type.native if isinstance(content_type.native, str) else content_type.dotted
-    return SignedResult(content=content, content_type=name, signers=signers, certificates=tuple(carried))
+    signers = tuple(_verify_signer(si, content_type, content, pool, allow_sha1) for si in walked.signers)
+    return SignedResult(content=content, content_type=_content_type_name(walked.content_type),
+                        signers=signers, certificates=tuple(carried))
 
 
-def _verify_signer(si: cms.SignerInfo, content_type: str, content: bytes,
+def _walk_asn1(der: bytes) -> Walked:
+    """The general parse (BER included) into the same shape :func:`walk_signed` gives."""
+    info = cms.ContentInfo.load(der, strict=True)
+    if info["content_type"].dotted != "1.2.840.113549.1.7.2":
+        raise MalformedMessage(f"not a CMS SignedData but {info['content_type'].native}")
+    signed_data = info["content"]
+    # eContent is an OCTET STRING whatever eContentType says (RFC 5652 5.2); asn1crypto's own
+    # spec would parse it as the named type, or hand back an Any for an unknown one.
+    encap = _EncapsulatedContentInfo.load(signed_data["encap_content_info"].dump(), strict=True)
+    econtent = encap["content"]
+    content = None if isinstance(econtent, core.Void) else econtent.native
+    certificates: list[bytes] = []
+    if not isinstance(signed_data["certificates"], core.Void):
+        # Attribute and "other" certificates never identify a signer.
+        certificates = [c.chosen.dump() for c in signed_data["certificates"] if c.name == "certificate"]
+    signers = []
+    for si in signed_data["signer_infos"]:
+        sid = si["sid"]
+        issuer = serial = ski = None
+        if sid.name == "issuer_and_serial_number":
+            issuer, serial = sid.chosen["issuer"].dump(), sid.chosen["serial_number"].native
+        else:
+            ski = sid.chosen.native
+        raw_attrs = si["signed_attrs"]
+        signed_attrs, attributes = None, ()
+        if not isinstance(raw_attrs, core.Void):
+            signed_attrs = b"\x31" + raw_attrs.dump()[1:]
+            # Values only of the attributes we read: others (Microsoft's 1.3.6.1.4.1.311.16.4
+            # from every NSS signer) need not parse.
+            attributes = tuple((a["type"].dump(), tuple(v.dump() for v in a["values"])
+                                if a["type"].dotted in _READ_ATTRIBUTES else ()) for a in raw_attrs)
+        signers.append(WalkedSigner(issuer, serial, ski, si["digest_algorithm"].dump(), signed_attrs, attributes,
+                                    si["signature_algorithm"].dump(), si["signature"].native))
+    return Walked(encap["content_type"].dump(), content, tuple(certificates), tuple(signers))
+
+
+class _EncapsulatedContentInfo(core.Sequence):
+    _fields = [("content_type", cms.ContentType),
+               ("content", core.OctetString, {"explicit": 0, "optional": True})]
+
+
+_READ_ATTRIBUTES = {OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
+                    OID_CMS_ALGORITHM_PROTECTION}
+
+
+def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
                    pool: Sequence[x509.Certificate], allow_sha1: bool) -> SignerResult:
-    digest_alg = _algs.digest_name(si["digest_algorithm"], allow_sha1=allow_sha1)
-    cert = _find_signer(si["sid"], pool)
-    raw_attrs = si["signed_attrs"]
+    digest_alg = _digest_name(si.digest_algorithm, allow_sha1)
+    cert = _find_signer(si, pool)
     signing_time = None
     capabilities: tuple[str, ...] = ()
-    if isinstance(raw_attrs, core.Void):
+    if si.signed_attrs is None:
         if content_type != "1.2.840.113549.1.7.1":
             raise BadSignature("signed attributes are required for content other than data")
         signed_bytes = content
     else:
-        # RFC 5652 §5.4: the signature is over the attributes as received, retagged SET OF.
-        signed_bytes = b"\x31" + raw_attrs.dump()[1:]
-        attrs = index_attributes(raw_attrs)
+        signed_bytes = si.signed_attrs
+        attrs = index_attribute_values(si.attributes)
         if OID_CONTENT_TYPE not in attrs:
             raise BadSignature("the content-type attribute is missing")
         if OID_MESSAGE_DIGEST not in attrs:
             raise BadSignature("the message-digest attribute is missing")
-        if single_value(attrs[OID_CONTENT_TYPE], "content-type").dotted != content_type:
+        if _oid_dotted(single(attrs[OID_CONTENT_TYPE], "content-type")) != content_type:
             raise BadSignature("the content-type attribute differs from the signed content's type")
-        expected = single_value(attrs[OID_MESSAGE_DIGEST], "message-digest").native
+        expected = octet_string(single(attrs[OID_MESSAGE_DIGEST], "message-digest"))
         if not hmac.compare_digest(expected, _algs.digest(digest_alg, content)):
             raise BadSignature("message-digest mismatch: the content was changed after signing")
         if OID_CMS_ALGORITHM_PROTECTION in attrs:
-            _check_algorithm_protection(single_value(attrs[OID_CMS_ALGORITHM_PROTECTION],
-                                                     "CMSAlgorithmProtection"), si)
+            _check_algorithm_protection(single(attrs[OID_CMS_ALGORITHM_PROTECTION], "CMSAlgorithmProtection"), si)
         if OID_SIGNING_TIME in attrs:
-            signing_time = single_value(attrs[OID_SIGNING_TIME], "signing-time").native
+            signing_time = signing_time_value(single(attrs[OID_SIGNING_TIME], "signing-time"))
             if not isinstance(signing_time, _dt.datetime):
                 raise MalformedMessage("the signing-time attribute is not a time")
             signing_time = signing_time.astimezone(_dt.timezone.utc)
         if OID_SMIME_CAPABILITIES in attrs:
-            capabilities = capability_names(attrs[OID_SMIME_CAPABILITIES])
-    scheme = _algs.verify_signature(cert.public_key(), si["signature_algorithm"], digest_alg,
-                                    si["signature"].native, signed_bytes, allow_sha1=allow_sha1)
+            capabilities = capability_names_der(attrs[OID_SMIME_CAPABILITIES])
+    scheme = _algs.verify_signature(_public_key(cert), _signature_algorithm(si.signature_algorithm), digest_alg,
+                                    si.signature, signed_bytes, allow_sha1=allow_sha1)
     return SignerResult(cert=cert, signing_time=signing_time, digest_algorithm=digest_alg,
                         signature_algorithm=scheme, capabilities=capabilities)
 
 
-def _check_algorithm_protection(value, si: cms.SignerInfo) -> None:
+def _check_algorithm_protection(value: bytes, si: WalkedSigner) -> None:
     """RFC 6211: the signed copy of the algorithms must name the ones actually used."""
-    if value["digest_algorithm"]["algorithm"].dotted != si["digest_algorithm"]["algorithm"].dotted:
+    protection = cms.CMSAlgorithmProtection.load(value, strict=True)
+    if protection["digest_algorithm"]["algorithm"].dotted != _algorithm_oid(si.digest_algorithm):
         raise BadSignature("CMSAlgorithmProtection names a different digest algorithm")
-    protected = value["signature_algorithm"]
+    protected = protection["signature_algorithm"]
     if isinstance(protected, core.Void) or (
-            protected["algorithm"].dotted != si["signature_algorithm"]["algorithm"].dotted):
+            protected["algorithm"].dotted != _algorithm_oid(si.signature_algorithm)):
         raise BadSignature("CMSAlgorithmProtection names a different signature algorithm")
 
 
-def _carried_certificates(choices) -> list[x509.Certificate]:
-    found: list[x509.Certificate] = []
-    if isinstance(choices, core.Void):
-        return found
-    for choice in choices:
-        if choice.name != "certificate":
-            continue  # attribute and "other" certificates never identify a signer
-        try:
-            found.append(x509.load_der_x509_certificate(choice.chosen.dump()))
-        except (ValueError, x509.InvalidVersion):
-            continue  # an unreadable extra certificate is not the signature's problem
-    return found
+# Decodings of small TLVs that repeat from message to message (algorithm identifiers, OIDs,
+# certificates): each is a pure function of the bytes, so a bounded cache keyed by them is exact.
+_CACHE = 256
 
 
-def _find_signer(sid: cms.SignerIdentifier, pool: Sequence[x509.Certificate]) -> x509.Certificate:
-    if sid.name == "issuer_and_serial_number":
-        issuer = sid.chosen["issuer"]
-        serial = sid.chosen["serial_number"].native
-        issuer_der = issuer.dump()
+@lru_cache(maxsize=_CACHE)
+def _oid_dotted(tlv: bytes) -> str:
+    return core.ObjectIdentifier.load(tlv, strict=True).dotted
+
+
+@lru_cache(maxsize=_CACHE)
+def _content_type_name(tlv: bytes) -> str:
+    oid = cms.ContentType.load(tlv, strict=True)
+    return oid.native if isinstance(oid.native, str) else oid.dotted
+
+
+@lru_cache(maxsize=_CACHE)
+def _digest_name(tlv: bytes, allow_sha1: bool) -> str:
+    return _algs.digest_name(algos.DigestAlgorithm.load(tlv, strict=True), allow_sha1=allow_sha1)
+
+
+@lru_cache(maxsize=_CACHE)
+def _signature_algorithm(tlv: bytes) -> algos.SignedDigestAlgorithm:
+    # Shared by the cache: only ever read.
+    return algos.SignedDigestAlgorithm.load(tlv, strict=True)
+
+
+@lru_cache(maxsize=_CACHE)
+def _algorithm_oid(tlv: bytes) -> str:
+    return algos.DigestAlgorithm.load(tlv, strict=True)["algorithm"].dotted
+
+
+@lru_cache(maxsize=_CACHE)
+def _load_certificate(der: bytes) -> x509.Certificate | None:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        return None  # an unreadable extra certificate is not the signature's problem
+
+
+@lru_cache(maxsize=_CACHE)
+def _public_key(cert: x509.Certificate):
+    return cert.public_key()
+
+
+@lru_cache(maxsize=_CACHE)
+def _issuer_der(cert: x509.Certificate) -> bytes:
+    return cert.issuer.public_bytes()
+
+
+def _find_signer(si: WalkedSigner, pool: Sequence[x509.Certificate]) -> x509.Certificate:
+    if si.sid_issuer is not None:
         for cert in pool:
-            if cert.serial_number != serial:
+            if cert.serial_number != si.sid_serial:
                 continue
             # Equal encodings are equal names; only otherwise the RFC 5280 comparison (slow).
-            ours = cert.issuer.public_bytes()
-            if ours == issuer_der or asn1_x509.Name.load(ours) == issuer:
+            ours = _issuer_der(cert)
+            if ours == si.sid_issuer or asn1_x509.Name.load(ours) == asn1_x509.Name.load(si.sid_issuer, strict=True):
                 return cert
     else:
-        wanted = sid.chosen.native
         for cert in pool:
-            if _key_identifier(cert) == wanted:
+            if _key_identifier(cert) == si.sid_ski:
                 return cert
     raise BadSignature("signer certificate not found")
 
 
+@lru_cache(maxsize=_CACHE)
 def _key_identifier(cert: x509.Certificate) -> bytes:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest

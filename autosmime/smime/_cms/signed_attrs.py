@@ -20,10 +20,10 @@ import datetime as _dt
 from functools import lru_cache
 
 from asn1crypto import algos, cms, core
-
-from autosmime.smime._cms import der as _der
+from asn1crypto import x509 as _asn1_x509
 
 from autosmime.errors import BadSignature
+from autosmime.smime._cms import der as _der
 
 OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
 OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
@@ -41,6 +41,7 @@ _ECDH_SCHEMES = {
     "1.2.840.113549.1.9.16.3.18": "chacha20_poly1305",
 }
 _NAME_TO_OID = {v: k for k, v in _ECDH_SCHEMES.items()}
+_x509_time = _asn1_x509.Time
 
 
 class _Capability(core.Sequence):
@@ -143,13 +144,71 @@ def single_value(attr: cms.CMSAttribute, label: str):
 def capability_names(attr: cms.CMSAttribute) -> tuple[str, ...]:
     """The advertised capabilities in the signer's order; advisory, so unreadable ones yield ()."""
     try:
+        values = tuple(value.dump() for value in attr["values"])
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
+        return ()
+    return capability_names_der(values)
+
+
+@lru_cache(maxsize=256)  # a pure function of the bytes, which repeat with every mail of a sender
+def capability_names_der(values: tuple[bytes, ...]) -> tuple[str, ...]:
+    """:func:`capability_names` of the attribute's value TLVs as received."""
+    try:
         names: list[str] = []
-        for value in attr["values"]:
-            for cap in _Capabilities.load(value.dump()):
+        for value in values:
+            for cap in _Capabilities.load(value):
                 names.append(_capability_name(cap["capability_id"].dotted))
         return tuple(names)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
         return ()
+
+
+# -- received attributes as raw TLVs (autosmime.smime._cms.signed_walk) ------------------
+
+
+def index_attribute_values(attributes) -> dict[str, tuple[bytes, ...]]:
+    """(type OID TLV, value TLVs) pairs by dotted OID; a repeated type is a bad signature (RFC 5652 5.3)."""
+    found: dict[str, tuple[bytes, ...]] = {}
+    for oid_tlv, values in attributes:
+        oid = _dotted(oid_tlv)
+        if oid in found:
+            raise BadSignature(f"the signed attribute {oid} appears twice")
+        found[oid] = values
+    return found
+
+
+@lru_cache(maxsize=256)
+def _dotted(oid_tlv: bytes) -> str:
+    return core.ObjectIdentifier.load(oid_tlv, strict=True).dotted
+
+
+def single(values: tuple[bytes, ...], label: str) -> bytes:
+    if len(values) != 1:
+        raise BadSignature(f"the {label} attribute must have exactly one value")
+    return values[0]
+
+
+def octet_string(tlv: bytes) -> bytes:
+    """An OCTET STRING value; ValueError when it is not one."""
+    tag, start, end = _der.read_tlv(tlv, 0, len(tlv)) if tlv[:1] == b"\x04" else (None, 0, 0)
+    if tag == _der.OCTET_STRING and end == len(tlv):
+        return tlv[start:end]
+    value = core.OctetString.load(tlv, strict=True).native  # BER chunked strings, or a ValueError
+    if not isinstance(value, bytes):
+        raise ValueError("not an OCTET STRING")
+    return value
+
+
+def signing_time_value(tlv: bytes):
+    """A Time value (UTCTime or GeneralizedTime) as asn1crypto reads it: an aware datetime."""
+    # UTCTime YYMMDDHHMMSSZ, the only form RFC 5652 11.3 allows before 2050, read by hand.
+    if len(tlv) == 15 and tlv[:2] == b"\x17\x0d" and tlv[14:] == b"Z" and tlv[2:14].isdigit():
+        yy, mo, dd, hh, mi, ss = (int(tlv[i:i + 2]) for i in range(2, 14, 2))
+        try:
+            return _dt.datetime(2000 + yy if yy < 50 else 1900 + yy, mo, dd, hh, mi, ss, tzinfo=_dt.timezone.utc)
+        except ValueError:
+            pass  # out-of-range fields: asn1crypto gives the verdict
+    return _x509_time.load(tlv, strict=True).native
 
 
 def _capability_name(oid: str) -> str:

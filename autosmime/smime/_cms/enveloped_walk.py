@@ -1,0 +1,120 @@
+"""A strict hand walk of the EnvelopedData layout nearly every S/MIME client writes.
+
+    >>> from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
+    >>> from autosmime.smime._cms.enveloped import encrypt
+    >>> from autosmime.smime._cms.enveloped_walk import walk_enveloped
+    >>> ca_key, ca = make_ca("Test CA")
+    >>> bob = make_mailbox_cert("bob@example.test", new_key("rsa").public_key(), ca_key, ca)
+    >>> slots, cipher, ciphertext = walk_enveloped(encrypt(b"hi", [bob]))
+    >>> [s.algorithm for s in slots], cipher.name, len(ciphertext)
+    (['rsaes_pkcs1v15'], 'aes256_cbc', 16)
+
+DER ContentInfo(EnvelopedData) without originatorInfo or unprotectedAttrs,
+whose RecipientInfos are all RSA PKCS#1 v1.5 key transport (named by
+issuerAndSerialNumber or subjectKeyIdentifier) and whose content is AES-CBC
+data in one primitive [0] string: autosmime's "interop" profile, OpenSSL,
+Thunderbird and Outlook. Parsing that with asn1crypto costs ~0.5 ms of
+object building for what are a dozen TLVs.
+
+Every TLV is read strictly (definite lengths that fit their container,
+exact ends, the expected tags and algorithm encodings byte for byte). Any
+other layout, however valid, gives None and the caller takes the general
+asn1crypto parse, which reads everything the module docstring of
+:mod:`autosmime.smime._cms.enveloped` lists.
+"""
+
+from __future__ import annotations
+
+from autosmime.smime._cms import der as _der
+from autosmime.smime._cms.enveloped_ciphers import ContentCipher
+from autosmime.smime._cms.enveloped_recipients import Rid, Slot
+
+__all__ = ["walk_enveloped"]
+
+_ENVELOPED_DATA = _der.oid("1.2.840.113549.1.7.3")
+_DATA = _der.oid("1.2.840.113549.1.7.1")
+# rsaEncryption with NULL parameters (RFC 3370 4.2.1) and with them absent, as some write it.
+_RSA_V15 = {_der.tlv(_der.SEQUENCE, _der.oid("1.2.840.113549.1.1.1"), b"\x05\x00"),
+            _der.tlv(_der.SEQUENCE, _der.oid("1.2.840.113549.1.1.1"))}
+_AES_CBC = {_der.oid("2.16.840.1.101.3.4.1.2"): ("aes128_cbc", 16),
+            _der.oid("2.16.840.1.101.3.4.1.22"): ("aes192_cbc", 24),
+            _der.oid("2.16.840.1.101.3.4.1.42"): ("aes256_cbc", 32)}
+_SKI_TAG = 0x80  # [0] IMPLICIT SubjectKeyIdentifier in a ktri rid
+
+
+def walk_enveloped(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
+    """(one slot per RecipientInfo, the content cipher, the ciphertext as a view of ``der``), or None."""
+    try:
+        return _walk(der)
+    except ValueError:  # from read_tlv: not strict definite-length DER
+        return None
+
+
+def _walk(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
+    end = len(der)
+    start, info_end = _der.expect(der, 0, end, _der.SEQUENCE)
+    if info_end != end or der[start:start + len(_ENVELOPED_DATA)] != _ENVELOPED_DATA:
+        return None
+    start, explicit_end = _der.expect(der, start + len(_ENVELOPED_DATA), end, 0xA0)
+    fields, fields_end = _der.expect(der, start, end, _der.SEQUENCE)
+    if explicit_end != end or fields_end != end:
+        return None
+    v_start, pos = _der.expect(der, fields, end, _der.INTEGER)
+    if der[v_start:pos] not in (b"\x00", b"\x02"):  # RFC 5652 6.1: 0, or 2 with SKI recipients
+        return None
+    set_start, set_end = _der.expect(der, pos, end, _der.SET)  # an originatorInfo [0] here: general path
+    slots: list[Slot] = []
+    pos = set_start
+    while pos < set_end:
+        ri_start, ri_end = _der.expect(der, pos, set_end, _der.SEQUENCE)  # ktri; kari & co are tagged
+        slot = _ktri(der, ri_start, ri_end)
+        if slot is None:
+            return None
+        slots.append(slot)
+        pos = ri_end
+    if not slots:
+        return None
+    eci, eci_end = _der.expect(der, set_end, end, _der.SEQUENCE)
+    if eci_end != end:  # unprotectedAttrs [1] after it: general path
+        return None
+    type_start, pos = _der.expect(der, eci, end, _der.OID)
+    if der[type_start - 2:pos] != _DATA:
+        return None
+    alg, alg_end = _der.expect(der, pos, end, _der.SEQUENCE)
+    oid_start, oid_end = _der.expect(der, alg, alg_end, _der.OID)
+    known = _AES_CBC.get(bytes(der[oid_start - 2:oid_end]))
+    iv_start, iv_end = _der.expect(der, oid_end, alg_end, _der.OCTET_STRING)
+    if known is None or iv_end != alg_end or iv_end - iv_start != 16:
+        return None
+    ct_start, ct_end = _der.expect(der, alg_end, end, 0x80)  # primitive [0]: chunked strings take the general path
+    if ct_end != end:
+        return None
+    name, key_size = known
+    cipher = ContentCipher(name, key_size, bytes(der[iv_start:iv_end]), 0, False)
+    return slots, cipher, memoryview(der)[ct_start:ct_end]
+
+
+def _ktri(der, pos: int, end: int) -> Slot | None:
+    v_start, pos = _der.expect(der, pos, end, _der.INTEGER)
+    version = bytes(der[v_start:pos])
+    tag, rid_start, rid_end = _der.read_tlv(der, pos, end)
+    if tag == _der.SEQUENCE and version == b"\x00":  # issuerAndSerialNumber
+        _, name_end = _der.expect(der, rid_start, rid_end, _der.SEQUENCE)
+        serial_start, serial_end = _der.expect(der, name_end, rid_end, _der.INTEGER)
+        if serial_end != rid_end or serial_start == serial_end:
+            return None
+        # The Name exactly as received (TLV included); compared by bytes, then by RFC 5280 rules.
+        issuer = bytes(der[rid_start:name_end])  # the Name is the first element: its whole TLV
+        rid = Rid(issuer_der=issuer, serial=int.from_bytes(der[serial_start:serial_end], "big", signed=True))
+    elif tag == _SKI_TAG and version == b"\x02":
+        rid = Rid(ski=bytes(der[rid_start:rid_end]))
+    else:
+        return None
+    alg_start, alg_end = _der.expect(der, rid_end, end, _der.SEQUENCE)
+    if bytes(der[rid_end:alg_end]) not in _RSA_V15:
+        return None
+    key_start, key_end = _der.expect(der, alg_end, end, _der.OCTET_STRING)
+    if key_end != end:
+        return None
+    return Slot(rid, "rsa", "rsaes_pkcs1v15", False, bytes(der[key_start:key_end]))
+
