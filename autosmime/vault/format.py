@@ -198,6 +198,19 @@ The recovery code is not in this message. Do not reply to or forward it.
 """
 
 
+def folder_message(address: str, subject: str, now: _dt.datetime, markers: dict[str, str]) -> EmailMessage:
+    """A message of the user's to the user, as stored in the backup folder: generic headers plus our markers."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = address
+    msg["To"] = address
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = f"<{secrets.token_hex(16)}@{address.rpartition('@')[2] or 'autosmime.invalid'}>"
+    for name, value in markers.items():
+        msg[name] = value
+    return msg
+
+
 def build_message(*, address: str, seq: int, p12: bytes, certificates: list[CertRecord] | tuple[CertRecord, ...],
                   code: str, kdf: KdfParams = SPEC_KDF, now: _dt.datetime | None = None) -> bytes:
     """The raw RFC 5322 message (CRLF) of one backup; ``p12`` must be protected with ``code``."""
@@ -212,13 +225,7 @@ def build_message(*, address: str, seq: int, p12: bytes, certificates: list[Cert
     body["mac"] = {"alg": "hmac-sha256",
                    "value": base64.b64encode(manifest_mac(mac_key(code, salt, kdf), manifest)).decode("ascii")}
 
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = address
-    msg["To"] = address
-    msg["Subject"] = SUBJECT
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = f"<{secrets.token_hex(16)}@{address.rpartition('@')[2] or 'autosmime.invalid'}>"
-    msg[MARKER_HEADER] = MARKER_VALUE
+    msg = folder_message(address, SUBJECT, now, {MARKER_HEADER: MARKER_VALUE})
     msg.set_content(_EXPLANATION.format(address=address, p12=P12_NAME))
     msg.add_attachment(p12, maintype="application", subtype="pkcs12", filename=P12_NAME)
     msg.add_attachment(canonical_json(body), maintype="application", subtype="json", filename=MANIFEST_NAME)

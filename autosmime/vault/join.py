@@ -39,8 +39,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -61,6 +59,7 @@ from autosmime.errors import (
     NoJoinRequest,
     WrongRecoveryCode,
 )
+from autosmime.vault.format import folder_message
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +187,8 @@ def _b64(data: bytes) -> str:
 
 
 def _build(address: str, kind: str, body: dict, now: _dt.datetime, answer_to: str | None = None) -> bytes:
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = address
-    msg["To"] = address
-    msg["Subject"] = SUBJECT
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = f"<{secrets.token_hex(16)}@{address.rpartition('@')[2] or 'autosmime.invalid'}>"
-    msg[JOIN_HEADER] = kind
-    if answer_to is not None:
-        msg[ANSWER_TO_HEADER] = answer_to
+    markers = {JOIN_HEADER: kind, **({ANSWER_TO_HEADER: answer_to} if answer_to is not None else {})}
+    msg = folder_message(address, SUBJECT, now, markers)
     msg.set_content(_EXPLANATION.format(address=address))
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     msg.add_attachment(data, maintype="application", subtype="json", filename=JSON_NAME)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from autosmime.errors import JoinCodeMismatch, JoinError, JoinRefused, JoinTimeout, NoJoinRequest
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import join as jn
-from autosmime.vault.backup import backup_after_change, backup_now
+from autosmime.vault.backup import backup_now
 from autosmime.vault.recovery import load_code, new_code
 from tests.vault import backup_support as support
 
@@ -59,17 +59,6 @@ class Joiner(threading.Thread):
         self.join(timeout=self.timeout + 30)
         assert not self.is_alive()
         return self.result, self.error
-
-
-@pytest.fixture
-def devices(mailstack, mail_user, tmp_path):
-    """OLD with two keys, a backup and the code; NEW with only the account configured."""
-    email, password = mail_user
-    account = mailstack.account(email)
-    old = support.make_device(tmp_path, "old", account, password, keys=2)
-    backup_after_change(old)
-    new = support.make_device(tmp_path, "new", account, password)
-    return old, new, account, password
 
 
 def _join_messages(account, password) -> dict[str, list[int]]:

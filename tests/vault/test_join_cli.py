@@ -13,7 +13,6 @@ import pytest
 
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import join as jn
-from autosmime.vault.backup import backup_after_change
 from autosmime.vault.recovery import load_code
 from tests.vault import backup_support as support
 
@@ -44,16 +43,6 @@ def _start_joiner(home: Path, *args: str) -> tuple[subprocess.Popen, str, list[s
             return proc, found.group(1), lines
     proc.wait(timeout=30)
     pytest.fail("the joiner never showed a code: " + "".join(lines))
-
-
-@pytest.fixture
-def devices(mailstack, mail_user, tmp_path):
-    email, password = mail_user
-    account = mailstack.account(email)
-    old = support.make_device(tmp_path, "old", account, password, keys=2)
-    backup_after_change(old)
-    new = support.make_device(tmp_path, "new", account, password)
-    return old, new, account, password
 
 
 def test_cli_join_end_to_end_with_confirm_and_confirm_file(devices, tmp_path):
