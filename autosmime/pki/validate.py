@@ -40,6 +40,7 @@ import datetime as _dt
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -146,6 +147,11 @@ def _expired(cert: x509.Certificate, when: _dt.datetime) -> ExpiredSigner:
 
 def cert_addresses(cert: x509.Certificate) -> list[str]:
     """Lower-cased rfc822Name SAN values, plus subject emailAddress if no SAN rfc822Name."""
+    return list(_cert_addresses(cert))
+
+
+@lru_cache(maxsize=_MEMO_SIZE)  # a pure function of the certificate, asked once per verified message
+def _cert_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     found: list[str] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -153,13 +159,13 @@ def cert_addresses(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         pass
     except _BAD_CERT:  # unparsable extensions: the certificate names nobody
-        return []
+        return ()
     if not found:
         try:
             found = [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
         except ValueError:
-            return []
-    return list(dict.fromkeys(found))
+            return ()
+    return tuple(dict.fromkeys(found))
 
 
 # --- the leaf -----------------------------------------------------------------

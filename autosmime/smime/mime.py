@@ -23,8 +23,11 @@ import email.policy
 import io
 import re
 import secrets
+import struct
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import lru_cache
+
 from autosmime.errors import MalformedMessage
 from autosmime.smime.mime_params import parse_entity_fields
 
@@ -37,7 +40,7 @@ _ENTITY_PREFIX = b"content-"
 
 def to_crlf(data: bytes) -> bytes:
     """Every line ending (LF, CR, CRLF) as CRLF."""
-    if data.count(CRLF) == data.count(b"\n") == data.count(b"\r"):
+    if _crlf_only(data):
         return data  # already canonical, as mail almost always is: no copy
     # The same tokens as a CRLF|CR|LF scan, at memchr speed instead of a regex step per byte.
     return data.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
@@ -54,8 +57,8 @@ def _split_at(raw: bytes) -> tuple[list[bytes], int]:
     if raw.startswith((b"\r\n", b"\n")):
         head, start = b"", 2 if raw.startswith(b"\r\n") else 1
     else:
-        m = _BLANK_LINE.search(raw)
-        head, start = (raw, len(raw)) if m is None else (raw[: m.start()], m.end())
+        blank = _blank_line(raw)
+        head, start = (raw, len(raw)) if blank is None else (raw[: blank[0]], blank[1])
     fields: list[bytes] = []
     for line in to_crlf(head).split(CRLF):
         if not line:
@@ -72,6 +75,24 @@ def _split_at(raw: bytes) -> tuple[list[bytes], int]:
 
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def _blank_line(raw: bytes) -> tuple[int, int] | None:
+    """(start, end) of the first ``_BLANK_LINE`` match in ``raw``, found with find() instead.
+
+    The regex has no literal prefix, so it is tried at every byte of the header
+    block; the CRLF form is found first, then only the bytes before it are
+    searched for the other forms.
+    """
+    crlf = raw.find(b"\r\n\r\n")
+    limit = len(raw) if crlf < 0 else crlf + 4
+    # The match's first LF is the earliest LF followed by LF or by CRLF.
+    firsts = [i for i in (raw.find(b"\n\n", 0, limit), raw.find(b"\n\r\n", 0, limit)) if i >= 0]
+    if not firsts:
+        return None
+    lf = min(firsts)
+    start = lf - 1 if lf > 0 and raw[lf - 1] == 0x0D else lf
+    return start, lf + (2 if raw[lf + 1] == 0x0A else 3)
 
 
 def _name(field: bytes) -> bytes:
@@ -107,31 +128,37 @@ def _is_7bit_clean(data: bytes) -> bool:
     return _lines_fit(data, 0)
 
 
-_SPLIT_LIMIT = 64 * 1024
+def _crlf_only(data: bytes, start: int = 0, end: int | None = None) -> bool:
+    """Every CR and LF of ``data[start:end]`` belongs to a CRLF pair (counted in place, no copy)."""
+    end = len(data) if end is None else end
+    return data.count(CRLF, start, end) == data.count(b"\n", start, end) == data.count(b"\r", start, end)
 
 
-def _lines_fit(data: bytes, start: int) -> bool:
-    """No CRLF-terminated line of ``data[start:]`` is over 998 octets."""
-    if len(data) - start <= _SPLIT_LIMIT:  # one split in C beats a find() per line on mail-sized data
-        return max(map(len, data[start:].split(CRLF))) <= _MAX_LINE
-    # A find() loop: splitting a 10 MB message into lines would copy it.
-    while True:
-        end = data.find(CRLF, start)
-        if end < 0:
-            return len(data) - start <= _MAX_LINE
-        if end - start > _MAX_LINE:
+def _lines_fit(data, start: int) -> bool:
+    """No line of canonical CRLF ``data[start:]`` is over 998 octets.
+
+    A line that fits ends with its LF at most 999 bytes after it starts: the
+    last LF of that window starts a line again, so the scan jumps about a
+    kilobyte per find() instead of visiting every line.
+    """
+    end = len(data)
+    while end - start > _MAX_LINE:
+        lf = data.rfind(b"\n", start, start + _MAX_LINE + 2)
+        if lf < 0:
             return False
-        start = end + 2
+        start = lf + 1
+    return True
 
 
 class Message:
     """A message as header fields plus raw body, never re-serialised behind the caller's back."""
 
-    __slots__ = ("fields", "_source", "_start", "_body", "_named")
+    __slots__ = ("fields", "_source", "_start", "_body", "_named", "_params")
 
     def __init__(self, fields: list[bytes], body: bytes, *, source: bytes | None = None, start: int = 0):
         self.fields = fields
         self._named: tuple[tuple[bytes, ...], list[bytes]] | None = None
+        self._params: tuple[list[bytes], str, str, dict[str, str], str] | None = None
         # The body is ``source[start:]``; it is only cut out (copied) when someone asks for it.
         self._source, self._start = (body, 0) if source is None else (source, start)
         self._body = body if source is None else None
@@ -176,13 +203,22 @@ class Message:
     def entity_headers(self) -> list[bytes]:
         return [f for f, n in zip(self.fields, self._names()) if n.startswith(_ENTITY_PREFIX)]
 
+    def _entity_params(self) -> tuple[str, str, dict[str, str], str]:
+        """(maintype, subtype, params, transfer encoding), parsed once per list of names."""
+        names = self._names()
+        if self._params is None or self._params[0] is not names:  # ``fields`` changed: new names
+            ctype, cte = _parse_params(self.fields, names)
+            self._params = (names, ctype.maintype, ctype.subtype, ctype.params, cte)
+        return self._params[1:]
+
     @property
     def content_type(self) -> ContentType:
-        return _parse_params(self.fields, self._names())[0]
+        maintype, subtype, params, _ = self._entity_params()
+        return ContentType(maintype, subtype, dict(params))  # a fresh copy: callers may change it
 
     @property
     def transfer_encoding(self) -> str:
-        return _parse_params(self.fields, self._names())[1]
+        return self._entity_params()[3]
 
     # -- entity ------------------------------------------------------------
     def entity_chunks(self) -> list[bytes | memoryview]:
@@ -194,8 +230,7 @@ class Message:
         src, start = self._source, self._start
         headers = self.entity_headers()
         if (not src.isascii() or not any(_name(h) == b"content-type" for h in headers)
-                or not src.count(CRLF, start) == src.count(b"\n", start) == src.count(b"\r", start)
-                or src.find(b"\x00", start) >= 0 or not _lines_fit(src, start)
+                or src.find(b"\x00", start) >= 0 or not _crlf_only(src, start) or not _lines_fit(src, start)
                 or src.startswith(b"From ", start) or src.find(b"\r\nFrom ", start) >= 0):
             return [self.entity()]
         head = b"".join(headers) + CRLF
@@ -284,8 +319,18 @@ def _write_b64_lines(out: io.BytesIO, chunks) -> None:
 
 def _write_b64_block(out: io.BytesIO, data) -> None:
     encoded = binascii.b2a_base64(data, newline=False)
-    out.write(CRLF.join([encoded[j:j + 76] for j in range(0, len(encoded), 76)]))
+    whole = len(encoded) // 76
+    # One unpack cuts every full line in C; a slice per line cost four times as much.
+    lines = list(_line_cutter(whole).unpack_from(encoded)) if whole else []
+    if len(encoded) > whole * 76:
+        lines.append(encoded[whole * 76:])
+    out.write(CRLF.join(lines))
     out.write(CRLF)
+
+
+@lru_cache(maxsize=64)  # full blocks share one; the last block of a message brings its own
+def _line_cutter(lines: int) -> struct.Struct:
+    return struct.Struct("76s" * lines)
 
 
 def _presized(size: int) -> io.BytesIO:
@@ -377,7 +422,7 @@ class SignedParts:
 
 def decode_body(body: bytes, cte: str) -> bytes:
     if cte == "base64":
-        return b"".join(_b64_pieces(body, 0))
+        return _b64_decode(body, 0)
     if cte in ("7bit", "8bit", "binary", ""):
         return body
     if cte == "quoted-printable":
@@ -389,6 +434,32 @@ def decode_body(body: bytes, cte: str) -> bytes:
 
 _WHITESPACE = b" \t\r\n"
 _B64_IN_STEP = 256 * 1024
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64_decode(data: bytes, start: int) -> bytes:
+    """Strict base64 of ``data[start:]`` (whitespace ignored), with the verdicts of :func:`_b64_pieces`.
+
+    Mail-sized bodies are checked, then decoded in one lenient C pass that skips
+    the line breaks itself; removing them first and decoding strictly cost twice
+    as much. Larger ones go piece by piece, to bound the copies.
+    """
+    if len(data) - start > _B64_IN_STEP:
+        return b"".join(_b64_pieces(data, start))
+    text = data[start:] if start else data
+    # What the lenient decoder would skip or stop at: whitespace, padding and anything else.
+    rest = text.translate(None, _B64_ALPHABET)
+    pads = rest.count(b"=")
+    if (rest.translate(None, _WHITESPACE + b"=") or pads > 2  # outside the alphabet, or long padding
+            or (len(text) - len(rest) + pads) % 4  # a partial quantum
+            or (pads and text[text.find(b"="):].translate(None, _WHITESPACE + b"="))):  # data after padding
+        # Not the plain form: the strict decoder itself gives the verdict (and the error).
+        try:
+            return binascii.a2b_base64(text.translate(None, _WHITESPACE), strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise MalformedMessage("invalid base64 in S/MIME part") from None
+    # Alphabet, whitespace and one closing pad sequence only: lenient and strict decoding agree.
+    return binascii.a2b_base64(text)
 
 
 def _b64_pieces(data: bytes, start: int, step: int = _B64_IN_STEP) -> list[bytes]:
@@ -480,7 +551,7 @@ def split_signed_view(msg: Message) -> SignedParts:
     if sig_msg.content_type.value not in SIGNATURE_TYPES:
         raise MalformedMessage(f"unexpected signature part type {sig_msg.content_type.value}")
     signature = decode_body(sig_msg.body, sig_msg.transfer_encoding)
-    if src.count(CRLF, a, b) == src.count(b"\n", a, b) == src.count(b"\r", a, b):
+    if _crlf_only(src, a, b):
         content: bytes | memoryview = memoryview(src)[a:b]  # already canonical: no copy
     else:
         content = to_crlf(src[a:b])
@@ -489,7 +560,7 @@ def split_signed_view(msg: Message) -> SignedParts:
 
 def pkcs7_der(msg: Message) -> bytes:
     if msg.transfer_encoding == "base64":  # decoded from the raw message, without cutting the body out
-        return b"".join(_b64_pieces(msg._source, msg._start))
+        return _b64_decode(msg._source, msg._start)
     return decode_body(msg.body, msg.transfer_encoding)
 
 
@@ -541,7 +612,7 @@ def rejoin(outer: list[bytes], entity, *, canonical: bool = False) -> bytes:
 def _canonical_pieces(pieces: list) -> bool:
     """Every piece is bytes in CRLF form and no CRLF is split between two pieces."""
     for i, piece in enumerate(pieces):
-        if not isinstance(piece, bytes) or not piece.count(CRLF) == piece.count(b"\n") == piece.count(b"\r"):
+        if not isinstance(piece, bytes) or not _crlf_only(piece):
             return False
         if i + 1 < len(pieces) and piece.endswith(b"\r"):
             return False
