@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -223,13 +224,24 @@ class Gpgsm:
         return cert.fingerprint(hashes.SHA1()).hex().upper()
 
     def import_p12(self, p12: Path, password: bytes, email: str) -> None:
-        """Import a PKCS#12 file; gpgsm may exit 0 without the key, so look for it afterwards."""
-        self._gpgsm("import PKCS#12", ["--pinentry-mode", "loopback", "--passphrase-fd", "0",
-                                       "--import", p12], stdin=password + b"\n")
-        listing = self._gpgsm("list secret keys", ["--with-colons", "--list-secret-keys"]).stdout.decode()
-        blocks = re.split(r"\n(?=cr[ts]:)", listing)
-        if not any(b.startswith("crs:") and f"<{email}>" in b for b in blocks):
-            raise PeerRefused("gpgsm", "import PKCS#12", f"no secret key for {email} after import")
+        """Import a PKCS#12 file; gpgsm may exit 0 without the key, so look for it afterwards.
+
+        One retry: on a loaded machine the first call can lose the race with the
+        gpg-agent it autostarts (seen once in a full run), which is not what we test.
+        """
+        for attempt in range(2):
+            try:
+                self._gpgsm("import PKCS#12", ["--pinentry-mode", "loopback", "--passphrase-fd", "0",
+                                               "--import", p12], stdin=password + b"\n")
+            except PeerRefused:
+                if attempt:
+                    raise
+            listing = self._gpgsm("list secret keys", ["--with-colons", "--list-secret-keys"]).stdout.decode()
+            blocks = re.split(r"\n(?=cr[ts]:)", listing)
+            if any(b.startswith("crs:") and f"<{email}>" in b for b in blocks):
+                return
+            time.sleep(0.5)
+        raise PeerRefused("gpgsm", "import PKCS#12", f"no secret key for {email} after import")
 
     def add_user(self, user: User) -> None:
         """Import the user's legacy (3DES) PKCS#12 once; a refusal is remembered and re-raised."""
