@@ -52,8 +52,8 @@ class FolderChecker:
         return out
 
 
-@pytest.mark.parametrize("runs", [pytest.param(100, id="100-runs"),
-                                  pytest.param(400, id="400-runs", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("runs", [pytest.param(100, id="100-runs", marks=pytest.mark.timeout(900)),
+                                  pytest.param(400, id="400-runs", marks=[pytest.mark.slow, pytest.mark.timeout(3000)])])
 def test_cut_connections_never_leave_the_folder_without_a_valid_backup(mailstack, tmp_path, runs):
     seed = int(os.environ.get("AUTOSMIME_FAULT_SEED", random.SystemRandom().randrange(2**32)))
     rng = random.Random(seed)
