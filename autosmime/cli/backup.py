@@ -46,11 +46,12 @@ def backup_cmd(ctx: click.Context, recovery_code_out: Path | None) -> None:
 
     vault = Vault.open(home_dir(ctx), create=True)
     status = backup_after_change(vault, recovery_code_out=recovery_code_out)
+    code_note = f" (recovery code written to {recovery_code_out}; keep it offline)" if recovery_code_out else ""
+    if vault.state.get("backup_pending"):  # a failure is one line, like every other
+        raise BackupError(f"{status}; it will be retried by the next command{code_note}")
     click.echo(f"autosmime: {status}", err=True)
-    if recovery_code_out is not None:
+    if code_note:
         click.echo(f"autosmime: recovery code written to {recovery_code_out}; keep it offline", err=True)
-    if vault.state.get("backup_pending"):
-        raise BackupError("the key backup could not be stored now; it will be retried by the next command")
 
 
 @click.command("restore")

@@ -157,7 +157,9 @@ def test_cli_next_command_retries_a_queued_backup(mailstack, mail_user, tmp_path
     home = vault.home
     out = tmp_path / "code.txt"
     r = _cli(home, "backup", "--recovery-code-out", str(out))
-    assert r.returncode != 0 or b"pending" in r.stderr
+    assert r.returncode == 1 and r.stdout == b""
+    assert len(r.stderr.splitlines()) == 1 and b"pending" in r.stderr and b"retried" in r.stderr
+    assert out.exists()  # the user has the code even though the server is down
     r = _cli(home, "keys", "--json")
     assert r.returncode == 0 and b"pending" in r.stderr  # still down: still queued, said once
     assert json.loads(r.stdout)["backup"]["backup_pending"] is True
