@@ -22,6 +22,7 @@ from autosmime.errors import UsageError
 from autosmime.mailbox.account import SECURITY_MODES, Account, load_account, save_account
 from autosmime.mailbox.credentials import keyring_available, read_password_file, store_password
 from autosmime.mailbox.imap import ImapMailbox
+from autosmime.mailbox.smtp import check_login
 
 _DEFAULT_PORTS = {"imap": {"starttls": 143, "plain": 143, "tls": 993},
                   "smtp": {"starttls": 587, "plain": 587, "tls": 465}}
@@ -85,6 +86,7 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
                    ca_file=str(ca_file.expanduser().absolute()) if ca_file else None)
     with ImapMailbox.connect(acct, password):
         pass
+    check_login(acct, password)  # a typo in --smtp should fail now, not at the first send
     if store_password(acct, password):
         where = "the OS keyring"
     elif password_file is not None:
@@ -93,7 +95,7 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
     else:
         raise UsageError("the OS keyring refused the password: pass --password-file")
     save_account(home, acct)
-    click.echo(f"account {acct.email} saved in {home}; IMAP login ok; password from {where}")
+    click.echo(f"account {acct.email} saved in {home}; IMAP and SMTP login ok; password from {where}")
 
 
 @account.command("show")

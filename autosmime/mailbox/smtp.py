@@ -2,6 +2,7 @@
 
     >>> from autosmime.mailbox.smtp import send
     >>> send(account, password, raw, "a@example.test", ["b@example.test"])   # doctest: +SKIP
+    >>> check_login(account, password)                                        # doctest: +SKIP
 
 ``raw`` goes on the wire byte for byte (only SMTP dot-stuffing applies): a
 signed message must never be re-serialised by the ``email`` package on its
@@ -10,22 +11,19 @@ way out (smime-crypto.md §7 rule 3).
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from autosmime.errors import AuthenticationFailed, MailboxError, TLSFailure
 from autosmime.mailbox.account import Account, check_security
 from autosmime.mailbox.imap import connect_error, tls_context
 
 
-def send(account: Account, password: str, raw: bytes, sender: str, recipients: Sequence[str], *,
-         timeout: float = 30) -> None:
-    """Submit ``raw`` from ``sender`` to ``recipients`` with SMTP AUTH."""
-    if not isinstance(raw, (bytes, bytearray)):
-        raise TypeError("raw must be bytes")
-    if not recipients:
-        raise MailboxError("no recipients")
+@contextlib.contextmanager
+def _session(account: Account, password: str, timeout: float) -> Iterator[tuple[smtplib.SMTP, str]]:
+    """A connected, TLS-protected (unless plain on loopback), logged-in SMTP session."""
     host, port = account.smtp_host, account.smtp_port
     where = f"SMTP server {host}:{port}"
     check_security(account, host)
@@ -46,8 +44,7 @@ def send(account: Account, password: str, raw: bytes, sender: str, recipients: S
             conn.ehlo()
         if conn.has_extn("auth"):
             conn.login(account.username, password)
-        options = ["BODY=8BITMIME"] if not bytes(raw).isascii() and conn.has_extn("8bitmime") else []
-        conn.sendmail(sender, list(recipients), bytes(raw), mail_options=options)
+        yield conn, where
     except (OSError, smtplib.SMTPException) as e:
         raise _error(e, where, account.username) from None
     finally:
@@ -55,6 +52,24 @@ def send(account: Account, password: str, raw: bytes, sender: str, recipients: S
             conn.quit()
         except (OSError, smtplib.SMTPException):
             conn.close()
+
+
+def send(account: Account, password: str, raw: bytes, sender: str, recipients: Sequence[str], *,
+         timeout: float = 30) -> None:
+    """Submit ``raw`` from ``sender`` to ``recipients`` with SMTP AUTH."""
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError("raw must be bytes")
+    if not recipients:
+        raise MailboxError("no recipients")
+    with _session(account, password, timeout) as (conn, _where):
+        options = ["BODY=8BITMIME"] if not bytes(raw).isascii() and conn.has_extn("8bitmime") else []
+        conn.sendmail(sender, list(recipients), bytes(raw), mail_options=options)
+
+
+def check_login(account: Account, password: str, *, timeout: float = 30) -> None:
+    """Connect, secure and log in to the SMTP server, sending nothing: proves the settings work."""
+    with _session(account, password, timeout):
+        pass
 
 
 def _error(e: BaseException, where: str, username: str = "") -> MailboxError:

@@ -104,3 +104,22 @@ def test_usage_errors(mailstack, tmp_path):
                        "--smtp", "192.0.2.1:25", "--password-file", str(pwfile), "--security", "plain")
     assert remote_plain.returncode == 1 and "loopback" in remote_plain.stderr
     assert not home.exists() or not (home / "account.json").exists()
+
+
+def test_a_wrong_smtp_server_saves_nothing(mailstack, mail_user, tmp_path):
+    """IMAP works but --smtp points at a closed port: caught at setup, not at the first send."""
+    import socket
+
+    email, password = mail_user
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(password + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    args = add_args(mailstack, email, pwfile)
+    args[args.index("--smtp") + 1] = f"127.0.0.1:{closed}"
+    home = tmp_path / "home"
+    result = run(home, *args)
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "SMTP" in result.stderr
+    assert not (home / "account.json").exists()
