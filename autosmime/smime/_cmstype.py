@@ -1,4 +1,4 @@
-"""What a CMS blob is, without parsing all of it."""
+"""What a CMS blob or S/MIME message is, without parsing all of it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import binascii
 from asn1crypto import cms
 
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
+from autosmime.smime import mime
 from autosmime.smime._cms import der as _der
 
 _KINDS = {
@@ -54,3 +55,17 @@ def looks_like_cms(data: bytes) -> bytes | None:
         except (binascii.Error, ValueError):
             raise MalformedMessage("invalid PEM") from None
     return None
+
+
+def layer_kind(message: bytes) -> str | None:
+    """"enveloped" or "signed" for the outermost S/MIME layer of ``message``, None for plain content."""
+    der = looks_like_cms(message)
+    if der is None:
+        msg = mime.Message.parse(message)
+        kind = mime.kind(msg)
+        if kind == "signed":
+            return "signed"
+        if kind != "pkcs7-mime":
+            return None
+        der = mime.pkcs7_der(msg)
+    return cms_kind(der)

@@ -21,16 +21,6 @@ from autosmime.smime.models import DecryptReport, DecryptResult
 KeyList = Sequence[tuple[object, x509.Certificate | None]]
 
 
-def is_encrypted(message: bytes) -> bool:
-    der = looks_like_cms(message)
-    if der is None:
-        msg = mime.Message.parse(message)
-        if mime.kind(msg) != "pkcs7-mime":
-            return False
-        der = mime.pkcs7_der(msg)
-    return cms_kind(der) == "enveloped"
-
-
 def decrypt(message: bytes, keys: KeyList) -> DecryptResult:
     """The outermost encryption layer removed. Raises NotForMe, DecryptionError, ..."""
     keys = [(k.key, k.cert) if hasattr(k, "cert") else k for k in keys]  # KeyPair or tuples

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from cryptography import x509
 
 from autosmime.errors import MalformedMessage
-from autosmime.smime.decrypt import KeyList, decrypt, is_encrypted
+from autosmime.smime._cmstype import layer_kind
+from autosmime.smime.decrypt import KeyList, decrypt
 from autosmime.smime.models import Layer, ReadResult
-from autosmime.smime.verify import is_signed, verify
+from autosmime.smime.verify import verify
 
 MAX_LAYERS = 8  # real mail has at most 3 (signed, enveloped, signed); more is an attack on our time
 
@@ -26,11 +27,12 @@ def read(message: bytes, *, keys: KeyList = (), trust_roots: Sequence[x509.Certi
     layers: list[Layer] = []
     current = message
     for _ in range(MAX_LAYERS + 1):
-        if is_encrypted(current):
+        kind = layer_kind(current)
+        if kind == "enveloped":
             result = decrypt(current, keys)
             layers.append(Layer("enveloped", result.report))
             current = result.message
-        elif is_signed(current):
+        elif kind == "signed":
             vresult = verify(current, trust_roots, at, require_from_match=require_from_match)
             layers.append(Layer("signed", vresult))
             current = vresult.message

@@ -40,17 +40,6 @@ def _first_address(value: str) -> str | None:
     return addrs[0].lower() if addrs else None
 
 
-def is_signed(message: bytes) -> bool:
-    der = looks_like_cms(message)
-    if der is not None:
-        return cms_kind(der) == "signed"
-    msg = mime.Message.parse(message)
-    k = mime.kind(msg)
-    if k == "signed":
-        return True
-    return k == "pkcs7-mime" and cms_kind(mime.pkcs7_der(msg)) == "signed"
-
-
 def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
            require_from_match: bool = True, extra_certs: Sequence[x509.Certificate] = (),
            detached_content: bytes | None = None) -> VerifyResult:
