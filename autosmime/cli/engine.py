@@ -15,8 +15,8 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import write_private
-from autosmime.errors import NoKey, UsageError
-from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file
+from autosmime.errors import NoKey, UsageError, VaultError
+from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file, read_first_line
 
 _in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
                    help="Read the message from FILE instead of standard input.")
@@ -49,19 +49,14 @@ def _write_output(data: bytes, out_file: Path | None) -> None:
 def _password(password_file: Path | None) -> bytes | None:
     if password_file is None:
         return None
-    data = read_file(password_file)
-    return data.splitlines()[0] if data.strip() else b""
+    return read_first_line(password_file)
 
 
 def _p12_pairs(p12: Path, password_file: Path | None) -> list[KeyPair]:
+    from autosmime.vault.pkcs12 import parse_pfx
+
     data = read_file(p12)
     password = _password(password_file)
-    try:
-        from autosmime.vault.pkcs12 import parse_pfx
-    except ImportError:  # pragma: no cover - vault not installed
-        from autosmime.pki.keys import load_p12
-
-        return [load_p12(data, password)]
     return parse_pfx(data, password, require_protected=False)
 
 
@@ -69,13 +64,9 @@ def _vault(ctx: click.Context):
     """This device's vault, or None when it has none."""
     from autosmime.cli import home_dir
 
-    home = home_dir(ctx)
-    try:
-        from autosmime.vault.store import Vault
-    except ImportError:  # pragma: no cover
-        return None
-    from autosmime.errors import VaultError
+    from autosmime.vault.store import Vault
 
+    home = home_dir(ctx)
     try:
         return Vault.open(home, create=False)
     except VaultError:

@@ -17,18 +17,14 @@ from pathlib import Path
 import click
 
 from autosmime.cli import home_dir
-from autosmime.errors import KeyFileError, UsageError
+from autosmime.errors import UsageError
+from autosmime.pki.keys import read_first_line
 
 
 def _read_password(path: Path | None, prompt: str) -> bytes:
     """First line of ``path``; else a hidden prompt on a terminal; else empty."""
     if path is not None:
-        try:
-            text = Path(path).read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise KeyFileError(f"cannot read the password file {path}: {getattr(e, 'strerror', None) or e}") from None
-        lines = text.splitlines()
-        return (lines[0] if lines else "").encode("utf-8")
+        return read_first_line(path)
     if sys.stdin.isatty():
         return click.prompt(prompt, hide_input=True, default="", show_default=False).encode("utf-8")
     return b""

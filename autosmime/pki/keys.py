@@ -64,6 +64,12 @@ def read_file(path: str | Path) -> bytes:
         raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
 
 
+def read_first_line(path: str | Path) -> bytes:
+    """The first line of a password file, without its line ending ("" for an empty file)."""
+    lines = read_file(path).splitlines()
+    return lines[0] if lines else b""
+
+
 def load_key_and_cert(key_path: str | Path, cert_path: str | Path,
                       chain_path: str | Path | None = None) -> KeyPair:
     """A :class:`KeyPair` from a key file, a certificate file and an optional chain file."""
