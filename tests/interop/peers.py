@@ -116,14 +116,11 @@ class User:
 # --- OpenSSL -----------------------------------------------------------------
 
 
-class OpenSSL:
-    """``openssl cms`` in DER form; S/MIME input and output through files."""
+class _Workdir:
+    """A peer's working directory, where the inputs it reads from files are written."""
 
-    tool = "openssl"
-
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
         self._n = 0
 
     def _file(self, data: bytes, suffix: str) -> Path:
@@ -131,6 +128,16 @@ class OpenSSL:
         path = self.dir / f"in{self._n}{suffix}"
         path.write_bytes(data)
         return path
+
+
+class OpenSSL(_Workdir):
+    """``openssl cms`` in DER form; S/MIME input and output through files."""
+
+    tool = "openssl"
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
 
     def cms(self, what: str, args: Sequence[str | os.PathLike], stdin: bytes = b"") -> bytes:
         return _run("openssl", what, ["openssl", "cms", *args], stdin=stdin).stdout
@@ -178,7 +185,7 @@ class OpenSSL:
 # --- GnuPG gpgsm --------------------------------------------------------------
 
 
-class Gpgsm:
+class Gpgsm(_Workdir):
     """gpgsm in a throwaway GNUPGHOME: import by PKCS#12, trust the test CA."""
 
     tool = "gpgsm"
@@ -192,18 +199,12 @@ class Gpgsm:
         (home / "gpgsm.conf").write_text("disable-crl-checks\ndisable-dirmngr\n")
         self.env = {**os.environ, "GNUPGHOME": str(home)}
         self._imported: dict[str, PeerRefused | None] = {}
-        self._n = 0
+        super().__init__(home)
 
     def _gpgsm(self, what: str, args: Sequence[str | os.PathLike], stdin: bytes = b"",
                ) -> subprocess.CompletedProcess[bytes]:
         return _run("gpgsm", what, ["gpgsm", "--batch", "--status-fd", "2", *args],
                     stdin=stdin, env=self.env)
-
-    def _file(self, data: bytes, suffix: str) -> Path:
-        self._n += 1
-        path = self.home / f"in{self._n}{suffix}"
-        path.write_bytes(data)
-        return path
 
     def trust(self, ca_pem: Path) -> None:
         self._gpgsm("import CA", ["--import", ca_pem])
@@ -303,23 +304,16 @@ class Gpgsm:
 # --- NSS (cmsutil: Thunderbird's CMS engine) ----------------------------------
 
 
-class Nss:
+class Nss(_Workdir):
     """An NSS sql: database with the users' PKCS#12 files and the test CA trusted."""
 
     tool = "nss"
 
     def __init__(self, dbdir: Path) -> None:
         dbdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.dir = dbdir
+        super().__init__(dbdir)
         self.db = f"sql:{dbdir}"
         _run("certutil", "create db", ["certutil", "-N", "-d", self.db, "--empty-password"])
-        self._n = 0
-
-    def _file(self, data: bytes, suffix: str) -> Path:
-        self._n += 1
-        path = self.dir / f"in{self._n}{suffix}"
-        path.write_bytes(data)
-        return path
 
     def trust(self, ca_pem: Path) -> None:
         _run("certutil", "trust CA", ["certutil", "-A", "-d", self.db, "-n", "interop-ca",
