@@ -60,6 +60,14 @@ def oid(dotted: str) -> bytes:
     return core.ObjectIdentifier(dotted).dump()
 
 
+def long_form_length(data, pos: int, first: int, limit: int) -> tuple[int, int]:
+    """(length, position after it) of a long-form length whose first octet ``first`` was just read."""
+    count = first & 0x7F
+    if count > 8 or pos + count > limit:
+        raise ValueError("bad length")
+    return int.from_bytes(data[pos:pos + count], "big"), pos + count
+
+
 def read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
     """(tag octet, content start, content end) of the TLV at ``pos``; ValueError if malformed.
 
@@ -77,11 +85,7 @@ def read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
     elif first == 0x80:
         raise ValueError("indefinite length")
     else:
-        count = first & 0x7F
-        if count > 8 or pos + count > limit:
-            raise ValueError("bad length")
-        n = int.from_bytes(data[pos:pos + count], "big")
-        pos += count
+        n, pos = long_form_length(data, pos, first, limit)
     if pos + n > limit:
         raise ValueError("value overruns its container")
     return tag, pos, pos + n

@@ -15,6 +15,8 @@ indefinite form, the only one in which asn1crypto joins chunks.
 
 from __future__ import annotations
 
+from autosmime.smime._cms.der import long_form_length
+
 _MAX_DEPTH = 64  # CMS needs ~12; the cap keeps hostile nesting from exhausting the stack
 _OCTET_STRING = b"\x04"
 _CHUNKED_OCTET_STRING = b"\x24"
@@ -64,11 +66,7 @@ def _element(data: bytes, i: int, limit: int, depth: int) -> tuple[bytes, bytes,
         if first < 0x80:
             length = first
         else:
-            count = first & 0x7F
-            if count > 8 or i + count > limit:
-                raise ValueError("bad length")
-            length = int.from_bytes(data[i:i + count], "big")
-            i += count
+            length, i = long_form_length(data, i, first, limit)
         end = i + length
         if end > limit:
             raise ValueError("truncated value")
