@@ -15,7 +15,6 @@ from typing import Literal
 
 from cryptography import x509
 
-from autosmime.errors import NoKey
 from autosmime.smime import mime
 from autosmime.smime._cms import enveloped as _enveloped
 
@@ -25,12 +24,8 @@ Profile = Literal["interop", "modern"]
 def encrypt(message: bytes, recipient_certs: Sequence[x509.Certificate], *,
             sender_cert: x509.Certificate | None = None, profile: Profile = "interop") -> bytes:
     """The message encrypted to every recipient and to ``sender_cert`` (so Sent stays readable)."""
-    recipients: list[x509.Certificate] = []
-    for cert in [*recipient_certs, *([sender_cert] if sender_cert is not None else [])]:
-        if all(cert != c for c in recipients):
-            recipients.append(cert)
-    if not recipients:
-        raise NoKey("no recipient certificate to encrypt to")
+    # Certificates hash by their DER: the sender, often also a recipient, is encrypted to once.
+    recipients = list(dict.fromkeys([*recipient_certs, *([sender_cert] if sender_cert is not None else [])]))
     msg = mime.Message.parse(message)
     # The ciphertext streams from the raw message's bytes straight into the base64 output.
     der_len, der = _enveloped.encrypt_chunks(msg.entity_chunks(), recipients, profile)
