@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autosmime._keyring import SERVICE, real_keyring
 from autosmime.errors import AccountError
-from autosmime.mailbox.account import Account
+from autosmime.mailbox.account import Account, load_account
 
 def keyring_available() -> bool:
     """True when a real keyring backend (not ``fail``/``null``) is configured."""
@@ -71,3 +71,10 @@ def store_password(account: Account, password: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def account_and_password(home: Path, account: Account | None = None,
+                         password: str | None = None) -> tuple[Account, str]:
+    """The account configured in ``home`` and its password, unless the caller already has them."""
+    account = account if account is not None else load_account(home)
+    return account, password if password is not None else get_password(account, home)

@@ -32,6 +32,8 @@ from autosmime.errors import (
     MailboxError,
     NoBackupFound,
 )
+from autosmime.mailbox.credentials import account_and_password
+from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import format as fmt
 
 log = logging.getLogger(__name__)
@@ -52,22 +54,6 @@ class RestoreResult:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _login(home: Path, account, password):
-    from autosmime.mailbox.account import load_account
-    from autosmime.mailbox.credentials import get_password
-
-    account = account if account is not None else load_account(home)
-    if password is None:
-        password = get_password(account, home)
-    return account, password
-
-
-def _connect(account, password):
-    from autosmime.mailbox.imap import ImapMailbox
-
-    return ImapMailbox.connect(account, password)
 
 
 def _claimed_seq(raw: bytes) -> int:
@@ -138,14 +124,14 @@ def backup_now(vault, *, account=None, password=None, code: str | None = None) -
 
     code = _code_for(vault, code)
     entries = _entries(vault)
-    account, password = _login(vault.home, account, password)
+    account, password = account_and_password(vault.home, account, password)
     address = account.email
     folder = account.backup_folder
     pfx = build_pfx(entries, code.encode("utf-8"), iterations=fmt.PFX_ITERATIONS)
     records = [fmt.CertRecord.of(e.cert, e.status) for e in entries]
     seen = int(vault.state.get("backup_seq_seen", 0) or 0)
 
-    with _connect(account, password) as box:
+    with ImapMailbox.connect(account, password) as box:
         box.ensure_folder(folder)
         old = _newest_first(box.fetch(folder, box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE)))
         authentic = [(uid, m) for uid, m in ((uid, _authentic(raw, code, address)) for uid, raw in old) if m]
@@ -238,10 +224,10 @@ def restore(home: Path, *, code: str, account=None, password=None) -> RestoreRes
 
     home = Path(home)
     code = normalize(code)
-    account, password = _login(home, account, password)
+    account, password = account_and_password(Path(home), account, password)
     seen = _seq_seen(home)
 
-    with _connect(account, password) as box:
+    with ImapMailbox.connect(account, password) as box:
         folder = account.backup_folder
         if not box.folder_exists(folder):
             raise NoBackupFound(f"no key backup folder {folder!r} in the mailbox")

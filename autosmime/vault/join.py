@@ -59,6 +59,8 @@ from autosmime.errors import (
     NoJoinRequest,
     WrongRecoveryCode,
 )
+from autosmime.mailbox.credentials import account_and_password
+from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault.format import folder_message
 
 log = logging.getLogger(__name__)
@@ -308,20 +310,6 @@ def parse_answer(uid: int, raw: bytes) -> JoinAnswer:
 # --- the folder ------------------------------------------------------------------------
 
 
-def _login(home: Path, account, password):
-    from autosmime.mailbox.account import load_account
-    from autosmime.mailbox.credentials import get_password
-
-    account = account if account is not None else load_account(Path(home))
-    return account, password if password is not None else get_password(account, Path(home))
-
-
-def _connect(account, password):
-    from autosmime.mailbox.imap import ImapMailbox
-
-    return ImapMailbox.connect(account, password)
-
-
 def _sweep(box, folder: str, now: _dt.datetime) -> list[tuple[int, bytes]]:
     """Delete join messages older than MAX_AGE; returns the remaining raw requests.
 
@@ -353,10 +341,10 @@ def pending_requests(home: Path, *, account=None, password=None,
     NoJoinRequest when there is none. Nothing here is authenticated: the
     user must compare each request's ``code`` with the new device's screen.
     """
-    account, password = _login(home, account, password)
+    account, password = account_and_password(Path(home), account, password)
     now = now or _utcnow()
     folder = account.backup_folder
-    with _connect(account, password) as box:
+    with ImapMailbox.connect(account, password) as box:
         if not box.folder_exists(folder):
             raise NoJoinRequest(f"no join request: the mailbox has no folder {folder!r}")
         raws = _sweep(box, folder, now)
@@ -401,7 +389,7 @@ def approve(home: Path, request: JoinRequest, *, account=None, password=None) ->
     code = load_code(Path(home))
     if code is None:
         raise BackupError("no recovery code on this device; run `autosmime backup --recovery-code-out FILE`")
-    account, password = _login(home, account, password)
+    account, password = account_and_password(Path(home), account, password)
     folder = account.backup_folder
     mine = X25519PrivateKey.generate()
     mine_pub = _raw_public(mine)
@@ -411,7 +399,7 @@ def approve(home: Path, request: JoinRequest, *, account=None, password=None) ->
     sealed = AESGCM(key).encrypt(nonce, code.encode("utf-8"), aad)
     raw = build_answer(address=account.email, request_id=request.request_id, public_key=mine_pub,
                        nonce=nonce, ciphertext=sealed)
-    with _connect(account, password) as box:
+    with ImapMailbox.connect(account, password) as box:
         if not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
             raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}; run `autosmime backup` first")
         box.append(folder, raw, (r"\Seen",))
@@ -445,7 +433,7 @@ def _withdraw(box, account, password, request_id: bytes, msgid: str) -> None:
     for attempt in ("open", "new"):
         try:
             if attempt == "new":
-                box = _connect(account, password)
+                box = ImapMailbox.connect(account, password)
             with box:
                 uids = set(box.search_header(folder, "Message-ID", msgid))
                 uids.update(box.search_header(folder, ANSWER_TO_HEADER, request_id.hex()))
@@ -477,7 +465,7 @@ def join(home: Path, *, show_request: Callable[[str], None], confirm: Callable[[
     from autosmime.vault import format as fmt
     from autosmime.vault.backup import restore
 
-    account, password = _login(home, account, password)
+    account, password = account_and_password(Path(home), account, password)
     folder = account.backup_folder
     deadline = time.monotonic() + timeout
     mine = X25519PrivateKey.generate()
@@ -486,7 +474,7 @@ def join(home: Path, *, show_request: Callable[[str], None], confirm: Callable[[
                         public_key=_raw_public(mine))
     msgid = fmt.read_message_id(raw)
     refused = 0
-    box = _connect(account, password)
+    box = ImapMailbox.connect(account, password)
     try:
         if not box.folder_exists(folder) or not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
             raise NoBackupFound(f"no key backup in the mailbox folder {folder!r} to join")
