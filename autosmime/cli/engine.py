@@ -15,7 +15,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import write_private
-from autosmime.errors import NoKey, UsageError, VaultError
+from autosmime.errors import NoKey, UsageError
 from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file, read_first_line
 
 _in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -61,18 +61,12 @@ def _p12_pairs(p12: Path, password_file: Path | None) -> list[KeyPair]:
 
 
 def _vault(ctx: click.Context):
-    """This device's vault, or None when it has none."""
+    """This device's vault, or None when it has none (one that exists but won't open is an error)."""
     from autosmime.cli import home_dir
-
-    from autosmime.vault.store import Vault
+    from autosmime.vault.store import VAULT_FILE, Vault
 
     home = home_dir(ctx)
-    try:
-        return Vault.open(home, create=False)
-    except VaultError:
-        if any(home.glob("vault*")):
-            raise  # a vault exists but cannot be opened: say so, don't pretend it's absent
-        return None
+    return Vault.open(home, create=False) if (home / VAULT_FILE).exists() else None
 
 
 def _own_keys(ctx, key, cert, chain, p12, password_file, *, purpose: str) -> list[KeyPair]:
