@@ -39,6 +39,7 @@ from autosmime.smime._cms.signed_attrs import (
     OID_MESSAGE_DIGEST,
     OID_SIGNING_TIME,
     OID_SMIME_CAPABILITIES,
+    READ_ATTRIBUTES,
     capability_names_der,
     index_attribute_values,
     octet_string,
@@ -203,10 +204,8 @@ def _walk_asn1(der: bytes) -> Walked:
         signed_attrs, attributes = None, ()
         if not isinstance(raw_attrs, core.Void):
             signed_attrs = b"\x31" + raw_attrs.dump()[1:]
-            # Values only of the attributes we read: others (Microsoft's 1.3.6.1.4.1.311.16.4
-            # from every NSS signer) need not parse.
             attributes = tuple((a["type"].dump(), tuple(v.dump() for v in a["values"])
-                                if a["type"].dotted in _READ_ATTRIBUTES else ()) for a in raw_attrs)
+                                if a["type"].dotted in READ_ATTRIBUTES else ()) for a in raw_attrs)
         signers.append(WalkedSigner(issuer, serial, ski, si["digest_algorithm"].dump(), signed_attrs, attributes,
                                     si["signature_algorithm"].dump(), si["signature"].native))
     return Walked(encap["content_type"].dump(), content, tuple(certificates), tuple(signers))
@@ -215,10 +214,6 @@ def _walk_asn1(der: bytes) -> Walked:
 class _EncapsulatedContentInfo(core.Sequence):
     _fields = [("content_type", cms.ContentType),
                ("content", core.OctetString, {"explicit": 0, "optional": True})]
-
-
-_READ_ATTRIBUTES = {OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
-                    OID_CMS_ALGORITHM_PROTECTION}
 
 
 def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,

@@ -30,6 +30,11 @@ OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
 OID_SMIME_CAPABILITIES = "1.2.840.113549.1.9.15"
 OID_CMS_ALGORITHM_PROTECTION = "1.2.840.113549.1.9.52"
+# The attributes whose values verification reads; others (Microsoft's 1.3.6.1.4.1.311.16.4 from
+# every NSS signer) are kept by type only, so their values need not parse.
+READ_ATTRIBUTES = frozenset({OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
+                             OID_CMS_ALGORITHM_PROTECTION})
+READ_ATTRIBUTE_TLVS = frozenset(_der.oid(dotted) for dotted in READ_ATTRIBUTES)
 
 _ECDH_SCHEMES = {
     "1.3.133.16.840.63.0.2": "dh_single_pass_std_dh_sha1kdf",

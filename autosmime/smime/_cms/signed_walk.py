@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autosmime.smime._cms import der as _der
+from autosmime.smime._cms.signed_attrs import READ_ATTRIBUTE_TLVS
 
 __all__ = ["Walked", "WalkedSigner", "walk_signed"]
 
@@ -147,13 +148,14 @@ def _signer(der, pos: int, end: int) -> WalkedSigner | None:
             values_start, values_end = _der.expect(der, oid_end, a_end, _der.SET)
             if values_end != a_end:
                 return None
+            oid = bytes(der[a_start:oid_end])
             values: list[bytes] = []
             v = values_start
             while v < values_end:
                 v_end = _der.read_tlv(der, v, values_end)[2]
                 values.append(bytes(der[v:v_end]))
                 v = v_end
-            attributes.append((bytes(der[a_start:oid_end]), tuple(values)))
+            attributes.append((oid, tuple(values) if oid in READ_ATTRIBUTE_TLVS else ()))
             at = a_end
         pos = attrs_end
     _, sig_alg_end = _der.expect(der, pos, end, _der.SEQUENCE)
