@@ -40,7 +40,6 @@ import datetime as _dt
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -50,6 +49,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from autosmime.errors import ExpiredSigner, UntrustedSigner
+from autosmime.pki.certcache import per_certificate
 
 __all__ = ["cert_addresses", "validate_signer"]
 
@@ -74,7 +74,8 @@ def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certifi
     roots = list(trust_roots)
     if not roots:
         raise UntrustedSigner(f"no trusted roots to check {_label(cert)} against")
-    key = (cert, tuple(intermediates), tuple(roots))
+    certs = (cert, tuple(intermediates), tuple(roots))
+    key = (id(cert), tuple(map(id, certs[1])), tuple(map(id, certs[2])))
     chain = _cached_chain(key)
     # A chain once found stays a path for the same certificates: only the windows depend on time.
     if chain is not None and all(_valid_at(c, when) for c in chain):
@@ -83,35 +84,37 @@ def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certifi
         path = _validate(cert, list(intermediates), roots, when)
     except _BAD_CERT as e:  # a certificate cryptography loaded but cannot fully read
         raise UntrustedSigner(f"{_label(cert)} cannot be validated: unreadable certificate ({e})") from None
-    _remember_chain(key, path)
+    _remember_chain(key, certs, path)
     return path
 
 
 # --- memo of successful validations ------------------------------------------------
 #
-# Keyed by the leaf, the intermediates and the roots exactly as passed (cryptography's
-# certificates hash and compare by their DER), so other roots or another pool never hit.
-# Only successes are kept; a hit is re-checked against the validity windows at the new
+# Keyed by the identities of the leaf, the intermediates and the roots exactly as passed,
+# so other roots or another pool never hit. The entry holds those certificates, so their ids
+# cannot be reused while it exists (see autosmime.pki.certcache: hashing a certificate hashes
+# its DER, which cost more than the rest of a hit). Only successes are kept; a hit is re-checked against the validity windows at the new
 # moment and, if any certificate is outside its window, goes through the full validation
 # like a miss, so errors (ExpiredSigner included) are always the cold path's own.
 # When several paths are valid, a hit returns the one found first while it stays valid.
 
 _MEMO_SIZE = 256
-_memo: OrderedDict[tuple, tuple[x509.Certificate, ...]] = OrderedDict()
+_memo: OrderedDict[tuple, tuple[tuple, tuple[x509.Certificate, ...]]] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
 def _cached_chain(key: tuple) -> tuple[x509.Certificate, ...] | None:
     with _memo_lock:
-        chain = _memo.get(key)
-        if chain is not None:
-            _memo.move_to_end(key)
-        return chain
+        entry = _memo.get(key)
+        if entry is None:
+            return None
+        _memo.move_to_end(key)
+        return entry[1]
 
 
-def _remember_chain(key: tuple, path: _Path) -> None:
+def _remember_chain(key: tuple, certs: tuple, path: _Path) -> None:
     with _memo_lock:
-        _memo[key] = tuple(path)
+        _memo[key] = (certs, tuple(path))
         _memo.move_to_end(key)
         while len(_memo) > _MEMO_SIZE:
             _memo.popitem(last=False)
@@ -150,7 +153,7 @@ def cert_addresses(cert: x509.Certificate) -> list[str]:
     return list(_cert_addresses(cert))
 
 
-@lru_cache(maxsize=_MEMO_SIZE)  # a pure function of the certificate, asked once per verified message
+@per_certificate(_MEMO_SIZE)  # asked once per verified message
 def _cert_addresses(cert: x509.Certificate) -> tuple[str, ...]:
     found: list[str] = []
     try:

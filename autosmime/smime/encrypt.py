@@ -17,6 +17,7 @@ from cryptography import x509
 
 from autosmime.smime import mime
 from autosmime.smime._cms import enveloped as _enveloped
+from autosmime.smime._cms.certinfo import cert_der
 
 Profile = Literal["interop", "modern"]
 
@@ -24,8 +25,12 @@ Profile = Literal["interop", "modern"]
 def encrypt(message: bytes, recipient_certs: Sequence[x509.Certificate], *,
             sender_cert: x509.Certificate | None = None, profile: Profile = "interop") -> bytes:
     """The message encrypted to every recipient and to ``sender_cert`` (so Sent stays readable)."""
-    # Certificates hash by their DER: the sender, often also a recipient, is encrypted to once.
-    recipients = list(dict.fromkeys([*recipient_certs, *([sender_cert] if sender_cert is not None else [])]))
+    # The sender, often also a recipient, is encrypted to once (certificates are equal by their DER).
+    everyone = [*recipient_certs, *([sender_cert] if sender_cert is not None else [])]
+    unique: dict[bytes, x509.Certificate] = {}
+    for cert in everyone:
+        unique.setdefault(cert_der(cert), cert)
+    recipients = list(unique.values())
     msg = mime.Message.parse(message)
     # The ciphertext streams from the raw message's bytes straight into the base64 output.
     der_len, der = _enveloped.encrypt_chunks(msg.entity_chunks(), recipients, profile)

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
+from autosmime.pki.certcache import per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms.certinfo import issuer_and_serial_raw
 from autosmime.smime._cms.enveloped_asn1 import (
@@ -102,7 +103,7 @@ class CertIdentity:
         return _cert_identity(cert)
 
 
-@lru_cache(maxsize=256)  # keyed by the certificate, which hashes and compares by its DER
+@per_certificate()
 def _cert_identity(cert: x509.Certificate) -> CertIdentity:
     parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
     tbs = parsed["tbs_certificate"]

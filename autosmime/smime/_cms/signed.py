@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
+from autosmime.pki.certcache import per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms import signed_algs as _algs
 from autosmime.smime._cms.certinfo import cert_der, issuer_and_serial, spki_der
@@ -85,8 +86,8 @@ def sign(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate]
 def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate], *,
              detached: bool, pss: bool, now: _dt.datetime) -> bytes:
     digest_alg = _algs.digest_for_key(key)
-    signature_alg = _signature_algorithm_der(_algs.key_kind(key), digest_alg, pss)
-    if _spki(key.public_key()) != spki_der(cert):
+    t = _template(cert, tuple(chain), _algs.key_kind(key), digest_alg, pss)
+    if _spki(key.public_key()) != t.spki:
         raise NoKey("the private key does not belong to the signing certificate")
     chunks = [content] if isinstance(content, (bytes, bytearray, memoryview)) else list(content)
     h = hashes.Hash(_algs.hash_algorithm(digest_alg))
@@ -96,24 +97,16 @@ def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certific
     # The signature covers the DER SET OF exactly as emitted; the [0] IMPLICIT field below
     # is the same bytes with only the tag octet changed (RFC 5652 5.4).
     signature = _algs.sign_bytes(key, digest_alg, attrs, pss=pss)
-    digest_id = _digest_algorithm_der(digest_alg)
-    signer = _der.tlv(_der.SEQUENCE, b"\x02\x01\x01", issuer_and_serial(cert), digest_id,
-                      b"\xa0" + attrs[1:], signature_alg, _der.tlv(_der.OCTET_STRING, signature))
-    certs: list[bytes] = []
-    for c in (cert, *chain):
-        der = cert_der(c)
-        if der not in certs:
-            certs.append(der)
-    # SET OF (and the [0] IMPLICIT CertificateSet): DER orders the elements by encoding.
-    certs.sort()
+    signer = _der.tlv(_der.SEQUENCE, t.signer_head, b"\xa0" + attrs[1:], t.signature_alg,
+                      _der.tlv(_der.OCTET_STRING, signature))
     encap_body = _DATA_OID
     content_len = sum(len(c) for c in chunks)
     if not detached:
         octets = _der.header(_der.OCTET_STRING, content_len)
         encap_body += _der.header(0xA0, len(octets) + content_len) + octets
     encap_len = len(encap_body) + (0 if detached else content_len)
-    head = b"\x02\x01\x01" + _der.tlv(_der.SET, digest_id) + _der.header(_der.SEQUENCE, encap_len) + encap_body
-    tail = _der.tlv(0xA0, *certs) + _der.tlv(_der.SET, signer)
+    head = t.version_and_digests + _der.header(_der.SEQUENCE, encap_len) + encap_body
+    tail = t.certificates + _der.tlv(_der.SET, signer)
     signed_len = len(head) + len(tail) + (0 if detached else content_len)
     outer = _der.header(_der.SEQUENCE, signed_len)
     explicit = _der.header(0xA0, len(outer) + signed_len)
@@ -123,6 +116,35 @@ def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certific
         parts.extend(chunks)
     parts.append(tail)
     return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """The parts of a SignedData that depend only on the signer's certificates and algorithms."""
+
+    spki: bytes  # the certificate's public key, to check the private key against
+    version_and_digests: bytes  # SignedData version and its digestAlgorithms SET
+    signer_head: bytes  # SignerInfo version, sid and digestAlgorithm
+    signature_alg: bytes
+    certificates: bytes  # the [0] IMPLICIT CertificateSet
+
+
+@lru_cache(maxsize=32)  # one entry per identity in use: a user signs with one or two
+def _template(cert: x509.Certificate, chain: tuple[x509.Certificate, ...], kind: str, digest_alg: str,
+              pss: bool) -> _Template:
+    digest_id = _digest_algorithm_der(digest_alg)
+    certs: list[bytes] = []
+    for c in (cert, *chain):
+        der = cert_der(c)
+        if der not in certs:
+            certs.append(der)
+    # SET OF (and the [0] IMPLICIT CertificateSet): DER orders the elements by encoding.
+    certs.sort()
+    return _Template(spki=spki_der(cert),
+                     version_and_digests=b"\x02\x01\x01" + _der.tlv(_der.SET, digest_id),
+                     signer_head=b"\x02\x01\x01" + issuer_and_serial(cert) + digest_id,
+                     signature_alg=_signature_algorithm_der(kind, digest_alg, pss),
+                     certificates=_der.tlv(0xA0, *certs))
 
 
 _DATA_OID = _der.oid("1.2.840.113549.1.7.1")
@@ -304,12 +326,12 @@ def _load_certificate(der: bytes) -> x509.Certificate | None:
         return None  # an unreadable extra certificate is not the signature's problem
 
 
-@lru_cache(maxsize=_CACHE)
+@per_certificate()
 def _public_key(cert: x509.Certificate):
     return cert.public_key()
 
 
-@lru_cache(maxsize=_CACHE)
+@per_certificate()
 def _issuer_der(cert: x509.Certificate) -> bytes:
     return cert.issuer.public_bytes()
 
@@ -330,7 +352,7 @@ def _find_signer(si: WalkedSigner, pool: Sequence[x509.Certificate]) -> x509.Cer
     raise BadSignature("signer certificate not found")
 
 
-@lru_cache(maxsize=_CACHE)
+@per_certificate()
 def _key_identifier(cert: x509.Certificate) -> bytes:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest

@@ -95,15 +95,19 @@ def build_signed_attrs(message_digest: bytes, signing_time: _dt.datetime) -> cms
 
 def signed_attrs_der(message_digest: bytes, signing_time: _dt.datetime) -> bytes:
     """The DER SET OF that :func:`build_signed_attrs` parses: the bytes that get signed."""
-    attrs = [
-        _CONTENT_TYPE_DATA,
-        _time_attribute(signing_time),
-        _OID_MESSAGE_DIGEST_DER + _der.tlv(_der.SET, _der.tlv(_der.OCTET_STRING, message_digest)),
-        _capabilities_attribute(),
-    ]
+    content_type, capabilities = _fixed_attributes()
+    digest = _OID_MESSAGE_DIGEST_DER + _der.tlv(_der.SET, _der.tlv(_der.OCTET_STRING, message_digest))
+    attrs = [content_type, capabilities, _der.tlv(_der.SEQUENCE, _time_attribute(signing_time)),
+             _der.tlv(_der.SEQUENCE, digest)]
     # DER SET OF: elements sorted by their encodings (X.690 §11.6).
-    body = b"".join(sorted(_der.tlv(_der.SEQUENCE, a) for a in attrs))
+    body = b"".join(sorted(attrs))
     return _der.tlv(_der.SET, body)
+
+
+@lru_cache(maxsize=1)
+def _fixed_attributes() -> tuple[bytes, bytes]:
+    """The content-type and capabilities attributes, the same in every signature: encoded once."""
+    return _der.tlv(_der.SEQUENCE, _CONTENT_TYPE_DATA), _der.tlv(_der.SEQUENCE, _capabilities_attribute())
 
 
 def _time_attribute(signing_time: _dt.datetime) -> bytes:
