@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 from asn1crypto import cms
 
@@ -57,15 +58,32 @@ def looks_like_cms(data: bytes) -> bytes | None:
     return None
 
 
-def layer_kind(message: bytes) -> str | None:
-    """"enveloped" or "signed" for the outermost S/MIME layer of ``message``, None for plain content."""
+@dataclass
+class Classified:
+    """A message's outermost S/MIME layer, with what was parsed to find it, for the step that opens it."""
+
+    kind: str | None  # "enveloped", "signed", or None for plain content
+    msg: mime.Message | None  # the parsed MIME message; None for bare CMS
+    der: bytes | None  # the CMS blob; None for multipart/signed (its signature is cut out later) and plain
+
+    def take_der(self) -> bytes:
+        """The CMS blob, handed over: a 10 MB ciphertext must not outlive its decryption."""
+        der, self.der = self.der, None
+        if der is None:
+            raise ValueError("no CMS blob, or it was taken already")
+        return der
+
+
+def classify(message: bytes) -> Classified:
+    """The outermost S/MIME layer of ``message``, keeping the parsed message and the decoded CMS for reuse."""
     der = looks_like_cms(message)
-    if der is None:
-        msg = mime.Message.parse(message)
-        kind = mime.kind(msg)
-        if kind == "signed":
-            return "signed"
-        if kind != "pkcs7-mime":
-            return None
-        der = mime.pkcs7_der(msg)
-    return cms_kind(der)
+    if der is not None:
+        return Classified(cms_kind(der), None, der)
+    msg = mime.Message.parse(message)
+    kind = mime.kind(msg)
+    if kind == "signed":
+        return Classified("signed", msg, None)
+    if kind != "pkcs7-mime":
+        return Classified(None, msg, None)
+    der = mime.pkcs7_der(msg)
+    return Classified(cms_kind(der), msg, der)

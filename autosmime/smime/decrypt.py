@@ -15,7 +15,7 @@ from cryptography import x509
 from autosmime.errors import MalformedMessage
 from autosmime.smime import mime
 from autosmime.smime._cms import enveloped as _enveloped
-from autosmime.smime._cmstype import cms_kind, looks_like_cms
+from autosmime.smime._cmstype import Classified, classify
 from autosmime.smime.models import DecryptReport, DecryptResult
 
 KeyList = Sequence[tuple[object, x509.Certificate | None]]
@@ -23,19 +23,18 @@ KeyList = Sequence[tuple[object, x509.Certificate | None]]
 
 def decrypt(message: bytes, keys: KeyList) -> DecryptResult:
     """The outermost encryption layer removed. Raises NotForMe, DecryptionError, ..."""
+    return decrypt_classified(classify(message), keys)
+
+
+def decrypt_classified(layer: Classified, keys: KeyList) -> DecryptResult:
+    """:func:`decrypt` of a message already classified (by :func:`read`, which classified it anyway)."""
+    if layer.kind != "enveloped":
+        if layer.der is not None:
+            raise MalformedMessage("the message is signed, not encrypted")
+        raise MalformedMessage(f"not an encrypted message ({layer.msg.content_type.value})")
     keys = [(k.key, k.cert) if hasattr(k, "cert") else k for k in keys]  # KeyPair or tuples
-    der = looks_like_cms(message)
-    outer: list[bytes] = []
-    if der is None:
-        msg = mime.Message.parse(message)
-        if mime.kind(msg) != "pkcs7-mime":
-            raise MalformedMessage(f"not an encrypted message ({msg.content_type.value})")
-        outer = msg.outer_headers()
-        der = mime.pkcs7_der(msg)
-    if cms_kind(der) != "enveloped":
-        raise MalformedMessage("the message is signed, not encrypted")
-    pieces, r = _enveloped.decrypt_pieces(der, keys)
-    del der  # the ciphertext is no longer needed: let it go before the message is assembled
+    outer = layer.msg.outer_headers() if layer.msg is not None else []
+    pieces, r = _enveloped.decrypt_pieces(layer.take_der(), keys)  # the ciphertext goes before the rejoin
     report = DecryptReport(content_algorithm=r.content_algorithm, key_algorithm=r.key_algorithm,
                            weak=r.weak, authenticated=r.authenticated, recipient_cert=r.recipient_cert)
     return DecryptResult(message=mime.rejoin(outer, pieces), report=report)

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from cryptography import x509
 
 from autosmime.errors import MalformedMessage
-from autosmime.smime._cmstype import layer_kind
-from autosmime.smime.decrypt import KeyList, decrypt
+from autosmime.smime._cmstype import classify
+from autosmime.smime.decrypt import KeyList, decrypt_classified
 from autosmime.smime.models import Layer, ReadResult
-from autosmime.smime.verify import verify
+from autosmime.smime.verify import verify_classified
 
 MAX_LAYERS = 8  # real mail has at most 3 (signed, enveloped, signed); more is an attack on our time
 
@@ -27,13 +27,13 @@ def read(message: bytes, *, keys: KeyList = (), trust_roots: Sequence[x509.Certi
     layers: list[Layer] = []
     current = message
     for _ in range(MAX_LAYERS + 1):
-        kind = layer_kind(current)
-        if kind == "enveloped":
-            result = decrypt(current, keys)
+        layer = classify(current)  # parsed and decoded once, for both the kind and the opening
+        if layer.kind == "enveloped":
+            result = decrypt_classified(layer, keys)
             layers.append(Layer("enveloped", result.report))
             current = result.message
-        elif kind == "signed":
-            vresult = verify(current, trust_roots, at, require_from_match=require_from_match)
+        elif layer.kind == "signed":
+            vresult = verify_classified(layer, trust_roots, at, require_from_match=require_from_match)
             layers.append(Layer("signed", vresult))
             current = vresult.message
         else:

@@ -23,7 +23,7 @@ from autosmime.errors import MalformedMessage, SignerMismatch
 from autosmime.pki.validate import cert_addresses, validate_signer
 from autosmime.smime import mime
 from autosmime.smime._cms import signed as _signed
-from autosmime.smime._cmstype import cms_kind, looks_like_cms
+from autosmime.smime._cmstype import Classified, classify
 from autosmime.smime.models import SignerReport, VerifyResult
 
 
@@ -48,25 +48,29 @@ def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.date
     Raises BadSignature, UntrustedSigner, ExpiredSigner, SignerMismatch,
     UnsupportedAlgorithm or MalformedMessage.
     """
-    der = looks_like_cms(message)
-    if der is not None:  # bare CMS, as peers write it
-        outer: list[bytes] = []
-        msg = None
-        result = _signed.verify(der, detached_content, extra_certs)
+    return verify_classified(classify(message), trust_roots, at, require_from_match=require_from_match,
+                             extra_certs=extra_certs, detached_content=detached_content)
+
+
+def verify_classified(layer: Classified, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
+                      require_from_match: bool = True, extra_certs: Sequence[x509.Certificate] = (),
+                      detached_content: bytes | None = None) -> VerifyResult:
+    """:func:`verify` of a message already classified (by :func:`read`, which classified it anyway)."""
+    msg = layer.msg
+    if layer.kind != "signed":
+        if layer.kind == "enveloped":
+            raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
+        raise MalformedMessage(f"not a signed message ({msg.content_type.value})")
+    outer: list[bytes] = []
+    if msg is None:  # bare CMS, as peers write it
+        result = _signed.verify(layer.der, detached_content, extra_certs)
     else:
-        msg = mime.Message.parse(message)
         outer = msg.outer_headers()
-        k = mime.kind(msg)
-        if k == "signed":
+        if layer.der is None:  # multipart/signed
             parts = mime.split_signed_view(msg)  # the signed bytes as a view of ``message``: no copy
             result = _signed.verify(parts.signature, parts.content, extra_certs)
-        elif k == "pkcs7-mime":
-            der = mime.pkcs7_der(msg)
-            if cms_kind(der) != "signed":
-                raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
-            result = _signed.verify(der, None, extra_certs)
         else:
-            raise MalformedMessage(f"not a signed message ({msg.content_type.value})")
+            result = _signed.verify(layer.der, None, extra_certs)
     if not result.signers:
         raise MalformedMessage("the signature has no signers")
     pool = list(result.certificates) + list(extra_certs)

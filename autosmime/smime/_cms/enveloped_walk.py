@@ -25,7 +25,10 @@ asn1crypto parse, which reads everything the module docstring of
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from autosmime.smime._cms import der as _der
+from autosmime.smime._cms.enveloped_ber import definite_lengths
 from autosmime.smime._cms.enveloped_ciphers import ContentCipher
 from autosmime.smime._cms.enveloped_recipients import Rid, Slot
 
@@ -105,6 +108,8 @@ def _ktri(der, pos: int, end: int) -> Slot | None:
             return None
         # The Name exactly as received (TLV included); compared by bytes, then by RFC 5280 rules.
         issuer = bytes(der[rid_start:name_end])  # the Name is the first element: its whole TLV
+        if not _nested_definite(issuer):
+            return None
         rid = Rid(issuer_der=issuer, serial=int.from_bytes(der[serial_start:serial_end], "big", signed=True))
     elif tag == _SKI_TAG and version == b"\x02":
         rid = Rid(ski=bytes(der[rid_start:rid_end]))
@@ -118,3 +123,12 @@ def _ktri(der, pos: int, end: int) -> Slot | None:
         return None
     return Slot(rid, "rsa", "rsaes_pkcs1v15", False, bytes(der[key_start:key_end]))
 
+
+
+@lru_cache(maxsize=256)  # issuer names repeat: a user's correspondents share a few CAs
+def _nested_definite(tlv: bytes) -> bool:
+    """Every TLV nested in ``tlv`` has a definite length that fits: the general path reads them all."""
+    try:
+        return definite_lengths(tlv) == tlv
+    except ValueError:
+        return False
