@@ -7,12 +7,13 @@
 
 Figures:
 
-* messages per second for ``encrypt(sign(m))`` and ``verify(decrypt(m))`` of a 10 KB
-  and a 10 MB message, RSA-2048 keys from :mod:`autosmime.pki.profiles`;
+* messages per second for ``sign_and_encrypt(m)`` (what ``encrypt(sign(m))`` does, in
+  one pass) and ``verify(decrypt(m))`` of a 10 KB and a 10 MB message, RSA-2048 keys
+  from :mod:`autosmime.pki.profiles`;
 * small messages against the RSA-2048 private-operation rate of
   ``openssl speed rsa2048`` ("sign/s"): each direction costs exactly one private
   operation (the signature, or the key-transport decryption), so that rate is
-  the bound on messages per second;
+  the bound on messages per second (read before and after, the better reading kept);
 * 10 MB messages against ``openssl cms`` on the same message and keys
   (DER, ``-binary``, each pipeline stage a subprocess fed from memory);
 * peak memory: the peak-RSS increase (VmHWM) of a fresh subprocess doing one
@@ -130,9 +131,9 @@ def read_identity(directory: Path) -> Identity:
 
 
 def sign_encrypt(message: bytes, ident: Identity) -> bytes:
-    from autosmime.smime import encrypt, sign
+    from autosmime.smime import sign_and_encrypt
 
-    return encrypt(sign(message, ident.key, ident.cert), [ident.cert], sender_cert=ident.cert)
+    return sign_and_encrypt(message, ident.key, ident.cert, [ident.cert])
 
 
 def decrypt_verify(message: bytes, ident: Identity) -> bytes:
@@ -321,17 +322,21 @@ def main() -> int:
         d = Path(tmp)
         write_identity(ident, d)
 
-        # The bound first, while the engine has not yet warmed (or heated) the CPU.
-        private_ops = openssl_rsa2048_private_ops()
-        notes.append(f"openssl speed rsa2048: {private_ops:.0f} private ops/s (sign/s column, "
-                     f"CPU time, {OPENSSL_SPEED_SECONDS} s); every figure here is per CPU second")
-
         # -- 10 KB: messages per second against the private-operation rate ----------------
+        # The bound is read before and after the engine's figures and the better reading kept:
+        # like the engine's best-of rounds, it is then the machine at its least disturbed.
+        readings = [openssl_rsa2048_private_ops()]
         small_enc = sign_encrypt(small, ident)
         check_roundtrip(small, decrypt_verify(small_enc, ident))
-        for name, op in (("sign+encrypt", lambda: sign_encrypt(small, ident)),
-                         ("decrypt+verify", lambda: decrypt_verify(small_enc, ident))):
-            rate = best_rate(op, SMALL_ROUNDS, SMALL_ROUND_SECONDS)
+        rates = {name: best_rate(op, SMALL_ROUNDS, SMALL_ROUND_SECONDS)
+                 for name, op in (("sign+encrypt", lambda: sign_encrypt(small, ident)),
+                                  ("decrypt+verify", lambda: decrypt_verify(small_enc, ident)))}
+        readings.append(openssl_rsa2048_private_ops())
+        private_ops = max(readings)
+        notes.append(f"openssl speed rsa2048: {' and '.join(f'{r:.0f}' for r in readings)} private ops/s "
+                     f"(sign/s column, CPU time, {OPENSSL_SPEED_SECONDS} s each), the better one is the bound; "
+                     "every figure here is per CPU second")
+        for name, rate in rates.items():
             ratio = rate / private_ops
             rows.append(Row(f"{name} 10 KB", f"{rate:.0f} msg/s",
                             f"{private_ops:.0f} msg/s (1 RSA-2048 private op/msg)",

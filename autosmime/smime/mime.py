@@ -399,21 +399,31 @@ def wrap(outer: list[bytes], content_headers: list[bytes], body: bytes) -> bytes
 
 def multipart_signed(outer: list[bytes], entity, signature_der: bytes, micalg: str) -> bytes:
     """``entity`` is the signed entity as bytes or as the list of pieces that make it up."""
+    content_type, body = signed_entity(entity, signature_der, micalg)
+    # One join: the entity is copied exactly once, into the message (and once more if marked).
+    return crlf_marked(b"".join([_wrap_head(outer, [content_type]), *body]))
+
+
+def signed_entity(entity, signature_der: bytes, micalg: str) -> tuple[bytes, list]:
+    """(the Content-Type field, the body pieces) of the multipart/signed entity over ``entity``.
+
+    Canonical and 7-bit clean by construction when ``entity`` is (as
+    :meth:`Message.entity_chunks` makes it): what encryption needs, without a re-parse.
+    """
     chunks = [entity] if isinstance(entity, (bytes, bytearray, memoryview)) else list(entity)
     boundary = _boundary(chunks)
-    ct = (f'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
-          f'micalg={micalg};\r\n\tboundary="{boundary}"\r\n').encode()
+    content_type = (f'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+                    f'micalg={micalg};\r\n\tboundary="{boundary}"\r\n').encode()
     b = boundary.encode()
-    # One join: the entity is copied exactly once, into the message (and once more if marked).
-    return crlf_marked(b"".join([
-        _wrap_head(outer, [ct]), b"This is an S/MIME signed message.\r\n\r\n--", b, CRLF, *chunks,
+    return content_type, [
+        b"This is an S/MIME signed message.\r\n\r\n--", b, CRLF, *chunks,
         CRLF, b"--", b, CRLF,
         b'Content-Type: application/pkcs7-signature; name="smime.p7s"\r\n'
         b"Content-Transfer-Encoding: base64\r\n"
         b'Content-Disposition: attachment; filename="smime.p7s"\r\n'
         b"Content-Description: S/MIME Cryptographic Signature\r\n\r\n",
         b64_lines(signature_der), b"--", b, b"--", CRLF,
-    ]))
+    ]
 
 
 def pkcs7_mime(outer: list[bytes], der, smime_type: str, der_len: int | None = None) -> bytes:
