@@ -148,7 +148,7 @@ def seal_cbc_chunks(key: bytes, iv: bytes, content) -> Iterator[bytes]:
     """AES-CBC ciphertext of the concatenated bytes-like ``content`` chunks, PKCS#7 padded, in pieces."""
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     total = 0
-    for chunk in content:
+    for chunk in _coalesced(content):
         view = memoryview(chunk)
         total += len(view)
         for i in range(0, len(view), _PIECE):
@@ -158,6 +158,27 @@ def seal_cbc_chunks(key: bytes, iv: bytes, content) -> Iterator[bytes]:
     # The encryptor keeps the partial last block: padding only ever touches those bytes.
     pad = 16 - total % 16
     yield encryptor.update(bytes((pad,)) * pad) + encryptor.finalize()
+
+
+def _coalesced(chunks) -> Iterator:
+    """``chunks`` with runs of small ones joined: a multipart/signed entity comes as a dozen
+    header and boundary snippets around the content, and each cipher update costs a call."""
+    run: list = []
+    size = 0
+    for chunk in chunks:
+        if len(chunk) >= _PIECE:
+            if run:
+                yield b"".join(run)
+                run, size = [], 0
+            yield chunk
+            continue
+        run.append(chunk)
+        size += len(chunk)
+        if size >= _PIECE:
+            yield b"".join(run)
+            run, size = [], 0
+    if run:
+        yield b"".join(run)
 
 
 def seal_gcm(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes, bytes]:
