@@ -157,8 +157,18 @@ class CuttingProxy:
 
 
 def _reset(sock: socket.socket) -> None:
+    """Abort ``sock``: wake a thread blocked reading it, then close it with an RST (SO_LINGER 0).
+
+    close() alone does not wake a recv() blocked in another thread on Linux: the
+    connection (and the server's session) then lived on until the idle timeout,
+    holding a slot. shutdown(SHUT_RD) wakes the reader and sends nothing.
+    """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:

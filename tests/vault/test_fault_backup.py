@@ -99,7 +99,7 @@ def test_cut_connections_never_leave_the_folder_without_a_valid_backup(mailstack
         # The network heals: the queued backup goes out and a new device gets every key.
         proxy.cut_after(None)
         retry_pending(vault)
-        assert not vault.state.get("backup_pending")
+        assert not vault.state.get("backup_pending"), f"seed {seed}: {vault.state.get('backup_pending_reason')}"
         valid = checker.valid_backups()
         assert len(valid) == KEEP and valid[max(valid)] == support.fingerprints(vault)
         fresh = support.make_device(tmp_path, "fresh", direct, password)
