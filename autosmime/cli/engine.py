@@ -167,16 +167,25 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_fi
 @click.option("--self", "self_cert", type=click.Path(dir_okay=False, path_type=Path),
               help="Your own certificate (default: the vault's), added so Sent stays readable.")
 @click.option("--modern", is_flag=True, help="AES-256-GCM AuthEnvelopedData with RSA-OAEP.")
+@click.option("--sign", "sign_first", is_flag=True,
+              help="Sign first, in the same pass (your key: --key/--cert, --p12 or the vault's).")
+@_with(_key_opts)
+@click.option("--chain", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --sign: intermediate CA certificates to include.")
 @_in
 @_out
 @click.pass_context
-def encrypt(ctx, to, self_cert, modern, in_file, out_file):
-    """Encrypt a message to its recipients and to yourself."""
+def encrypt(ctx, to, self_cert, modern, sign_first, key, cert, p12, password_file, chain, in_file, out_file):
+    """Encrypt a message to its recipients and to yourself (signed first with --sign)."""
     from autosmime.smime import encrypt as do_encrypt
+    from autosmime.smime import sign_and_encrypt
 
     if not to:
         raise UsageError("no recipient: give --to CERT.pem")
+    if not sign_first and (key or cert or p12 or password_file or chain):
+        raise UsageError("--key, --cert, --p12, --password-file and --chain are for --sign")
     recipients = [load_certificates(read_file(p))[0] for p in to]
+    pair = _own_keys(ctx, key, cert, chain, p12, password_file, purpose="sign")[0] if sign_first else None
     sender = None
     if self_cert:
         sender = load_certificates(read_file(self_cert))[0]
@@ -188,7 +197,12 @@ def encrypt(ctx, to, self_cert, modern, in_file, out_file):
             except NoKey:
                 sender = None
     data = _read_input(in_file)
-    out = do_encrypt(data, recipients, sender_cert=sender, profile="modern" if modern else "interop")
+    profile = "modern" if modern else "interop"
+    if pair is not None:
+        out = sign_and_encrypt(data, pair.key, pair.cert, recipients, sender_cert=sender, chain=pair.chain,
+                               profile=profile)
+    else:
+        out = do_encrypt(data, recipients, sender_cert=sender, profile=profile)
     _write_output(out, out_file)
 
 

@@ -35,18 +35,21 @@ def encrypt(message: bytes, recipient_certs: Sequence[x509.Certificate], *,
 
 
 def sign_and_encrypt(message: bytes, key, cert: x509.Certificate, recipient_certs: Sequence[x509.Certificate], *,
-                     chain: Sequence[x509.Certificate] = (), profile: Profile = "interop", pss: bool = False) -> bytes:
-    """``encrypt(sign(message, key, cert, chain), recipient_certs, sender_cert=cert)``, in one pass.
+                     sender_cert: x509.Certificate | None = None, chain: Sequence[x509.Certificate] = (),
+                     profile: Profile = "interop", pss: bool = False) -> bytes:
+    """``encrypt(sign(message, key, cert, chain), recipient_certs, sender_cert=...)``, in one pass.
 
-    The multipart/signed entity goes into the envelope as it is built: it is
-    canonical by construction, so it is not joined, re-parsed and re-checked
-    in between (a tenth of the Python time of a 10 KB message).
+    ``sender_cert`` is the sender's encryption certificate, for the Sent copy;
+    by default the signing certificate ``cert``, as most mailbox certificates
+    serve both. The multipart/signed entity goes into the envelope as it is
+    built: it is canonical by construction, so it is not joined, re-parsed and
+    re-checked in between (a tenth of the Python time of a 10 KB message).
     """
     msg = mime.Message.parse(message)
     entity = msg.entity_chunks()
     content_type, body = mime.signed_entity(entity, _signed.sign(entity, key, cert, chain, pss=pss), micalg_for(key))
     return _envelope(msg.outer_headers(), [content_type, mime.CRLF, *body],
-                     _unique([*recipient_certs, cert]), profile)
+                     _unique([*recipient_certs, sender_cert or cert]), profile)
 
 
 def _unique(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:

@@ -76,6 +76,29 @@ def test_modern_encrypt(pki, message):
     assert rc == 0 and out == message, err
 
 
+def test_encrypt_sign_signs_and_encrypts_in_one_pass(pki, message, tmp_path):
+    a, b = pki["alice"], pki["bob"]
+    rc, enc, err = run("encrypt", "--sign", "--key", a.key_path, "--cert", a.cert_path, "--to", b.cert_path,
+                       stdin=message)
+    assert rc == 0 and b"enveloped-data" in enc, err
+    for reader in (a, b):  # the Sent copy: the signer's certificate is a recipient too
+        rc, out, err = run("read", "--key", reader.key_path, "--cert", reader.cert_path, "--trust", pki.ca_path,
+                           stdin=enc)
+        assert rc == 0 and out == message, err
+        assert "good signature from alice@example.test" in err
+    (tmp_path / "in.eml").write_bytes(message)
+    rc, out, err = run("encrypt", "--sign", "--modern", "--key", a.key_path, "--cert", a.cert_path,
+                       "--to", b.cert_path, "--in", tmp_path / "in.eml", "--out", tmp_path / "out.eml")
+    assert rc == 0 and out == b"", err
+    assert b"authEnveloped-data" in (tmp_path / "out.eml").read_bytes()
+
+
+@pytest.mark.parametrize("args", [["--key", "K"], ["--p12", "P"], ["--sign", "--key", "K"]])
+def test_encrypt_sign_usage_errors(pki, message, args):
+    rc, out, err = run("encrypt", "--to", pki["bob"].cert_path, *args, stdin=message)
+    assert_failed(rc, out, err, code=2)
+
+
 def test_verify_at_time(pki, message):
     u = pki["expired"]
     msg = message.replace(b"alice@example.test>", b"expired@example.test>")

@@ -26,22 +26,32 @@ NESTED_OUT = [
 ]
 
 
+@pytest.mark.parametrize("how", ["two-steps", "one-pass"])
 @pytest.mark.parametrize("peer_name,signer,recipient", NESTED_OUT, ids=["-".join(c) for c in NESTED_OUT])
 def test_autosmime_sign_encrypt_peer_decrypts_and_verifies(request, cell, autosmime, pki,
-                                                           peer_name, signer, recipient):
+                                                           peer_name, signer, recipient, how):
+    # One pass (encrypt --sign) always adds the signer's certificate for the Sent copy: an EC
+    # signer brings a kari recipient, which old NSS refuses for the whole message.
+    gap = gaps.nss_foreign_kari() if (how, peer_name, signer) == ("one-pass", "nss", "ec") else None
     cell("autosmime sign+encrypt → peer decrypt+verify", peer_name,
-         f"{_KEY[signer]} signer, {_KEY[recipient]} recipient, interop")
+         f"{_KEY[signer]} signer, {_KEY[recipient]} recipient, interop, {how}", gap=gap)
     sender, to = pki.user(signer), pki.user(recipient)
     msg = mime.message(sender.email, to.email)
-    signed = autosmime("sign", "--key", sender.key, "--cert", sender.cert, stdin=msg)
-    sent = encrypt(autosmime, signed, [to.cert])
+    if how == "two-steps":
+        signed = autosmime("sign", "--key", sender.key, "--cert", sender.cert, stdin=msg)
+        sent = encrypt(autosmime, signed, [to.cert])
+    else:
+        signed = None
+        sent = autosmime("encrypt", "--sign", "--key", sender.key, "--cert", sender.cert, "--to", to.cert, stdin=msg)
+        assert mime.outer(sent) == mime.outer(msg), "encrypt --sign lost or changed outer headers"
     peer = request.getfixturevalue(peer_name)
     if peer_name == "openssl":
         inner = peer.decrypt(to, smime=sent)
         assert mime.crlf(peer.verify(pki.ca, smime=inner)) == mime.entity(msg)
     else:
         inner = peer.decrypt(mime.pkcs7_mime_der(sent), to)
-        assert mime.crlf(inner) == mime.entity(signed)
+        if signed is not None:
+            assert mime.crlf(inner) == mime.entity(signed)
         content, sig = mime.split_signed(inner)
         assert peer.verify(sig, content) == mime.entity(msg)
 
