@@ -118,6 +118,9 @@ def test_two_devices_one_mailbox(mailstack, world):
     # Encrypting on the phone adds the phone's own certificate: the Sent copy stays readable.
     enc = ok(cli(phone, "encrypt", "--to", tmp / "ca.pem", stdin=msg))  # any cert as "the other side"
     assert b"signed on the phone" in ok(cli(phone, "decrypt", stdin=enc))
+    # Signed and encrypted in one pass with the vault's keys, and read back through both layers.
+    enc = ok(cli(phone, "encrypt", "--sign", "--to", tmp / "ca.pem", stdin=msg))
+    assert ok(cli(phone, "read", "--trust", tmp / "ca.pem", stdin=enc)).endswith(b"signed on the phone\r\n")
 
     # Everything exports as one PKCS#12 that OpenSSL reads with every key.
     (tmp / "export-pw").write_text("export-pw\n")
