@@ -612,6 +612,8 @@ def kind(msg: Message) -> str:
 
 
 _HEADER_START = re.compile(rb"[!-9;-~]+:")
+# A MIME-Version field in a CRLF header block: at a line start (not a folded continuation).
+_MIME_VERSION_FIELD = re.compile(rb"(?:\A|\n)mime-version[ \t]*:", re.IGNORECASE)
 
 
 def rejoin(outer: list[bytes], entity, *, canonical: bool = False) -> bytes:
@@ -636,8 +638,8 @@ def rejoin(outer: list[bytes], entity, *, canonical: bool = False) -> bytes:
         blank = _BLANK_LINE.search(first)
     if not bytes(first[:2]) == CRLF and not _HEADER_START.match(first):
         return crlf_marked(b"".join([*outer, b"MIME-Version: 1.0\r\n", CRLF, *pieces]))  # bare content without MIME headers
-    head = bytes(first[:blank.end()]) if blank is not None else bytes(first)
-    if any(_name(f) == b"mime-version" for f in _split_at(head)[0]):
+    head = first[:blank.end()] if blank is not None else first
+    if _MIME_VERSION_FIELD.search(head):
         return crlf_marked(b"".join([*outer, *pieces]))  # OpenSSL's inner entities carry their own
     return crlf_marked(b"".join([*outer, b"MIME-Version: 1.0\r\n", *pieces]))
 

@@ -129,3 +129,18 @@ def test_garbage_base64_in_an_encrypted_message_is_a_typed_error():
     for bad in (body[:40] + b"!" + body[41:], body[:40] + b"=" + body[41:], body + b"QQ==", body[:-3] + b"\xe9\r\n"):
         with pytest.raises(MalformedMessage):
             decrypt(head + b"\r\n\r\n" + bad, [(key, cert)])
+
+
+_FIELD_NAMES = st.sampled_from(["MIME-Version", "mime-version", "MIME-Version ", "Mime-Versions", "X-MIME-Version",
+                                "Content-Type", " MIME-Version", "\tmime-version"])
+
+
+@given(st.lists(st.tuples(_FIELD_NAMES, st.text(alphabet="1.0 ab", max_size=5)), max_size=5))
+@settings(max_examples=300)
+def test_mime_version_search_matches_the_parsed_field_names(fields):
+    head = b"".join(f"{name}:{value}\r\n".encode() for name, value in fields) + b"\r\n"
+    try:
+        parsed = any(mime._name(f) == b"mime-version" for f in mime._split_at(head)[0])
+    except MalformedMessage:
+        return  # a continuation line first: not a header block rejoin ever sees
+    assert bool(mime._MIME_VERSION_FIELD.search(head)) == parsed
