@@ -43,7 +43,7 @@ def sign_and_encrypt(message: bytes, key, cert: x509.Certificate, recipient_cert
     by default the signing certificate ``cert``, as most mailbox certificates
     serve both. The multipart/signed entity goes into the envelope as it is
     built: it is canonical by construction, so it is not joined, re-parsed and
-    re-checked in between (a tenth of the Python time of a 10 KB message).
+    re-checked in between.
     """
     msg = mime.Message.parse(message)
     entity = msg.entity_chunks()
