@@ -17,13 +17,14 @@ the same DER is a miss that computes the same value again: correct, only slower.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-__all__ = ["per_certificate"]
+__all__ = ["cert_der", "per_certificate", "unique_certificates"]
 
 T = TypeVar("T")
 
@@ -54,3 +55,17 @@ def per_certificate(maxsize: int = _DEFAULT_SIZE) -> Callable[[Callable[[x509.Ce
         return cached
 
     return decorate
+
+
+@per_certificate()
+def cert_der(cert: x509.Certificate) -> bytes:
+    """The certificate's DER (the same bytes object each time, its hash computed once)."""
+    return cert.public_bytes(Encoding.DER)
+
+
+def unique_certificates(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """Each certificate once, in first-seen order: certificates are equal by their DER."""
+    unique: dict[bytes, x509.Certificate] = {}
+    for cert in certs:
+        unique.setdefault(cert_der(cert), cert)
+    return list(unique.values())

@@ -44,12 +44,11 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from autosmime.errors import ExpiredSigner, UntrustedSigner
-from autosmime.pki.certcache import per_certificate
+from autosmime.pki.certcache import cert_der, per_certificate, unique_certificates
 
 __all__ = ["cert_addresses", "validate_signer"]
 
@@ -239,17 +238,17 @@ def _permissive_path(cert: x509.Certificate, pool: _Path, roots: _Path,
     """A path by the permissive rules; ``when=None`` skips the validity windows (diagnosis only)."""
     if not _valid_at(cert, when) or not _critical_understood(cert):
         return None
-    root_ders = {_der(r) for r in roots}
-    candidates = _unique([*roots, *pool])
+    root_ders = {cert_der(r) for r in roots}
+    candidates = unique_certificates([*roots, *pool])
 
     def extend(path: _Path) -> _Path | None:
         tip = path[-1]
-        if _der(tip) in root_ders:
+        if cert_der(tip) in root_ders:
             return path
         if len(path) > _MAX_DEPTH:
             return None
         for issuer in candidates:
-            if issuer.subject != tip.issuer or any(_der(issuer) == _der(p) for p in path):
+            if issuer.subject != tip.issuer or any(cert_der(issuer) == cert_der(p) for p in path):
                 continue
             if _issues(issuer, tip, len(path) - 1, when):
                 found = extend([*path, issuer])
@@ -313,7 +312,7 @@ def _other_moments(cert: x509.Certificate, pool: _Path, roots: _Path, when: _dt.
     its certificates, so trying every notBefore (and every notAfter, for the
     boundary) is enough.
     """
-    everyone = _related(cert, _unique([*pool, *roots]))
+    everyone = _related(cert, unique_certificates([*pool, *roots]))
     moments = {m for c in everyone for m in (_not_before(c), _not_after(c))}
     moments.discard(when)
     return sorted(moments, key=lambda m: abs((m - when).total_seconds()))
@@ -322,12 +321,12 @@ def _other_moments(cert: x509.Certificate, pool: _Path, roots: _Path, when: _dt.
 def _related(cert: x509.Certificate, candidates: _Path) -> _Path:
     """``cert`` and every candidate reachable from it by issuer name, ignoring signatures and time."""
     found = [cert]
-    seen = {_der(cert)}
+    seen = {cert_der(cert)}
     i = 0
     while i < len(found):
         for c in candidates:
-            if _der(c) not in seen and c.subject == found[i].issuer:
-                seen.add(_der(c))
+            if cert_der(c) not in seen and c.subject == found[i].issuer:
+                seen.add(cert_der(c))
                 found.append(c)
         i += 1
     return found
@@ -362,13 +361,4 @@ def _label(cert: x509.Certificate) -> str:
     return f"the certificate {subject or '(empty subject)'} (serial {cert.serial_number:x})"
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
-def _unique(certs: Sequence[x509.Certificate]) -> _Path:
-    seen: dict[bytes, x509.Certificate] = {}
-    for c in certs:
-        seen.setdefault(_der(c), c)
-    return list(seen.values())
 

@@ -16,10 +16,10 @@ from typing import Literal
 
 from cryptography import x509
 
+from autosmime.pki.certcache import unique_certificates
 from autosmime.smime import mime
 from autosmime.smime._cms import enveloped as _enveloped
 from autosmime.smime._cms import signed as _signed
-from autosmime.smime._cms.certinfo import cert_der
 from autosmime.smime.sign import micalg_for
 
 Profile = Literal["interop", "modern"]
@@ -29,7 +29,7 @@ def encrypt(message: bytes, recipient_certs: Sequence[x509.Certificate], *,
             sender_cert: x509.Certificate | None = None, profile: Profile = "interop") -> bytes:
     """The message encrypted to every recipient and to ``sender_cert`` (so Sent stays readable)."""
     # The sender, often also a recipient, is encrypted to once.
-    recipients = _unique([*recipient_certs, *([sender_cert] if sender_cert is not None else [])])
+    recipients = unique_certificates([*recipient_certs, *([sender_cert] if sender_cert is not None else [])])
     msg = mime.Message.parse(message)
     return _envelope(msg.outer_headers(), msg.entity_chunks(), recipients, profile)
 
@@ -49,15 +49,7 @@ def sign_and_encrypt(message: bytes, key, cert: x509.Certificate, recipient_cert
     entity = msg.entity_chunks()
     content_type, body = mime.signed_entity(entity, _signed.sign(entity, key, cert, chain, pss=pss), micalg_for(key))
     return _envelope(msg.outer_headers(), [content_type, mime.CRLF, *body],
-                     _unique([*recipient_certs, sender_cert or cert]), profile)
-
-
-def _unique(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """Each certificate once (certificates are equal by their DER), in their first order."""
-    unique: dict[bytes, x509.Certificate] = {}
-    for cert in certs:
-        unique.setdefault(cert_der(cert), cert)
-    return list(unique.values())
+                     unique_certificates([*recipient_certs, sender_cert or cert]), profile)
 
 
 def _envelope(outer: list[bytes], entity: Sequence, recipients: list[x509.Certificate], profile: Profile) -> bytes:

@@ -1,9 +1,9 @@
 """Per-certificate encodings the CMS writers and readers need again and again, computed once.
 
     >>> from autosmime.pki.profiles import make_ca
-    >>> from autosmime.smime._cms.certinfo import cert_der, issuer_and_serial
+    >>> from autosmime.smime._cms.certinfo import issuer_and_serial, spki_der
     >>> _, ca = make_ca("Doc CA")
-    >>> cert_der(ca)[:1], issuer_and_serial(ca)[:1]
+    >>> spki_der(ca)[:1], issuer_and_serial(ca)[:1]
     (b'0', b'0')
 
 Keyed by the certificate object (:mod:`autosmime.pki.certcache`).
@@ -15,13 +15,8 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from autosmime.pki.certcache import per_certificate
+from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
-
-@per_certificate()
-def cert_der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
 
 @per_certificate()
 def issuer_and_serial(cert: x509.Certificate) -> bytes:

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
-from autosmime.pki.certcache import per_certificate
+from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms.certinfo import issuer_and_serial_raw
 from autosmime.smime._cms.enveloped_asn1 import (
@@ -105,7 +105,7 @@ class CertIdentity:
 
 @per_certificate()
 def _cert_identity(cert: x509.Certificate) -> CertIdentity:
-    parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    parsed = asn1_x509.Certificate.load(cert_der(cert))
     tbs = parsed["tbs_certificate"]
     # RFC 5280 4.2.1.2 method 1, which some senders use even when the
     # certificate carries another SKI.

@@ -30,10 +30,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
-from autosmime.pki.certcache import per_certificate
+from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms import signed_algs as _algs
-from autosmime.smime._cms.certinfo import cert_der, issuer_and_serial, spki_der
+from autosmime.smime._cms.certinfo import issuer_and_serial, spki_der
 from autosmime.smime._cms.signed_attrs import (
     OID_CMS_ALGORITHM_PROTECTION,
     OID_CONTENT_TYPE,
