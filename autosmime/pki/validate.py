@@ -92,8 +92,9 @@ def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certifi
 # Keyed by the identities of the leaf, the intermediates and the roots exactly as passed,
 # so other roots or another pool never hit. The entry holds those certificates, so their ids
 # cannot be reused while it exists (see autosmime.pki.certcache: hashing a certificate hashes
-# its DER, which cost more than the rest of a hit). Only successes are kept; a hit is re-checked against the validity windows at the new
-# moment and, if any certificate is outside its window, goes through the full validation
+# its DER, which cost more than the rest of a hit). Only successes are kept; a hit is
+# re-checked against the validity windows at the new moment and, if any certificate is
+# outside its window, goes through the full validation
 # like a miss, so errors (ExpiredSigner included) are always the cold path's own.
 # When several paths are valid, a hit returns the one found first while it stays valid.
 

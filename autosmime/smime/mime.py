@@ -133,9 +133,10 @@ def _is_7bit_clean(data: bytes) -> bool:
 class Crlf(bytes):
     """Bytes the engine made in canonical form: every CR and LF belongs to a CRLF pair.
 
-    sign, encrypt, decrypt and verify return their messages as this immutable
-    bytes subclass, so the next step of a pipeline (encrypt after sign, verify
-    after decrypt) need not count line endings again: three counts cost about
+    Every message the engine builds (sign, encrypt, sign_and_encrypt, decrypt,
+    verify, read) comes back as this immutable bytes subclass, so the next step
+    of a pipeline (encrypt after sign, verify after decrypt) need not count
+    line endings again: three counts cost about
     2 ns a byte, a fifth of a small message's budget beside the RSA operation.
     Messages over :data:`_CRLF_MARK_LIMIT` stay plain bytes: marking copies them.
     """
