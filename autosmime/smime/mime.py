@@ -31,6 +31,7 @@ from functools import lru_cache
 import pybase64
 
 from autosmime.errors import MalformedMessage
+from autosmime.smime._scan import crlf_only, strip_whitespace
 from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
@@ -154,10 +155,7 @@ def crlf_marked(data: bytes) -> bytes:
 
 def _crlf_only(data: bytes, start: int = 0, end: int | None = None) -> bool:
     """Every CR and LF of ``data[start:end]`` belongs to a CRLF pair (counted in place, no copy)."""
-    if type(data) is Crlf:
-        return True
-    end = len(data) if end is None else end
-    return data.count(CRLF, start, end) == data.count(b"\n", start, end) == data.count(b"\r", start, end)
+    return type(data) is Crlf or crlf_only(data, start, end)
 
 
 def _lines_fit(data, start: int) -> bool:
@@ -469,7 +467,6 @@ def decode_body(body: bytes, cte: str) -> bytes:
     raise MalformedMessage(f"unknown transfer encoding {cte!r}")
 
 
-_WHITESPACE = b" \t\r\n"
 _B64_IN_STEP = 256 * 1024
 
 
@@ -482,8 +479,7 @@ def _b64_decode(data: bytes, start: int) -> bytes:
     """
     if len(data) - start > _B64_IN_STEP:
         return b"".join(_b64_pieces(data, start))
-    text = data[start:] if start else data
-    return _strict_b64(text.translate(None, _WHITESPACE))
+    return _strict_b64(strip_whitespace(data, start))
 
 
 def _strict_b64(text: bytes) -> bytes:
@@ -509,10 +505,10 @@ def _b64_pieces(data: bytes, start: int, step: int = _B64_IN_STEP) -> list[bytes
     pieces: list[bytes] = []
     carry = b""
     for i in range(0, len(view), step):
-        text = carry + view[i:i + step].tobytes().translate(None, _WHITESPACE)
+        text = carry + strip_whitespace(view[i:i + step])
         if i + step < len(view):
             if b"=" in text:  # padding before the end: let the whole-body decoder judge
-                rest = view[i + step:].tobytes().translate(None, _WHITESPACE)
+                rest = strip_whitespace(view[i + step:])
                 pieces.append(_strict_b64(text + rest))
                 return pieces
             # Keep at least one quantum back: the last piece must not start at a "=",
