@@ -5,7 +5,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         # optional: without a compiler the build goes on and autosmime uses the pure-Python scans.
-        Extension("autosmime.smime._cscan", ["autosmime/smime/_cscan.c"], optional=True,
+        Extension("autosmime.smime._speedups", ["autosmime/smime/_speedups.c"], optional=True,
                   extra_compile_args=["-O2"]),
     ],
 )

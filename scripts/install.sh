@@ -11,7 +11,7 @@ PACKAGES=(
   openssl gpgsm libnss3-tools              # interop peers: OpenSSL, GnuPG, NSS (Thunderbird's engine)
   dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix   # the loopback mail stack
   ca-certificates
-  gcc python3-dev                          # the optional C scans (autosmime/smime/_cscan.c); CI requires them
+  gcc python3-dev                          # the optional C scans (autosmime/smime/_speedups.c); CI requires them
 )
 
 missing=()

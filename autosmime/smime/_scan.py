@@ -6,7 +6,7 @@
     >>> strip_whitespace(b"QUJD\\r\\nREVG\\r\\n")
     b'QUJDREVG'
 
-The pure-Python functions below are the reference: ``autosmime/smime/_cscan.c``
+The pure-Python functions below are the reference: ``autosmime/smime/_speedups.c``
 must give the same answers (tests/smime/test_scan.py compares them on generated
 input). The extension is optional, so a machine without a C compiler still
 installs and runs autosmime, only slower on small messages. ``COMPILED`` says
@@ -30,7 +30,7 @@ def py_strip_whitespace(data, start: int = 0) -> bytes:
 
 
 try:
-    from autosmime.smime._cscan import crlf_only, strip_whitespace
+    from autosmime.smime._speedups import crlf_only, strip_whitespace
     COMPILED = True
 except ImportError:  # no compiler where autosmime was installed: same answers, slower
     crlf_only, strip_whitespace = py_crlf_only, py_strip_whitespace

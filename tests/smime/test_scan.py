@@ -1,4 +1,4 @@
-"""The compiled byte scans (autosmime/smime/_cscan.c) give the pure-Python reference's answers."""
+"""The compiled helpers (autosmime/smime/_speedups.c) give their pure-Python twins' answers and errors."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autosmime.smime import _scan, mime
+from autosmime.smime._cms import der
 
 pytestmark = pytest.mark.skipif(not _scan.COMPILED and not os.environ.get("CI"),
                                 reason="the C extension did not build here (no compiler?)")
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.skipif(not _scan.COMPILED and not os.environ.get("CI"),
 def test_ci_builds_the_extension():
     # .ci/run installs a compiler: a CI run that silently fell back to Python would test the wrong code.
     assert _scan.COMPILED
+    assert der.read_tlv is not der.py_read_tlv and der.expect is not der.py_expect
 
 
 # Mostly line-ending and whitespace bytes, so runs, pairs and edges are common.
@@ -54,3 +56,32 @@ def test_bad_arguments_are_typed_errors():
         _scan.strip_whitespace()
     with pytest.raises(ValueError):
         _scan.crlf_only(b"a", -1)
+
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except ValueError as e:
+        return ("ValueError", str(e))
+
+
+# TLV headers: short and long lengths, high tags, indefinite lengths, truncations.
+_TLV_BYTES = st.lists(st.sampled_from([b"\x30", b"\x04", b"\x1f", b"\xa0", b"\x80", b"\x81", b"\x82", b"\x88",
+                                       b"\x89", b"\x00", b"\x01", b"\x05", b"\x7f", b"\xff", b"abc"]),
+                      max_size=14).map(b"".join) | st.binary(max_size=24)
+
+
+@given(data=_TLV_BYTES, pos=st.integers(-2, 26), limit=st.integers(-2, 26), tag=st.sampled_from([0x04, 0x30, 0xA0]))
+@settings(max_examples=1500, deadline=None)
+def test_read_tlv_and_expect_agree(data, pos, limit, tag):
+    assert _outcome(der.read_tlv, data, pos, limit) == _outcome(der.py_read_tlv, data, pos, limit)
+    assert _outcome(der.expect, data, pos, limit, tag) == _outcome(der.py_expect, data, pos, limit, tag)
+
+
+def test_read_tlv_long_lengths():
+    data = b"\x04\x82\x01\x00" + bytes(256)
+    for wrap in (bytes, memoryview, bytearray):
+        assert der.read_tlv(wrap(data), 0, len(data)) == der.py_read_tlv(data, 0, len(data)) == (4, 4, 260)
+    huge = b"\x04\x88" + b"\xff" * 8
+    assert _outcome(der.read_tlv, huge, 0, 10) == _outcome(der.py_read_tlv, huge, 0, 10) == (
+        "ValueError", "value overruns its container")

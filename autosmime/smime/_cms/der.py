@@ -68,12 +68,19 @@ def long_form_length(data, pos: int, first: int, limit: int) -> tuple[int, int]:
     return int.from_bytes(data[pos:pos + count], "big"), pos + count
 
 
-def read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
-    """(tag octet, content start, content end) of the TLV at ``pos``; ValueError if malformed.
+def py_read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
+    """(tag octet, content start, content end) of the TLV at ``pos`` in a container ending at ``limit``;
+    ValueError if malformed.
 
     Low tag numbers and definite lengths only: anything else is for the general parser.
+    The header must lie inside ``data``; the value only inside ``limit``, so a header can
+    be read from a prefix. The compiled twin (``autosmime/smime/_speedups.c``) gives the
+    same answers.
     """
-    if pos + 2 > limit:
+    if pos < 0:
+        raise ValueError("negative TLV position")
+    available = min(limit, len(data))
+    if pos + 2 > available:
         raise ValueError("truncated TLV")
     tag = data[pos]
     if tag & 0x1F == 0x1F:
@@ -85,15 +92,21 @@ def read_tlv(data, pos: int, limit: int) -> tuple[int, int, int]:
     elif first == 0x80:
         raise ValueError("indefinite length")
     else:
-        n, pos = long_form_length(data, pos, first, limit)
+        n, pos = long_form_length(data, pos, first, available)
     if pos + n > limit:
         raise ValueError("value overruns its container")
     return tag, pos, pos + n
 
 
-def expect(der, pos: int, limit: int, tag: int) -> tuple[int, int]:
+def py_expect(der, pos: int, limit: int, tag: int) -> tuple[int, int]:
     """(content start, end) of the TLV at ``pos``, which must have ``tag``; ValueError otherwise."""
-    found, start, end = read_tlv(der, pos, limit)
+    found, start, end = py_read_tlv(der, pos, limit)
     if found != tag:
         raise ValueError("unexpected tag")
     return start, end
+
+
+try:
+    from autosmime.smime._speedups import expect, read_tlv
+except ImportError:  # the C extension did not build: same answers, slower
+    read_tlv, expect = py_read_tlv, py_expect
