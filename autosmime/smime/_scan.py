@@ -5,6 +5,8 @@
     (True, False)
     >>> strip_whitespace(b"QUJD\\r\\nREVG\\r\\n")
     b'QUJDREVG'
+    >>> split_header(b"From: a\\r\\nSubject: b\\r\\n c\\r\\n\\r\\nbody")
+    ([b'From: a\\r\\n', b'Subject: b\\r\\n c\\r\\n'], [b'from', b'subject'], 27)
 
 The pure-Python functions below are the reference: ``autosmime/smime/_speedups.c``
 must give the same answers (tests/smime/test_scan.py compares them on generated
@@ -29,9 +31,54 @@ def py_strip_whitespace(data, start: int = 0) -> bytes:
     return bytes(data[start:] if start else data).translate(None, _WHITESPACE)
 
 
+def py_split_header(raw) -> tuple[list[bytes], list[bytes], int]:
+    """(header fields, their lower-cased names, where the body starts) of a message.
+
+    Each field keeps its folded continuation lines and ends with CRLF; lines may end
+    with CRLF, CR or LF. The header block ends at the first blank line. ValueError
+    on a continuation line before any field, or a line that is not a field.
+    """
+    if raw.startswith((b"\r\n", b"\n")):
+        head, start = b"", 2 if raw.startswith(b"\r\n") else 1
+    else:
+        blank = _blank_line(raw)
+        head, start = (raw, len(raw)) if blank is None else (raw[: blank[0]], blank[1])
+    fields: list[bytes] = []
+    for line in head.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                raise ValueError("message starts with a header continuation line")
+            fields[-1] += line + b"\r\n"
+        elif b":" in line:
+            fields.append(line + b"\r\n")
+        else:
+            raise ValueError("malformed header line")
+    return fields, [f[:f.find(b":")].strip().lower() for f in fields], start
+
+
+def _blank_line(raw) -> tuple[int, int] | None:
+    """(start, end) of the first blank line (``\\r?\\n\\r?\\n``) in ``raw``, found with find().
+
+    A regex for it has no literal prefix, so it would be tried at every byte of the
+    header block; the CRLF form is found first, then only the bytes before it are
+    searched for the other forms.
+    """
+    crlf = raw.find(b"\r\n\r\n")
+    limit = len(raw) if crlf < 0 else crlf + 4
+    # The match's first LF is the earliest LF followed by LF or by CRLF.
+    firsts = [i for i in (raw.find(b"\n\n", 0, limit), raw.find(b"\n\r\n", 0, limit)) if i >= 0]
+    if not firsts:
+        return None
+    lf = min(firsts)
+    start = lf - 1 if lf > 0 and raw[lf - 1] == 0x0D else lf
+    return start, lf + (2 if raw[lf + 1] == 0x0A else 3)
+
+
 try:
-    from autosmime.smime._speedups import crlf_only, strip_whitespace
+    from autosmime.smime._speedups import crlf_only, split_header, strip_whitespace
     COMPILED = True
 except ImportError:  # no compiler where autosmime was installed: same answers, slower
-    crlf_only, strip_whitespace = py_crlf_only, py_strip_whitespace
+    crlf_only, split_header, strip_whitespace = py_crlf_only, py_split_header, py_strip_whitespace
     COMPILED = False

@@ -138,6 +138,128 @@ strip_whitespace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* -- header blocks ------------------------------------------------------------------ */
+
+static int
+is_py_space(unsigned char c)  /* bytes.strip()'s whitespace */
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+/* The field's lower-cased, stripped name: what precedes its first colon. */
+static PyObject *
+field_name(const unsigned char *line, Py_ssize_t len)
+{
+    const unsigned char *colon = memchr(line, ':', (size_t)len);
+    Py_ssize_t a = 0, b = colon ? colon - line : len;
+    while (a < b && is_py_space(line[a])) a++;
+    while (b > a && is_py_space(line[b - 1])) b--;
+    PyObject *name = PyBytes_FromStringAndSize(NULL, b - a);
+    if (name == NULL)
+        return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(name);
+    for (Py_ssize_t i = a; i < b; i++)
+        out[i - a] = (line[i] >= 'A' && line[i] <= 'Z') ? line[i] + 32 : line[i];
+    return name;
+}
+
+/* fields[-1] += line + CRLF */
+static int
+append_continuation(PyObject *fields, const unsigned char *line, Py_ssize_t len)
+{
+    Py_ssize_t last = PyList_GET_SIZE(fields) - 1;
+    PyObject *old = PyList_GET_ITEM(fields, last);
+    Py_ssize_t old_len = PyBytes_GET_SIZE(old);
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, old_len + len + 2);
+    if (joined == NULL)
+        return -1;
+    char *out = PyBytes_AS_STRING(joined);
+    memcpy(out, PyBytes_AS_STRING(old), (size_t)old_len);
+    memcpy(out + old_len, line, (size_t)len);
+    memcpy(out + old_len + len, "\r\n", 2);
+    return PyList_SetItem(fields, last, joined);  /* steals joined, releases old */
+}
+
+PyDoc_STRVAR(split_header_doc,
+"split_header(raw) -> (fields, names, body_start)\n\n"
+"The header fields of a message (each with its continuation lines, CRLF-ended), their\n"
+"lower-cased names, and where the body starts; ValueError on a malformed header block.");
+
+static PyObject *
+split_header(PyObject *module, PyObject *raw)
+{
+    Py_buffer view;
+    PyObject *fields = NULL, *names = NULL, *result = NULL;
+
+    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len, head_end, body_start;
+
+    /* The header block ends at the first blank line: the earliest LF followed by LF or CRLF. */
+    if (n >= 2 && p[0] == '\r' && p[1] == '\n') {
+        head_end = 0, body_start = 2;
+    } else if (n >= 1 && p[0] == '\n') {
+        head_end = 0, body_start = 1;
+    } else {
+        head_end = body_start = n;
+        for (const unsigned char *q = p; (q = memchr(q, '\n', (size_t)(p + n - q))) != NULL; q++) {
+            Py_ssize_t lf = q - p;
+            int lflf = lf + 1 < n && p[lf + 1] == '\n';
+            if (lflf || (lf + 2 < n && p[lf + 1] == '\r' && p[lf + 2] == '\n')) {
+                head_end = lf > 0 && p[lf - 1] == '\r' ? lf - 1 : lf;
+                body_start = lf + (lflf ? 2 : 3);
+                break;
+            }
+        }
+    }
+    if ((fields = PyList_New(0)) == NULL || (names = PyList_New(0)) == NULL)
+        goto done;
+    /* Lines end at CRLF, CR or LF; empty lines are skipped. */
+    for (Py_ssize_t i = 0; i < head_end;) {
+        Py_ssize_t j = i;
+        while (j < head_end && p[j] != '\r' && p[j] != '\n')
+            j++;
+        Py_ssize_t len = j - i;
+        if (len > 0) {
+            if (p[i] == ' ' || p[i] == '\t') {
+                if (PyList_GET_SIZE(fields) == 0) {
+                    PyErr_SetString(PyExc_ValueError, "message starts with a header continuation line");
+                    goto done;
+                }
+                if (append_continuation(fields, p + i, len) < 0)
+                    goto done;
+            } else if (memchr(p + i, ':', (size_t)len) != NULL) {
+                PyObject *field = PyBytes_FromStringAndSize(NULL, len + 2);
+                if (field == NULL)
+                    goto done;
+                memcpy(PyBytes_AS_STRING(field), p + i, (size_t)len);
+                memcpy(PyBytes_AS_STRING(field) + len, "\r\n", 2);
+                int failed = PyList_Append(fields, field) < 0;
+                Py_DECREF(field);
+                PyObject *name = failed ? NULL : field_name(p + i, len);
+                if (name == NULL)
+                    goto done;
+                failed = PyList_Append(names, name) < 0;
+                Py_DECREF(name);
+                if (failed)
+                    goto done;
+            } else {
+                PyErr_SetString(PyExc_ValueError, "malformed header line");
+                goto done;
+            }
+        }
+        /* CRLF is one line end; a lone CR or LF is one too. */
+        i = j + (j + 1 < head_end && p[j] == '\r' && p[j + 1] == '\n' ? 2 : 1);
+    }
+    result = Py_BuildValue("(OOn)", fields, names, body_start);
+done:
+    Py_XDECREF(fields);
+    Py_XDECREF(names);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* A DER TLV header at data[pos], inside data[:limit]: 0 and (tag, content start, content end), or -1
  * with a ValueError carrying the same message as the Python twin. */
 static int
@@ -242,6 +364,7 @@ expect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"split_header", (PyCFunction)split_header, METH_O, split_header_doc},
     {"read_tlv", (PyCFunction)(void (*)(void))read_tlv, METH_FASTCALL, read_tlv_doc},
     {"expect", (PyCFunction)(void (*)(void))expect, METH_FASTCALL, expect_doc},
     {"crlf_only", (PyCFunction)(void (*)(void))crlf_only, METH_FASTCALL, crlf_only_doc},

@@ -31,7 +31,7 @@ from functools import lru_cache
 import pybase64
 
 from autosmime.errors import MalformedMessage
-from autosmime.smime._scan import crlf_only, strip_whitespace
+from autosmime.smime._scan import crlf_only, split_header, strip_whitespace
 from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
@@ -57,45 +57,15 @@ def _split(raw: bytes) -> tuple[list[bytes], bytes]:
 
 def _split_at(raw: bytes) -> tuple[list[bytes], int]:
     """Header fields and the offset at which the body starts: the body itself is not copied."""
-    if raw.startswith((b"\r\n", b"\n")):
-        head, start = b"", 2 if raw.startswith(b"\r\n") else 1
-    else:
-        blank = _blank_line(raw)
-        head, start = (raw, len(raw)) if blank is None else (raw[: blank[0]], blank[1])
-    fields: list[bytes] = []
-    for line in to_crlf(head).split(CRLF):
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
-            if not fields:
-                raise MalformedMessage("message starts with a header continuation line")
-            fields[-1] += line + CRLF
-        elif b":" in line:
-            fields.append(line + CRLF)
-        else:
-            raise MalformedMessage("malformed header line")
+    fields, _, start = _split_header(raw)
     return fields, start
 
 
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-
-
-def _blank_line(raw: bytes) -> tuple[int, int] | None:
-    """(start, end) of the first ``_BLANK_LINE`` match in ``raw``, found with find() instead.
-
-    The regex has no literal prefix, so it is tried at every byte of the header
-    block; the CRLF form is found first, then only the bytes before it are
-    searched for the other forms.
-    """
-    crlf = raw.find(b"\r\n\r\n")
-    limit = len(raw) if crlf < 0 else crlf + 4
-    # The match's first LF is the earliest LF followed by LF or by CRLF.
-    firsts = [i for i in (raw.find(b"\n\n", 0, limit), raw.find(b"\n\r\n", 0, limit)) if i >= 0]
-    if not firsts:
-        return None
-    lf = min(firsts)
-    start = lf - 1 if lf > 0 and raw[lf - 1] == 0x0D else lf
-    return start, lf + (2 if raw[lf + 1] == 0x0A else 3)
+def _split_header(raw: bytes) -> tuple[list[bytes], list[bytes], int]:
+    try:
+        return split_header(raw)
+    except ValueError as e:
+        raise MalformedMessage(str(e)) from None
 
 
 def _name(field: bytes) -> bytes:
@@ -201,8 +171,10 @@ class Message:
             raw = bytes(raw)
         if raw.isspace() or not raw:
             raise MalformedMessage("empty message")
-        fields, start = _split_at(raw)
-        return cls(fields, b"", source=raw, start=start)
+        fields, names, start = _split_header(raw)
+        msg = cls(fields, b"", source=raw, start=start)
+        msg._named = (tuple(fields), names)
+        return msg
 
     # -- headers ---------------------------------------------------------
     def _names(self) -> list[bytes]:
@@ -609,6 +581,7 @@ def kind(msg: Message) -> str:
 
 
 _HEADER_START = re.compile(rb"[!-9;-~]+:")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 # A MIME-Version field in a CRLF header block: at a line start (not a folded continuation).
 _MIME_VERSION_FIELD = re.compile(rb"(?:\A|\n)mime-version[ \t]*:", re.IGNORECASE)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from autosmime.errors import MalformedMessage
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.pki.validate import cert_addresses
-from autosmime.smime import decrypt, encrypt, mime
+from autosmime.smime import _scan, decrypt, encrypt, mime
 
 _B64ISH = st.text(alphabet="ABCDab01+/=\r\n \t-*\x0b\xe9", max_size=80).map(lambda t: t.encode("latin-1"))
 
@@ -87,7 +87,7 @@ def test_lines_fit_agrees_with_splitting(lengths, closed, start):
 @settings(max_examples=600)
 def test_blank_line_finds_what_the_regex_finds(raw):
     m = mime._BLANK_LINE.search(raw)
-    assert mime._blank_line(raw) == (None if m is None else (m.start(), m.end()))
+    assert _scan._blank_line(raw) == (None if m is None else (m.start(), m.end()))
 
 
 @pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 57 * 76, 57 * 1024 - 1, 57 * 1024, 57 * 1024 * 2 + 5])

@@ -85,3 +85,14 @@ def test_read_tlv_long_lengths():
     huge = b"\x04\x88" + b"\xff" * 8
     assert _outcome(der.read_tlv, huge, 0, 10) == _outcome(der.py_read_tlv, huge, 0, 10) == (
         "ValueError", "value overruns its container")
+
+
+_HEADER_PIECES = st.sampled_from([b"From: a@b", b"Subject:  x ", b"  folded", b"\tfolded", b"X-Y:", b"no colon",
+                                  b" Name : v", b"CONTENT-Type: text/plain", b"\r\n", b"\n", b"\r", b"\r\n\r\n",
+                                  b"\n\n", b"\n\r\n", b"body", b":", b"\x0b"])
+
+
+@given(raw=st.lists(_HEADER_PIECES, max_size=16).map(b"".join) | st.binary(max_size=40))
+@settings(max_examples=1500, deadline=None)
+def test_split_header_agrees(raw):
+    assert _outcome(_scan.split_header, raw) == _outcome(_scan.py_split_header, raw)
