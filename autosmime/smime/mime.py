@@ -39,6 +39,7 @@ _MAX_LINE = 998
 
 # Headers that describe the MIME entity rather than the mail: they travel inside the protection.
 _ENTITY_PREFIX = b"content-"
+_PARAM_FIELDS = (b"content-type", b"content-transfer-encoding")
 
 
 def to_crlf(data: bytes) -> bytes:
@@ -82,16 +83,6 @@ class ContentType:
     @property
     def value(self) -> str:
         return f"{self.maintype}/{self.subtype}"
-
-
-def _parse_params(fields: list[bytes], names: list[bytes] | None = None) -> tuple[ContentType, str]:
-    """Content-Type and Content-Transfer-Encoding of an entity, parsed from header fields only."""
-    names = names if names is not None else [_name(f) for f in fields]
-    wanted = tuple(f for f, n in zip(fields, names) if n in (b"content-type", b"content-transfer-encoding"))
-    ctype, params, cte = parse_entity_fields(wanted)
-    maintype, _, subtype = ctype.partition("/")
-    # A fresh ContentType each time: callers may change its params.
-    return ContentType(maintype, subtype, dict(params)), cte
 
 
 def _is_7bit_clean(data: bytes) -> bool:
@@ -152,7 +143,7 @@ class Message:
     def __init__(self, fields: list[bytes], body: bytes, *, source: bytes | None = None, start: int = 0):
         self.fields = fields
         self._named: tuple[tuple[bytes, ...], list[bytes]] | None = None
-        self._params: tuple[list[bytes], str, str, dict[str, str], str] | None = None
+        self._params: tuple[list[bytes], str, dict[str, str], str] | None = None
         # The body is ``source[start:]``; it is only cut out (copied) when someone asks for it.
         self._source, self._start = (body, 0) if source is None else (source, start)
         self._body = body if source is None else None
@@ -200,22 +191,35 @@ class Message:
     def entity_headers(self) -> list[bytes]:
         return [f for f, n in zip(self.fields, self._names()) if n.startswith(_ENTITY_PREFIX)]
 
-    def _entity_params(self) -> tuple[str, str, dict[str, str], str]:
-        """(maintype, subtype, params, transfer encoding), parsed once per list of names."""
+    def _entity_params(self) -> tuple[str, dict[str, str], str]:
+        """(type/subtype, params, transfer encoding), parsed once per list of names.
+
+        ``params`` is shared with parse_entity_fields' cache: only copies leave this class.
+        """
         names = self._names()
         if self._params is None or self._params[0] is not names:  # ``fields`` changed: new names
-            ctype, cte = _parse_params(self.fields, names)
-            self._params = (names, ctype.maintype, ctype.subtype, ctype.params, cte)
+            wanted = tuple(f for f, n in zip(self.fields, names) if n in _PARAM_FIELDS)
+            self._params = (names, *parse_entity_fields(wanted))
         return self._params[1:]
 
     @property
     def content_type(self) -> ContentType:
-        maintype, subtype, params, _ = self._entity_params()
+        value, params, _ = self._entity_params()
+        maintype, _, subtype = value.partition("/")
         return ContentType(maintype, subtype, dict(params))  # a fresh copy: callers may change it
 
     @property
+    def mime_type(self) -> str:
+        """``content_type.value`` ("type/subtype", lower case), without copying the parameters."""
+        return self._entity_params()[0]
+
+    def content_param(self, name: str) -> str | None:
+        """``content_type.params.get(name)``, without copying the parameters."""
+        return self._entity_params()[1].get(name)
+
+    @property
     def transfer_encoding(self) -> str:
-        return self._entity_params()[3]
+        return self._entity_params()[2]
 
     # -- entity ------------------------------------------------------------
     def entity_chunks(self) -> list[bytes | memoryview]:
@@ -535,8 +539,7 @@ def split_signed(msg: Message) -> SignedParts:
 
 def split_signed_view(msg: Message) -> SignedParts:
     """:func:`split_signed`, with ``content`` a view of the raw message when it is already CRLF."""
-    ct = msg.content_type
-    boundary = ct.params.get("boundary")
+    boundary = msg.content_param("boundary")
     if not boundary:
         raise MalformedMessage("multipart/signed without a boundary")
     src, origin = msg._source, msg._start
@@ -550,8 +553,8 @@ def split_signed_view(msg: Message) -> SignedParts:
     sig_msg = Message.parse(sig_part) if sig_part.strip() else None
     if sig_msg is None:
         raise MalformedMessage("multipart/signed without a signature part")
-    if sig_msg.content_type.value not in SIGNATURE_TYPES:
-        raise MalformedMessage(f"unexpected signature part type {sig_msg.content_type.value}")
+    if sig_msg.mime_type not in SIGNATURE_TYPES:
+        raise MalformedMessage(f"unexpected signature part type {sig_msg.mime_type}")
     signature = decode_body(sig_msg.body, sig_msg.transfer_encoding)
     if _crlf_only(src, a, b):
         content: bytes | memoryview = memoryview(src)[a:b]  # already canonical: no copy
@@ -568,13 +571,13 @@ def pkcs7_der(msg: Message) -> bytes:
 
 def kind(msg: Message) -> str:
     """"signed" (multipart/signed), "pkcs7-mime", or "plain"."""
-    ct = msg.content_type
-    if ct.value == "multipart/signed":
+    value = msg.mime_type
+    if value == "multipart/signed":
         return "signed"
-    if ct.value in PKCS7_MIME_TYPES:
+    if value in PKCS7_MIME_TYPES:
         return "pkcs7-mime"
-    if ct.value == "application/octet-stream":
-        name = (ct.params.get("name") or "").lower()
+    if value == "application/octet-stream":
+        name = (msg.content_param("name") or "").lower()
         if name.endswith((".p7m", ".p7c", ".p7z")):
             return "pkcs7-mime"
     return "plain"

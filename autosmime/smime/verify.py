@@ -60,7 +60,7 @@ def verify_classified(layer: Classified, trust_roots: Sequence[x509.Certificate]
     if layer.kind != "signed":
         if layer.kind == "enveloped":
             raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
-        raise MalformedMessage(f"not a signed message ({msg.content_type.value})")
+        raise MalformedMessage(f"not a signed message ({msg.mime_type})")
     outer: list[bytes] = []
     if msg is None:  # bare CMS, as peers write it
         result = _signed.verify(layer.der, detached_content, extra_certs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ def test_rsa_v15_padding_failure_yields_random_cek(pki):
     assert slot.unwrap(pki["rsa"].key, 32) == cek
     stand_in = slot.unwrap(pki["stranger_rsa"].key, 32)
     assert len(stand_in) == 32 and stand_in != cek
-    garbage = type(slot)(**{**slot.__dict__, "encrypted_key": b"\x00" * 256})
+    garbage = dataclasses.replace(slot, encrypted_key=b"\x00" * 256)
     assert len(garbage.unwrap(pki["rsa"].key, 24)) == 24
 
 

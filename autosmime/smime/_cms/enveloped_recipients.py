@@ -68,7 +68,7 @@ _ENCRYPT_CURVES = {"secp256r1": STD_DH_SHA256KDF, "secp384r1": STD_DH_SHA384KDF,
 # --- who a slot is for --------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per message: frozen construction costs 4x
 class Rid:
     """A recipient identifier: issuerAndSerialNumber or subjectKeyIdentifier."""
 
@@ -131,7 +131,7 @@ def _read_rid(rid: core.Choice) -> Rid:
 # --- slots: one encrypted CEK each --------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per message: frozen construction costs 4x
 class Slot:
     """One copy of the content-encryption key, encrypted for one recipient key."""
 
