@@ -27,7 +27,7 @@ from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import exceptions as _cryptography_exceptions
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
 from autosmime.pki.certcache import cert_der, per_certificate
@@ -90,10 +90,7 @@ def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certific
     if _spki(key.public_key()) != t.spki:
         raise NoKey("the private key does not belong to the signing certificate")
     chunks = [content] if isinstance(content, (bytes, bytearray, memoryview)) else list(content)
-    h = hashes.Hash(_algs.hash_algorithm(digest_alg))
-    for chunk in chunks:
-        h.update(chunk)
-    attrs = signed_attrs_der(h.finalize(), now.replace(microsecond=0))
+    attrs = signed_attrs_der(_algs.digest_chunks(digest_alg, chunks), now.replace(microsecond=0))
     # The signature covers the DER SET OF exactly as emitted; the [0] IMPLICIT field below
     # is the same bytes with only the tag octet changed (RFC 5652 5.4).
     signature = _algs.sign_bytes(key, digest_alg, attrs, pss=pss)

@@ -14,6 +14,8 @@ Private to :mod:`autosmime.smime._cms.signed`. Every failure is an
 
 from __future__ import annotations
 
+import hashlib
+
 from asn1crypto import algos, core
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -60,10 +62,28 @@ def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     return _HASHES[name]()
 
 
-def digest(name: str, data: bytes) -> bytes:
-    h = hashes.Hash(hash_algorithm(name))
-    h.update(data)
-    return h.finalize()
+# hashlib for the common digests: the same OpenSSL code, a microsecond less per message in objects.
+_HASHLIB = {"sha1": hashlib.sha1, "sha224": hashlib.sha224, "sha256": hashlib.sha256, "sha384": hashlib.sha384,
+            "sha512": hashlib.sha512, "sha3_256": hashlib.sha3_256, "sha3_384": hashlib.sha3_384,
+            "sha3_512": hashlib.sha3_512}
+
+
+def digest(name: str, data) -> bytes:
+    return digest_chunks(name, (data,))
+
+
+def digest_chunks(name: str, chunks) -> bytes:
+    """The ``name`` digest of the concatenated bytes-like ``chunks``."""
+    new = _HASHLIB.get(name)
+    if new is not None:
+        h = new()
+        for chunk in chunks:
+            h.update(chunk)
+        return h.digest()
+    h2 = hashes.Hash(hash_algorithm(name))
+    for chunk in chunks:
+        h2.update(chunk)
+    return h2.finalize()
 
 
 def digest_for_key(key: object) -> str:

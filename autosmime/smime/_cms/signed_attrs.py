@@ -110,6 +110,7 @@ def _fixed_attributes() -> tuple[bytes, bytes]:
     return _der.tlv(_der.SEQUENCE, _CONTENT_TYPE_DATA), _der.tlv(_der.SEQUENCE, _capabilities_attribute())
 
 
+@lru_cache(maxsize=4)  # whole seconds: every message signed within the same second shares it
 def _time_attribute(signing_time: _dt.datetime) -> bytes:
     """The signingTime attribute's contents (OID and value set), hand-encoded."""
     when = signing_time.astimezone(_dt.timezone.utc)
@@ -208,6 +209,7 @@ def octet_string(tlv: bytes) -> bytes:
     return value
 
 
+@lru_cache(maxsize=256)  # a pure function of a few bytes; the datetime it returns is immutable
 def signing_time_value(tlv: bytes):
     """A Time value (UTCTime or GeneralizedTime) as asn1crypto reads it: an aware datetime."""
     # UTCTime YYMMDDHHMMSSZ, the only form RFC 5652 11.3 allows before 2050, read by hand.
