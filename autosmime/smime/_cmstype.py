@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from asn1crypto import cms
@@ -43,12 +44,17 @@ def cms_kind(der: bytes) -> str:
     raise UnsupportedAlgorithm(_NAMES.get(oid, oid), "CMS content type")
 
 
+_LEADING_SPACE = re.compile(rb"\s*")
+
+
 def looks_like_cms(data: bytes) -> bytes | None:
     """Bare DER/BER or PEM CMS (as from `openssl cms -outform DER/PEM`), else None."""
-    stripped = data.lstrip()
-    if stripped[:1] == b"\x30":
-        return stripped
-    if stripped.startswith(b"-----BEGIN"):
+    # Where the content starts, found without copying: a mail is neither, and is not copied at all.
+    first = _LEADING_SPACE.match(data).end()
+    if data[first:first + 1] == b"\x30":
+        return data if first == 0 and isinstance(data, bytes) else bytes(data[first:])
+    if data.startswith(b"-----BEGIN", first):
+        stripped = data[first:]
         lines = stripped.splitlines()
         body = b"".join(line for line in lines[1:] if not line.startswith(b"-----"))
         try:

@@ -584,7 +584,7 @@ def kind(msg: Message) -> str:
 
 
 _HEADER_START = re.compile(rb"[!-9;-~]+:")
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_CRLF_BLANK_LINE = re.compile(rb"\r\n\r\n")
 # A MIME-Version field in a CRLF header block: at a line start (not a folded continuation).
 _MIME_VERSION_FIELD = re.compile(rb"(?:\A|\n)mime-version[ \t]*:", re.IGNORECASE)
 
@@ -603,12 +603,13 @@ def rejoin(outer: list[bytes], entity, *, canonical: bool = False) -> bytes:
         return crlf_marked(b"".join(pieces))
     first = pieces[0] if pieces else b""
     # re works on any buffer: the checks below read the first piece in place, which is
-    # enough when the header block ends inside it.
-    blank = _BLANK_LINE.search(first)
+    # enough when the header block ends inside it. The pieces are CRLF by now, so a blank
+    # line can only be CRLF CRLF: a literal, which re finds at memchr speed.
+    blank = _CRLF_BLANK_LINE.search(first)
     if blank is None and len(pieces) > 1:
         pieces = [b"".join(pieces)]
         first = pieces[0]
-        blank = _BLANK_LINE.search(first)
+        blank = _CRLF_BLANK_LINE.search(first)
     if not bytes(first[:2]) == CRLF and not _HEADER_START.match(first):
         return crlf_marked(b"".join([*outer, b"MIME-Version: 1.0\r\n", CRLF, *pieces]))  # bare content without MIME headers
     head = first[:blank.end()] if blank is not None else first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -86,7 +87,7 @@ def test_lines_fit_agrees_with_splitting(lengths, closed, start):
 @given(st.text(alphabet="a:\r\n", max_size=40).map(str.encode))
 @settings(max_examples=600)
 def test_blank_line_finds_what_the_regex_finds(raw):
-    m = mime._BLANK_LINE.search(raw)
+    m = re.search(rb"\r?\n\r?\n", raw)  # the header block's end, as the regex it replaced defines it
     assert _scan._blank_line(raw) == (None if m is None else (m.start(), m.end()))
 
 
