@@ -363,7 +363,138 @@ expect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(nn)", start, end);
 }
 
+/* -- DER writing -------------------------------------------------------------------- */
+
+/* Octets of the minimal DER length of n (n >= 0). */
+static Py_ssize_t
+length_size(Py_ssize_t n)
+{
+    Py_ssize_t k = 0;
+    if (n < 0x80)
+        return 1;
+    for (size_t v = (size_t)n; v; v >>= 8)
+        k++;
+    return 1 + k;
+}
+
+static unsigned char *
+write_length(unsigned char *out, Py_ssize_t n)
+{
+    Py_ssize_t size = length_size(n);
+    if (size == 1) {
+        *out++ = (unsigned char)n;
+        return out;
+    }
+    *out++ = (unsigned char)(0x80 | (size - 1));
+    for (Py_ssize_t i = size - 2; i >= 0; i--)
+        *out++ = (unsigned char)((size_t)n >> (8 * i));
+    return out;
+}
+
+static int
+tag_and_length_args(PyObject *tag_obj, PyObject *n_obj, int *tag, Py_ssize_t *n)
+{
+    long t = tag_obj == NULL ? 0 : PyLong_AsLong(tag_obj);
+    if (t == -1 && PyErr_Occurred())
+        return -1;
+    if (t < 0 || t > 255) {
+        PyErr_SetString(PyExc_ValueError, "bytes must be in range(0, 256)");
+        return -1;
+    }
+    *tag = (int)t;
+    if (n_obj != NULL) {
+        if ((*n = PyLong_AsSsize_t(n_obj)) == -1 && PyErr_Occurred())
+            return -1;
+        if (*n < 0) {
+            PyErr_SetString(PyExc_ValueError, "bytes must be in range(0, 256)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(length_doc, "length(n) -> bytes\n\nDER length octets of n (minimal form).");
+
+static PyObject *
+length(PyObject *module, PyObject *n_obj)
+{
+    int tag;
+    Py_ssize_t n;
+    unsigned char buf[16];
+    if (tag_and_length_args(NULL, n_obj, &tag, &n) < 0)
+        return NULL;
+    return PyBytes_FromStringAndSize((char *)buf, write_length(buf, n) - buf);
+}
+
+PyDoc_STRVAR(header_doc, "header(tag, n) -> bytes\n\nTag and length octets of a value of n octets.");
+
+static PyObject *
+header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int tag;
+    Py_ssize_t n;
+    unsigned char buf[16];
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "header(tag, n)");
+        return NULL;
+    }
+    if (tag_and_length_args(args[0], args[1], &tag, &n) < 0)
+        return NULL;
+    buf[0] = (unsigned char)tag;
+    return PyBytes_FromStringAndSize((char *)buf, write_length(buf + 1, n) - buf);
+}
+
+PyDoc_STRVAR(tlv_doc, "tlv(tag, *parts) -> bytes\n\nA TLV whose value is the parts joined.");
+
+static PyObject *
+tlv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int tag;
+    Py_ssize_t total = 0, nparts = nargs - 1;
+    PyObject *out = NULL;
+    Py_buffer small[8], *views = small;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "tlv(tag, *parts)");
+        return NULL;
+    }
+    if (tag_and_length_args(args[0], NULL, &tag, &total) < 0)
+        return NULL;
+    if (nparts > 8 && (views = PyMem_New(Py_buffer, nparts)) == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t got = 0;
+    for (; got < nparts; got++) {
+        if (PyObject_GetBuffer(args[got + 1], &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+        if (views[got].len > PY_SSIZE_T_MAX - 16 - total) {
+            PyErr_NoMemory();
+            got++;
+            goto done;
+        }
+        total += views[got].len;
+    }
+    out = PyBytes_FromStringAndSize(NULL, 1 + length_size(total) + total);
+    if (out == NULL)
+        goto done;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    *w++ = (unsigned char)tag;
+    w = write_length(w, total);
+    for (Py_ssize_t i = 0; i < nparts; i++) {
+        memcpy(w, views[i].buf, (size_t)views[i].len);
+        w += views[i].len;
+    }
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    if (views != small)
+        PyMem_Free(views);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"length", (PyCFunction)length, METH_O, length_doc},
+    {"header", (PyCFunction)(void (*)(void))header, METH_FASTCALL, header_doc},
+    {"tlv", (PyCFunction)(void (*)(void))tlv, METH_FASTCALL, tlv_doc},
     {"split_header", (PyCFunction)split_header, METH_O, split_header_doc},
     {"read_tlv", (PyCFunction)(void (*)(void))read_tlv, METH_FASTCALL, read_tlv_doc},
     {"expect", (PyCFunction)(void (*)(void))expect, METH_FASTCALL, expect_doc},

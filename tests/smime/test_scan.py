@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not _scan.COMPILED and not os.environ.get("CI"),
 def test_ci_builds_the_extension():
     # .ci/run installs a compiler: a CI run that silently fell back to Python would test the wrong code.
     assert _scan.COMPILED
-    assert der.read_tlv is not der.py_read_tlv and der.expect is not der.py_expect
+    assert der.read_tlv is not der.py_read_tlv and der.tlv is not der.py_tlv
 
 
 # Mostly line-ending and whitespace bytes, so runs, pairs and edges are common.
@@ -96,3 +96,25 @@ _HEADER_PIECES = st.sampled_from([b"From: a@b", b"Subject:  x ", b"  folded", b"
 @settings(max_examples=1500, deadline=None)
 def test_split_header_agrees(raw):
     assert _outcome(_scan.split_header, raw) == _outcome(_scan.py_split_header, raw)
+
+
+def _raised(fn, *args):
+    try:
+        return fn(*args)
+    except (ValueError, TypeError) as e:
+        return type(e)
+
+
+@given(tag=st.integers(-2, 300), n=st.integers(-2, 2**63 - 1) | st.integers(0, 70000),
+       parts=st.lists(st.binary(max_size=300), max_size=12))
+@settings(max_examples=1000, deadline=None)
+def test_der_writers_agree(tag, n, parts):
+    assert _raised(der.length, n) == _raised(der.py_length, n)
+    assert _raised(der.header, tag, n) == _raised(der.py_header, tag, n)
+    assert _raised(der.tlv, tag, *parts) == _raised(der.py_tlv, tag, *parts)
+    views = [memoryview(p) for p in parts]
+    assert _raised(der.tlv, tag, *views) == _raised(der.py_tlv, tag, *parts)
+
+
+def test_der_writer_refuses_text():
+    assert _raised(der.tlv, 4, "text") is _raised(der.py_tlv, 4, "text") is TypeError

@@ -28,7 +28,7 @@ INTEGER = 0x02
 OID = 0x06
 
 
-def length(n: int) -> bytes:
+def py_length(n: int) -> bytes:
     """DER length octets (minimal form)."""
     if n < 0x80:
         return bytes((n,))
@@ -36,14 +36,15 @@ def length(n: int) -> bytes:
     return bytes((0x80 | len(raw),)) + raw
 
 
-def header(tag: int, n: int) -> bytes:
+def py_header(tag: int, n: int) -> bytes:
     """Tag and length octets of a value with ``n`` content octets (low tag numbers only)."""
-    return bytes((tag,)) + length(n)
+    return bytes((tag,)) + py_length(n)
 
 
-def tlv(tag: int, *parts: bytes) -> bytes:
+def py_tlv(tag: int, *parts: bytes) -> bytes:
+    """A TLV whose value is ``parts`` (bytes-like) joined."""
     body = b"".join(parts)
-    return bytes((tag,)) + length(len(body)) + body
+    return bytes((tag,)) + py_length(len(body)) + body
 
 
 def integer(n: int) -> bytes:
@@ -107,6 +108,6 @@ def py_expect(der, pos: int, limit: int, tag: int) -> tuple[int, int]:
 
 
 try:
-    from autosmime.smime._speedups import expect, read_tlv
+    from autosmime.smime._speedups import expect, header, length, read_tlv, tlv
 except ImportError:  # the C extension did not build: same answers, slower
-    read_tlv, expect = py_read_tlv, py_expect
+    read_tlv, expect, length, header, tlv = py_read_tlv, py_expect, py_length, py_header, py_tlv
