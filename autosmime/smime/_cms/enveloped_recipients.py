@@ -39,6 +39,7 @@ from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
 from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms.certinfo import issuer_and_serial_raw
+from autosmime.smime._cms.keytypes import is_a
 from autosmime.smime._cms.enveloped_asn1 import (
     HKDF_SCHEMES,
     ID_EC_PUBLIC_KEY,
@@ -157,7 +158,7 @@ class Slot:
         fails exactly as it would for a wrong key: no Bleichenbacher oracle.
         """
         if self.key_type == "rsa":
-            return self._unwrap_rsa(key, cek_size) if isinstance(key, rsa.RSAPrivateKey) else None
+            return self._unwrap_rsa(key, cek_size) if is_a(key, rsa.RSAPrivateKey) else None
         if self.key_type == "ec" and isinstance(key, ec.EllipticCurvePrivateKey):
             peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, self.originator_key)
             return self._unwrap_kari(key.exchange(ec.ECDH(), peer), cek_size)
@@ -313,9 +314,9 @@ def recipient_info(cert: x509.Certificate, cek: bytes, *, oaep: bool) -> cms.Rec
 def recipient_info_der(cert: x509.Certificate, cek: bytes, *, oaep: bool) -> tuple[bytes, bool]:
     """(DER of the RecipientInfo for ``cert``, whether it is a ktri)."""
     public_key = cert.public_key()
-    if isinstance(public_key, rsa.RSAPublicKey):
+    if is_a(public_key, rsa.RSAPublicKey):
         return _ktri(cert, public_key, cek, oaep), True
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
+    if is_a(public_key, ec.EllipticCurvePublicKey):
         return _kari(cert, public_key, cek).dump(), False
     raise UnsupportedAlgorithm(type(public_key).__name__, "recipient key type")
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from autosmime.errors import BadSignature, UnsupportedAlgorithm
+from autosmime.smime._cms.keytypes import is_a
 
 # Names are asn1crypto's DigestAlgorithmId names, so the two never disagree.
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -88,7 +89,7 @@ def digest_chunks(name: str, chunks) -> bytes:
 
 def digest_for_key(key: object) -> str:
     """The digest autosmime signs with: SHA-256, or the hash matching a larger EC curve."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+    if is_a(key, ec.EllipticCurvePrivateKey):
         size = key.curve.key_size
         return "sha512" if size > 384 else "sha384" if size > 256 else "sha256"
     return "sha256"
@@ -96,9 +97,9 @@ def digest_for_key(key: object) -> str:
 
 def key_kind(key: object) -> str:
     """"rsa" or "ec": the signing key families autosmime writes signatures with."""
-    if isinstance(key, rsa.RSAPrivateKey):
+    if is_a(key, rsa.RSAPrivateKey):
         return "rsa"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+    if is_a(key, ec.EllipticCurvePrivateKey):
         return "ec"
     raise UnsupportedAlgorithm(type(key).__name__, "signing key type")
 
@@ -131,10 +132,10 @@ def hashes_digest_size(name: str) -> int:
 
 def sign_bytes(key: object, digest_alg: str, data: bytes, *, pss: bool) -> bytes:
     h = hash_algorithm(digest_alg)
-    if isinstance(key, rsa.RSAPrivateKey):
+    if is_a(key, rsa.RSAPrivateKey):
         pad = (padding.PSS(padding.MGF1(h), padding.PSS.DIGEST_LENGTH) if pss else padding.PKCS1v15())
         return key.sign(data, pad, h)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+    if is_a(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(h))
     raise UnsupportedAlgorithm(type(key).__name__, "signing key type")  # pragma: no cover
 
@@ -197,7 +198,7 @@ def _same_hash(from_signature: str, digest_alg: str) -> None:
 
 
 def _key_is(public_key: object, kind: type) -> None:
-    if not isinstance(public_key, kind):
+    if not is_a(public_key, kind):
         raise BadSignature("the signature algorithm does not match the signer's key type")
 
 
