@@ -16,7 +16,7 @@
 #include <Python.h>
 #include <string.h>
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(AUTOSMIME_NO_SIMD)
 #include <emmintrin.h>
 #endif
 
@@ -57,15 +57,35 @@ crlf_only(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&view);
         return NULL;
     }
-    const unsigned char *base = (const unsigned char *)view.buf;
-    const unsigned char *first = base + start, *stop = base + end, *q;
+    const unsigned char *q = (const unsigned char *)view.buf + start;
+    const unsigned char *stop = (const unsigned char *)view.buf + end;
+    /* Canonical iff each byte is an LF exactly when the byte before it (inside the range) is
+     * a CR, and the range does not end with a CR. */
+    unsigned after_cr = 0;
     int ok = 1;
-    /* Every LF has a CR just before it, inside the range... */
-    for (q = first; ok && (q = memchr(q, '\n', (size_t)(stop - q))) != NULL; q++)
-        ok = q > first && q[-1] == '\r';
-    /* ...and every CR an LF just after it. */
-    for (q = first; ok && (q = memchr(q, '\r', (size_t)(stop - q))) != NULL; q++)
-        ok = q + 1 < stop && q[1] == '\n';
+#if defined(__SSE2__) && !defined(AUTOSMIME_NO_SIMD)
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+    for (; ok && stop - q >= 16; q += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)q);
+        unsigned crs = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, cr));
+        unsigned lfs = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, lf));
+        ok = lfs == (((crs << 1) | after_cr) & 0xFFFF);
+        after_cr = crs >> 15;
+    }
+#else
+    /* No vector unit to count on: memchr (vectorised by the C library) from line end to line end. */
+    const unsigned char *first = q, *at;
+    for (at = first; ok && (at = memchr(at, '\n', (size_t)(stop - at))) != NULL; at++)
+        ok = at > first && at[-1] == '\r';
+    for (at = first; ok && (at = memchr(at, '\r', (size_t)(stop - at))) != NULL; at++)
+        ok = at + 1 < stop && at[1] == '\n';
+    q = stop;
+#endif
+    for (; ok && q < stop; q++) {
+        ok = (*q == '\n') == after_cr;
+        after_cr = *q == '\r';
+    }
+    ok = ok && !after_cr;
     PyBuffer_Release(&view);
     return PyBool_FromLong(ok);
 }
@@ -104,7 +124,7 @@ strip_whitespace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
     unsigned char *const out_start = dst;
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(AUTOSMIME_NO_SIMD)
     const __m128i sp = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t');
     const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
     /* The output never runs ahead of the input (dst - out_start <= q - first), so a

@@ -118,3 +118,30 @@ def test_der_writers_agree(tag, n, parts):
 
 def test_der_writer_refuses_text():
     assert _raised(der.tlv, 4, "text") is _raised(der.py_tlv, 4, "text") is TypeError
+
+
+def test_the_portable_build_agrees_too(tmp_path):
+    """The scans without SSE2 (as on ARM) are other code: build them that way and compare."""
+    import importlib.util
+    import random
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    if shutil.which("gcc") is None and not os.environ.get("CI"):
+        pytest.skip("no gcc")
+    source = Path(_scan.__file__).with_name("_speedups.c")
+    built = tmp_path / ("_speedups" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-DAUTOSMIME_NO_SIMD",
+                    f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(built)], check=True)
+    spec = importlib.util.spec_from_file_location("autosmime.smime._speedups", built)
+    portable = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(portable)
+    rnd = random.Random(2026)
+    pieces = [b"\r", b"\n", b"\r\n", b" ", b"\t", b"A", b"x" * 17]
+    for _ in range(20000):
+        data = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 30)))
+        start, end = rnd.randint(0, len(data) + 2), rnd.choice([None, rnd.randint(0, len(data) + 2)])
+        assert portable.crlf_only(data, start, end) == _scan.py_crlf_only(data, start, end), (data, start, end)
+        assert portable.strip_whitespace(data, start) == _scan.py_strip_whitespace(data, start)
