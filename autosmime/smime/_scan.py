@@ -76,9 +76,42 @@ def _blank_line(raw) -> tuple[int, int] | None:
     return start, lf + (2 if raw[lf + 1] == 0x0A else 3)
 
 
+def py_find_delimiters(body, boundary: bytes, origin: int = 0) -> list[tuple[int, int, bool]]:
+    """(start, end, is_close) of each boundary line in ``body[origin:]``; start includes the line
+    break before it (RFC 2046). Offsets are into ``body``.
+
+    A literal find() instead of a regex anchored on line starts: on a 10 MB
+    message the anchored regex is 30x slower.
+    """
+    marker = b"--" + boundary
+    found: list[tuple[int, int, bool]] = []
+    pos = body.find(marker, origin)
+    while pos >= 0:
+        at_line_start = pos == origin or body[pos - 1:pos] == b"\n"
+        after = pos + len(marker)
+        close = body[after:after + 2] == b"--"
+        if close:
+            after += 2
+        eol = after
+        while body[eol:eol + 1] in (b" ", b"\t"):
+            eol += 1
+        if at_line_start and (eol == len(body) or body[eol:eol + 1] in (b"\r", b"\n")):
+            end = eol + (2 if body[eol:eol + 2] == b"\r\n" else 1 if eol < len(body) else 0)
+            before = pos - origin
+            start = pos - (2 if before >= 2 and body[pos - 2:pos] == b"\r\n" else 1 if before else 0)
+            if found:  # the line break before this boundary may close the previous boundary line
+                start = max(start, found[-1][1])
+            found.append((start, end, close))
+            if close:
+                break
+        pos = body.find(marker, pos + 1)
+    return found
+
+
 try:
-    from autosmime.smime._speedups import crlf_only, split_header, strip_whitespace
+    from autosmime.smime._speedups import crlf_only, find_delimiters, split_header, strip_whitespace
     COMPILED = True
 except ImportError:  # no compiler where autosmime was installed: same answers, slower
     crlf_only, split_header, strip_whitespace = py_crlf_only, py_split_header, py_strip_whitespace
+    find_delimiters = py_find_delimiters
     COMPILED = False

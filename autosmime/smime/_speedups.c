@@ -13,6 +13,7 @@
  * vector compares and a C header reader do the same work in a few microseconds.
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE  /* memmem */
 #include <Python.h>
 #include <string.h>
 
@@ -383,6 +384,86 @@ expect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(nn)", start, end);
 }
 
+/* -- multipart boundaries ----------------------------------------------------------- */
+
+PyDoc_STRVAR(find_delimiters_doc,
+"find_delimiters(body, boundary, origin) -> [(start, end, is_close), ...]\n\n"
+"The boundary lines of a multipart body, up to the closing one (see autosmime.smime._scan).");
+
+static PyObject *
+find_delimiters(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer body, boundary;
+    Py_ssize_t origin;
+    PyObject *found = NULL;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "find_delimiters(body, boundary, origin)");
+        return NULL;
+    }
+    if ((origin = PyLong_AsSsize_t(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (origin < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative origin");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &body, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &boundary, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&body);
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)body.buf;
+    const Py_ssize_t n = body.len, blen = boundary.len;
+    const Py_ssize_t mlen = blen + 2;  /* "--" boundary */
+    unsigned char *marker = PyMem_Malloc((size_t)mlen);
+    if (marker == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    marker[0] = marker[1] = '-';
+    memcpy(marker + 2, boundary.buf, (size_t)blen);
+    if ((found = PyList_New(0)) == NULL)
+        goto done;
+    Py_ssize_t last_end = -1;
+    for (Py_ssize_t from = origin; from <= n - mlen;) {
+        const unsigned char *hit = memmem(p + from, (size_t)(n - from), marker, (size_t)mlen);
+        if (hit == NULL)
+            break;
+        Py_ssize_t pos = hit - p, after = pos + mlen;
+        int at_line_start = pos == origin || p[pos - 1] == '\n';
+        int close = after + 2 <= n && p[after] == '-' && p[after + 1] == '-';
+        if (close)
+            after += 2;
+        Py_ssize_t eol = after;
+        while (eol < n && (p[eol] == ' ' || p[eol] == '\t'))
+            eol++;
+        if (at_line_start && (eol == n || p[eol] == '\r' || p[eol] == '\n')) {
+            Py_ssize_t end = eol + (eol + 2 <= n && p[eol] == '\r' && p[eol + 1] == '\n' ? 2 : eol < n ? 1 : 0);
+            Py_ssize_t before = pos - origin;
+            Py_ssize_t start = pos - (before >= 2 && p[pos - 2] == '\r' && p[pos - 1] == '\n' ? 2 : before ? 1 : 0);
+            if (last_end >= 0 && start < last_end)  /* the line break may close the previous boundary line */
+                start = last_end;
+            PyObject *item = Py_BuildValue("(nnO)", start, end, close ? Py_True : Py_False);
+            if (item == NULL || PyList_Append(found, item) < 0) {
+                Py_XDECREF(item);
+                Py_CLEAR(found);
+                goto done;
+            }
+            Py_DECREF(item);
+            last_end = end;
+            if (close)
+                break;
+        }
+        from = pos + 1;
+    }
+done:
+    PyMem_Free(marker);
+    PyBuffer_Release(&boundary);
+    PyBuffer_Release(&body);
+    return found;
+}
+
 /* -- DER writing -------------------------------------------------------------------- */
 
 /* Octets of the minimal DER length of n (n >= 0). */
@@ -512,6 +593,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"find_delimiters", (PyCFunction)(void (*)(void))find_delimiters, METH_FASTCALL, find_delimiters_doc},
     {"length", (PyCFunction)length, METH_O, length_doc},
     {"header", (PyCFunction)(void (*)(void))header, METH_FASTCALL, header_doc},
     {"tlv", (PyCFunction)(void (*)(void))tlv, METH_FASTCALL, tlv_doc},

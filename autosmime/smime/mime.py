@@ -31,7 +31,7 @@ from functools import lru_cache
 import pybase64
 
 from autosmime.errors import MalformedMessage
-from autosmime.smime._scan import crlf_only, split_header, strip_whitespace
+from autosmime.smime._scan import crlf_only, find_delimiters, split_header, strip_whitespace
 from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
@@ -499,36 +499,6 @@ def _b64_pieces(data: bytes, start: int, step: int = _B64_IN_STEP) -> list[bytes
     return pieces
 
 
-def _delimiters(body: bytes, boundary: bytes, origin: int = 0) -> list[tuple[int, int, bool]]:
-    """(start, end, is_close) of each boundary line in ``body[origin:]``; start includes the line
-    break before it (RFC 2046). Offsets are into ``body``.
-
-    A literal find() instead of a regex anchored on line starts: on a 10 MB
-    message the anchored regex is 30x slower.
-    """
-    marker = b"--" + boundary
-    found: list[tuple[int, int, bool]] = []
-    pos = body.find(marker, origin)
-    while pos >= 0:
-        at_line_start = pos == origin or body[pos - 1:pos] == b"\n"
-        after = pos + len(marker)
-        close = body[after:after + 2] == b"--"
-        if close:
-            after += 2
-        eol = after
-        while body[eol:eol + 1] in (b" ", b"\t"):
-            eol += 1
-        if at_line_start and (eol == len(body) or body[eol:eol + 1] in (b"\r", b"\n")):
-            end = eol + (2 if body[eol:eol + 2] == CRLF else 1 if eol < len(body) else 0)
-            before = pos - origin
-            start = pos - (2 if before >= 2 and body[pos - 2:pos] == CRLF else 1 if before else 0)
-            if found:  # the line break before this boundary may close the previous boundary line
-                start = max(start, found[-1][1])
-            found.append((start, end, close))
-            if close:
-                break
-        pos = body.find(marker, pos + 1)
-    return found
 
 
 def split_signed(msg: Message) -> SignedParts:
@@ -543,7 +513,7 @@ def split_signed_view(msg: Message) -> SignedParts:
     if not boundary:
         raise MalformedMessage("multipart/signed without a boundary")
     src, origin = msg._source, msg._start
-    found = _delimiters(src, boundary.encode(), origin)
+    found = find_delimiters(src, boundary.encode(), origin)
     if len(found) < 3 or found[0][2] or found[1][2]:
         raise MalformedMessage("multipart/signed must have exactly two parts")
     if not found[2][2]:

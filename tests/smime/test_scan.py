@@ -145,3 +145,13 @@ def test_the_portable_build_agrees_too(tmp_path):
         start, end = rnd.randint(0, len(data) + 2), rnd.choice([None, rnd.randint(0, len(data) + 2)])
         assert portable.crlf_only(data, start, end) == _scan.py_crlf_only(data, start, end), (data, start, end)
         assert portable.strip_whitespace(data, start) == _scan.py_strip_whitespace(data, start)
+
+
+_MULTIPART = st.lists(st.sampled_from([b"--b", b"--b--", b"--bb", b"-", b"b", b"\r\n", b"\n", b"\r", b" ", b"\t",
+                                       b"x", b"--"]), max_size=24).map(b"".join)
+
+
+@given(body=_MULTIPART, boundary=st.sampled_from([b"b", b"bb", b"", b"-"]), origin=st.integers(0, 40))
+@settings(max_examples=2000, deadline=None)
+def test_find_delimiters_agrees(body, boundary, origin):
+    assert _scan.find_delimiters(body, boundary, origin) == _scan.py_find_delimiters(body, boundary, origin)
