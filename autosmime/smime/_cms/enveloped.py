@@ -84,7 +84,7 @@ def encrypt_chunks(content: Sequence, recipients: Sequence[x509.Certificate],
     infos = [recipient_info_der(cert, cek, oaep=profile == "modern") for cert in recipients]
     # SET OF RecipientInfo: DER orders the elements by their encodings.
     recipient_set = _der.tlv(_der.SET, *sorted(der for der, _ in infos))
-    content_len = sum(len(c) for c in content)
+    content_len = sum(map(len, content))
     if profile == "interop":
         iv = os.urandom(16)
         ciphertext_len = (content_len // 16 + 1) * 16  # PKCS#7 padding always adds 1..16 bytes

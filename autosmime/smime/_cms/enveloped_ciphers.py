@@ -16,7 +16,7 @@ build a padding oracle out of the difference.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import algos, core
@@ -144,7 +144,7 @@ def seal_cbc(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, byt
 _PIECE = 256 * 1024  # ciphertext handed out at a time: large enough to amortise calls, small next to 10 MB
 
 
-def seal_cbc_chunks(key: bytes, iv: bytes, content) -> Iterator[bytes]:
+def seal_cbc_chunks(key: bytes, iv: bytes, content: Sequence) -> Iterator[bytes]:
     """AES-CBC ciphertext of the concatenated bytes-like ``content`` chunks, PKCS#7 padded, in pieces."""
     encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     total = 0
@@ -160,9 +160,12 @@ def seal_cbc_chunks(key: bytes, iv: bytes, content) -> Iterator[bytes]:
     yield encryptor.update(bytes((pad,)) * pad) + encryptor.finalize()
 
 
-def _coalesced(chunks) -> Iterator:
+def _coalesced(chunks: Sequence) -> Iterator:
     """``chunks`` with runs of small ones joined: a multipart/signed entity comes as a dozen
     header and boundary snippets around the content, and each cipher update costs a call."""
+    if sum(map(len, chunks)) < _PIECE:  # a small message: one piece, joined at C speed
+        yield b"".join(chunks)
+        return
     run: list = []
     size = 0
     for chunk in chunks:
