@@ -31,6 +31,14 @@ def py_strip_whitespace(data, start: int = 0) -> bytes:
     return bytes(data[start:] if start else data).translate(None, _WHITESPACE)
 
 
+def py_wrap_lines(data, width: int) -> bytes:
+    """``data`` cut into lines of ``width`` bytes (the last may be shorter), each ended with CRLF."""
+    if width <= 0:
+        raise ValueError("width must be positive")
+    data = bytes(data)
+    return b"\r\n".join([data[i:i + width] for i in range(0, len(data), width)]) + b"\r\n"
+
+
 def py_split_header(raw) -> tuple[list[bytes], list[bytes], int]:
     """(header fields, their lower-cased names, where the body starts) of a message.
 
@@ -109,9 +117,9 @@ def py_find_delimiters(body, boundary: bytes, origin: int = 0) -> list[tuple[int
 
 
 try:
-    from autosmime.smime._speedups import crlf_only, find_delimiters, split_header, strip_whitespace
+    from autosmime.smime._speedups import crlf_only, find_delimiters, split_header, strip_whitespace, wrap_lines
     COMPILED = True
 except ImportError:  # no compiler where autosmime was installed: same answers, slower
     crlf_only, split_header, strip_whitespace = py_crlf_only, py_split_header, py_strip_whitespace
-    find_delimiters = py_find_delimiters
+    find_delimiters, wrap_lines = py_find_delimiters, py_wrap_lines
     COMPILED = False

@@ -384,6 +384,47 @@ expect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(nn)", start, end);
 }
 
+/* -- base64 lines -------------------------------------------------------------------- */
+
+PyDoc_STRVAR(wrap_lines_doc,
+"wrap_lines(data, width) -> bytes\n\n"
+"data cut into lines of ``width`` bytes (the last may be shorter), each ended with CRLF.");
+
+static PyObject *
+wrap_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t width;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wrap_lines(data, width)");
+        return NULL;
+    }
+    if ((width = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (width <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be positive");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t n = view.len, lines = n ? (n + width - 1) / width : 1;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n + 2 * lines);
+    if (out != NULL) {
+        const char *q = (const char *)view.buf;
+        char *w = PyBytes_AS_STRING(out);
+        for (Py_ssize_t left = n; lines--; ) {
+            Py_ssize_t take = left < width ? left : width;
+            memcpy(w, q, (size_t)take);
+            w += take, q += take, left -= take;
+            *w++ = '\r';
+            *w++ = '\n';
+        }
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
 /* -- multipart boundaries ----------------------------------------------------------- */
 
 PyDoc_STRVAR(find_delimiters_doc,
@@ -593,6 +634,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"wrap_lines", (PyCFunction)(void (*)(void))wrap_lines, METH_FASTCALL, wrap_lines_doc},
     {"find_delimiters", (PyCFunction)(void (*)(void))find_delimiters, METH_FASTCALL, find_delimiters_doc},
     {"length", (PyCFunction)length, METH_O, length_doc},
     {"header", (PyCFunction)(void (*)(void))header, METH_FASTCALL, header_doc},

@@ -23,15 +23,13 @@ import email.policy
 import io
 import re
 import secrets
-import struct
 from dataclasses import dataclass
 from email.message import EmailMessage
-from functools import lru_cache
 
 import pybase64
 
 from autosmime.errors import MalformedMessage
-from autosmime.smime._scan import crlf_only, find_delimiters, split_header, strip_whitespace
+from autosmime.smime._scan import crlf_only, find_delimiters, split_header, strip_whitespace, wrap_lines
 from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
@@ -319,19 +317,7 @@ def _write_b64_lines(out: io.BytesIO, chunks) -> None:
 
 
 def _write_b64_block(out: io.BytesIO, data) -> None:
-    encoded = pybase64.b64encode(data)
-    whole = len(encoded) // 76
-    # One unpack cuts every full line in C; a slice per line cost four times as much.
-    lines = list(_line_cutter(whole).unpack_from(encoded)) if whole else []
-    if len(encoded) > whole * 76:
-        lines.append(encoded[whole * 76:])
-    out.write(CRLF.join(lines))
-    out.write(CRLF)
-
-
-@lru_cache(maxsize=64)  # full blocks share one; the last block of a message brings its own
-def _line_cutter(lines: int) -> struct.Struct:
-    return struct.Struct("76s" * lines)
+    out.write(wrap_lines(pybase64.b64encode(data), 76))
 
 
 def _presized(size: int) -> io.BytesIO:

@@ -155,3 +155,10 @@ _MULTIPART = st.lists(st.sampled_from([b"--b", b"--b--", b"--bb", b"-", b"b", b"
 @settings(max_examples=2000, deadline=None)
 def test_find_delimiters_agrees(body, boundary, origin):
     assert _scan.find_delimiters(body, boundary, origin) == _scan.py_find_delimiters(body, boundary, origin)
+
+
+@given(data=st.binary(max_size=400), width=st.integers(-1, 90))
+@settings(max_examples=800, deadline=None)
+def test_wrap_lines_agrees(data, width):
+    assert _raised(_scan.wrap_lines, data, width) == _raised(_scan.py_wrap_lines, data, width)
+    assert _raised(_scan.wrap_lines, memoryview(data), width) == _raised(_scan.py_wrap_lines, data, width)
