@@ -19,8 +19,9 @@ PFX, and it loads an unprotected PFX with any password. So:
   same iteration count (``cryptography`` fixes its MAC at 2048 iterations,
   the cheap path for guessing);
 - legacy files (3DES + SHA-1 MAC, for Windows/Android/gpgsm) are built one
-  key at a time with ``cryptography``'s encryption builder, their SafeBags
-  merged, and the MAC recomputed over the merged AuthenticatedSafe;
+  key at a time with ``cryptography``'s encryption builder (salts redrawn
+  where gpgsm 2.2.40 would derive a wrong key), their SafeBags merged, and
+  the MAC recomputed over the merged AuthenticatedSafe;
 - the reader verifies the MAC first, then decrypts PBES2 (AES, 3DES) and
   PKCS#12 PBE (3DES, RC2-40/128) itself, and reads BER (NSS) as well as DER.
 """
@@ -31,7 +32,7 @@ import hashlib
 import hmac
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from asn1crypto import algos, cms, core, keys as akeys, pkcs12 as ap12, x509 as ax509
 from cryptography import x509
@@ -74,6 +75,17 @@ def _bmp(password: bytes) -> bytes:
 
 def _kdf(hash_name: str, bmp_password: bytes, salt: bytes, purpose: int, iterations: int, n: int) -> bytes:
     """RFC 7292 App. B.2: purpose 1 = key, 2 = IV, 3 = MAC key."""
+    out = b""
+    for a, _ in _kdf_rounds(hash_name, bmp_password, salt, purpose, iterations):
+        out += a
+        if len(out) >= n:
+            return out[:n]
+    raise AssertionError("unreachable")  # pragma: no cover - the rounds never end
+
+
+def _kdf_rounds(hash_name: str, bmp_password: bytes, salt: bytes, purpose: int,
+                iterations: int) -> Iterator[tuple[bytes, list[int]]]:
+    """RFC 7292 App. B.2 round by round: each A_i, and the blocks I_j + B + 1 (mod 2^8v) the next round uses."""
     h, u, v = _HASHES[hash_name]
 
     def fill(data: bytes) -> bytes:
@@ -84,19 +96,14 @@ def _kdf(hash_name: str, bmp_password: bytes, salt: bytes, purpose: int, iterati
 
     d = bytes([purpose]) * v
     i_block = fill(salt) + fill(bmp_password)
-    out = b""
     while True:
         a = h(d + i_block).digest()
         for _ in range(iterations - 1):
             a = h(a).digest()
-        out += a
-        if len(out) >= n:
-            return out[:n]
         b = int.from_bytes((a * (v // u + 1))[:v], "big") + 1
-        i_block = b"".join(
-            ((int.from_bytes(i_block[j:j + v], "big") + b) % (1 << (8 * v))).to_bytes(v, "big")
-            for j in range(0, len(i_block), v)
-        )
+        sums = [(int.from_bytes(i_block[j:j + v], "big") + b) % (1 << (8 * v)) for j in range(0, len(i_block), v)]
+        yield a, sums
+        i_block = b"".join(s.to_bytes(v, "big") for s in sums)
 
 
 def _mac(hash_name: str, bmp_password: bytes, salt: bytes, iterations: int, content: bytes) -> bytes:
@@ -199,6 +206,63 @@ def _modern_auth_safe(triples, chain_certs, names, password: bytes, iterations: 
     ]
 
 
+# gpgsm (GnuPG 2.2.40, Debian 12; the same code is in every minip12.c we have
+# seen) derives PKCS#12-PBE keys with a defect: string_to_key() updates its two
+# 64-byte blocks I_j := (I_j + B + 1) mod 2^512 and writes each back with
+# gcry_mpi_print(), which stores the number left-aligned in as few bytes as it
+# needs. When a sum's top byte is 0 (1 in 256 per block) the block is shifted,
+# so every key byte after the first 20 is wrong. A 3DES key (24 bytes) needs
+# that update; its IV (8 bytes) and the SHA-1 MAC key (20) do not. gpgsm then
+# decrypts garbage, blames the passphrase and refuses the whole file: about 2%
+# of freshly salted legacy files (two or three 3DES blobs each).
+
+
+def _gpgsm_misderives(bmp_password: bytes, salt: bytes, iterations: int, key_len: int) -> bool:
+    """True if gpgsm's string_to_key gets a different SHA-1 PKCS#12-PBE key than RFC 7292 App. B.2 for this salt."""
+    _, _, v = _HASHES["sha1"]
+    produced = 0
+    for a, sums in _kdf_rounds("sha1", bmp_password, salt, 1, iterations):
+        produced += len(a)
+        if produced >= key_len:
+            return False
+        if any(s < 1 << (8 * (v - 1)) for s in sums):  # leading zero byte: gpgsm stores it shifted
+            return True
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pkcs12_pbe_algs(safe_contents: bytes):
+    for bag in ap12.SafeContents.load(safe_contents):
+        kind = bag["bag_id"].native
+        if kind == "pkcs8_shrouded_key_bag":
+            yield bag["bag_value"]["encryption_algorithm"]
+        elif kind == "safe_contents":
+            yield from _pkcs12_pbe_algs(bag["bag_value"].untag().dump())
+
+
+def gpgsm_misderives_key(auth_safe: Sequence[cms.ContentInfo] | bytes, password: bytes) -> bool:
+    """True if gpgsm 2.2.40 cannot open this PKCS#12 (a Pfx's DER, or its ContentInfos) with the right password.
+
+    Checks every SHA-1 PKCS#12-PBE blob (encryptedData and shrouded key bags)
+    for the gpgsm key-derivation defect described above; PBES2 blobs and blobs
+    with keys of at most 20 bytes (RC2-40) are never affected.
+    """
+    infos = ap12.Pfx.load(auth_safe).authenticated_safe if isinstance(auth_safe, bytes) else auth_safe
+    algs = []
+    for info in infos:
+        ctype = info["content_type"].native
+        if ctype == "encrypted_data":
+            algs.append(info["content"]["encrypted_content_info"]["content_encryption_algorithm"])
+            continue  # its bags are encrypted; gpgsm only gets to them after the right key
+        if ctype == "data":
+            algs.extend(_pkcs12_pbe_algs(info["content"].native))
+    bmp = _bmp(password)
+    for alg in algs:
+        if alg.kdf == "pkcs12_kdf" and alg.kdf_hmac == "sha1" and alg.key_length > 20:
+            if _gpgsm_misderives(bmp, alg.kdf_salt, alg.kdf_iterations, alg.key_length):
+                return True
+    return False
+
+
 def _legacy_auth_safe(triples, chain_certs, names, password: bytes, iterations: int) -> list[cms.ContentInfo]:
     enc = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
@@ -207,12 +271,20 @@ def _legacy_auth_safe(triples, chain_certs, names, password: bytes, iterations: 
         .hmac_hash(hashes.SHA1())
         .build(password)
     )
-    parts = [cpkcs12.serialize_key_and_certificates(n.encode("utf-8"), k, c, None, enc) for (k, c, _), n in zip(triples, names)]
+    jobs = [(n.encode("utf-8"), k, c, None) for (k, c, _), n in zip(triples, names)]
     if chain_certs:
-        parts.append(cpkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs), enc))
+        jobs.append((None, None, None, list(chain_certs)))
     infos = []
-    for der in parts:
-        infos.extend(ci.copy() for ci in ap12.Pfx.load(der).authenticated_safe)
+    for job in jobs:
+        # A fresh serialisation draws fresh salts; redraw while gpgsm 2.2.40 would
+        # derive a wrong 3DES key (see _gpgsm_misderives). Each try fails with p ~ 2%.
+        for _ in range(64):
+            part = [ci.copy() for ci in ap12.Pfx.load(cpkcs12.serialize_key_and_certificates(*job, enc)).authenticated_safe]
+            if not gpgsm_misderives_key(part, password):
+                break
+        else:
+            raise KeyFileError("could not draw salts that gpgsm can read")
+        infos.extend(part)
     return infos
 
 
