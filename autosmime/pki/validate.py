@@ -69,7 +69,7 @@ def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certifi
                     trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None) -> list[x509.Certificate]:
     """Chain leaf..root valid at `at` (default now) to one of trust_roots, EKU emailProtection (anyExtendedKeyUsage also ok),
        key usage allowing digitalSignature or nonRepudiation when present. Never uses the OS trust store."""
-    when = _aware(at or _dt.datetime.now(_dt.timezone.utc))
+    when = _dt.datetime.now(_dt.timezone.utc) if at is None else _aware(at)
     roots = list(trust_roots)
     if not roots:
         raise UntrustedSigner(f"no trusted roots to check {_label(cert)} against")
@@ -334,7 +334,15 @@ def _related(cert: x509.Certificate, candidates: _Path) -> _Path:
 
 
 def _valid_at(cert: x509.Certificate, when: _dt.datetime | None) -> bool:
-    return when is None or _not_before(cert) <= when <= _not_after(cert)
+    if when is None:
+        return True
+    not_before, not_after = _window(cert)
+    return not_before <= when <= not_after
+
+
+@per_certificate()  # each property call builds a new datetime; a memo hit checks two
+def _window(cert: x509.Certificate) -> tuple[_dt.datetime, _dt.datetime]:
+    return _not_before(cert), _not_after(cert)
 
 
 def _not_before(cert: x509.Certificate) -> _dt.datetime:
