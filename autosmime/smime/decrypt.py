@@ -32,7 +32,7 @@ def decrypt_classified(layer: Classified, keys: KeyList) -> DecryptResult:
         if layer.der is not None:
             raise MalformedMessage("the message is signed, not encrypted")
         raise MalformedMessage(f"not an encrypted message ({layer.msg.mime_type})")
-    keys = [(k.key, k.cert) if hasattr(k, "cert") else k for k in keys]  # KeyPair or tuples
+    keys = [k if type(k) is tuple else (k.key, k.cert) if hasattr(k, "cert") else k for k in keys]  # KeyPair or tuples
     outer = layer.msg.outer_headers() if layer.msg is not None else []
     pieces, r = _enveloped.decrypt_pieces(layer.take_der(), keys)  # the ciphertext goes before the rejoin
     report = DecryptReport(content_algorithm=r.content_algorithm, key_algorithm=r.key_algorithm,
