@@ -562,7 +562,7 @@ static PyObject *
 length(PyObject *module, PyObject *n_obj)
 {
     int tag;
-    Py_ssize_t n;
+    Py_ssize_t n = 0;
     unsigned char buf[16];
     if (tag_and_length_args(NULL, n_obj, &tag, &n) < 0)
         return NULL;
@@ -575,7 +575,7 @@ static PyObject *
 header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     int tag;
-    Py_ssize_t n;
+    Py_ssize_t n = 0;
     unsigned char buf[16];
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "header(tag, n)");
@@ -649,8 +649,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "autosmime.smime._speedups",
-    "Compiled twins of autosmime.smime._scan and of read_tlv/expect in autosmime.smime._cms.der.", 0, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "autosmime.smime._speedups",
+    .m_doc = "Compiled twins of byte scans in autosmime.smime._scan and DER helpers in autosmime.smime._cms.der.",
+    .m_size = 0,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC
