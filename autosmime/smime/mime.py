@@ -48,12 +48,6 @@ def to_crlf(data: bytes) -> bytes:
     return data.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
 
 
-def _split(raw: bytes) -> tuple[list[bytes], bytes]:
-    """Header fields (each with its folded continuation lines, CRLF-ended) and the raw body."""
-    fields, start = _split_at(raw)
-    return fields, raw[start:]
-
-
 def _split_at(raw: bytes) -> tuple[list[bytes], int]:
     """Header fields and the offset at which the body starts: the body itself is not copied."""
     fields, _, start = _split_header(raw)
@@ -140,7 +134,7 @@ class Message:
 
     def __init__(self, fields: list[bytes], body: bytes, *, source: bytes | None = None, start: int = 0):
         self.fields = fields
-        self._named: tuple[tuple[bytes, ...], list[bytes]] | None = None
+        self._named: tuple[list[bytes], list[bytes]] | None = None
         self._params: tuple[list[bytes], str, dict[str, str], str] | None = None
         # The body is ``source[start:]``; it is only cut out (copied) when someone asks for it.
         self._source, self._start = (body, 0) if source is None else (source, start)
@@ -162,15 +156,16 @@ class Message:
             raise MalformedMessage("empty message")
         fields, names, start = _split_header(raw)
         msg = cls(fields, b"", source=raw, start=start)
-        msg._named = (tuple(fields), names)
+        msg._named = (fields[:], names)
         return msg
 
     # -- headers ---------------------------------------------------------
     def _names(self) -> list[bytes]:
         """The lower-cased name of each field, worked out once per list of fields."""
-        fields = tuple(self.fields)
-        if self._named is None or self._named[0] != fields:  # a changed ``fields`` is seen afresh
-            self._named = (fields, [_name(f) for f in fields])
+        # Compared with a private copy, element by element (identity first): a ``fields``
+        # replaced or changed in place is seen afresh, and an unchanged one costs no allocation.
+        if self._named is None or self._named[0] != self.fields:
+            self._named = (self.fields[:], [_name(f) for f in self.fields])
         return self._named[1]
 
     def header(self, name: str) -> str | None:
@@ -511,7 +506,7 @@ def split_signed_view(msg: Message) -> SignedParts:
         raise MalformedMessage("multipart/signed without a signature part")
     if sig_msg.mime_type not in SIGNATURE_TYPES:
         raise MalformedMessage(f"unexpected signature part type {sig_msg.mime_type}")
-    signature = decode_body(sig_msg.body, sig_msg.transfer_encoding)
+    signature = pkcs7_der(sig_msg)
     if _crlf_only(src, a, b):
         content: bytes | memoryview = memoryview(src)[a:b]  # already canonical: no copy
     else:
