@@ -89,9 +89,9 @@ class Crlf(bytes):
 
     Every message the engine builds (sign, encrypt, sign_and_encrypt, decrypt,
     verify, read) comes back as this immutable bytes subclass, so the next step
-    of a pipeline (encrypt after sign, verify after decrypt) need not count
-    line endings again: three counts cost about
-    2 ns a byte, a fifth of a small message's budget beside the RSA operation.
+    of a pipeline (encrypt after sign, verify after decrypt) need not check
+    line endings again: about 2 ns a byte in pure Python, 0.1 ns with the
+    compiled check (about what the mark's copy costs).
     Messages over :data:`_CRLF_MARK_LIMIT` stay plain bytes: marking copies them.
     """
 
