@@ -130,13 +130,8 @@ class _Template:
 def _template(cert: x509.Certificate, chain: tuple[x509.Certificate, ...], kind: str, digest_alg: str,
               pss: bool) -> _Template:
     digest_id = _digest_algorithm_der(digest_alg)
-    certs: list[bytes] = []
-    for c in (cert, *chain):
-        der = cert_der(c)
-        if der not in certs:
-            certs.append(der)
-    # SET OF (and the [0] IMPLICIT CertificateSet): DER orders the elements by encoding.
-    certs.sort()
+    # SET OF (and the [0] IMPLICIT CertificateSet): each certificate once, ordered by encoding (DER).
+    certs = sorted({cert_der(c) for c in (cert, *chain)})
     return _Template(spki=spki_der(cert),
                      version_and_digests=b"\x02\x01\x01" + _der.tlv(_der.SET, digest_id),
                      signer_head=b"\x02\x01\x01" + issuer_and_serial(cert) + digest_id,
@@ -266,7 +261,7 @@ def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
             signing_time = signing_time.astimezone(_dt.timezone.utc)
         if OID_SMIME_CAPABILITIES in attrs:
             capabilities = capability_names_der(attrs[OID_SMIME_CAPABILITIES])
-    scheme = _algs.verify_signature(_public_key(cert), _signature_algorithm(si.signature_algorithm), digest_alg,
+    scheme = _algs.verify_signature(cert.public_key(), _signature_algorithm(si.signature_algorithm), digest_alg,
                                     si.signature, signed_bytes, allow_sha1=allow_sha1)
     return SignerResult(cert=cert, signing_time=signing_time, digest_algorithm=digest_alg,
                         signature_algorithm=scheme, capabilities=capabilities)
@@ -321,11 +316,6 @@ def _load_certificate(der: bytes) -> x509.Certificate | None:
         return x509.load_der_x509_certificate(der)
     except (ValueError, x509.InvalidVersion):
         return None  # an unreadable extra certificate is not the signature's problem
-
-
-@per_certificate()
-def _public_key(cert: x509.Certificate):
-    return cert.public_key()
 
 
 @per_certificate()
