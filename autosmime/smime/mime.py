@@ -48,13 +48,8 @@ def to_crlf(data: bytes) -> bytes:
     return data.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
 
 
-def _split_at(raw: bytes) -> tuple[list[bytes], int]:
-    """Header fields and the offset at which the body starts: the body itself is not copied."""
-    fields, _, start = _split_header(raw)
-    return fields, start
-
-
 def _split_header(raw: bytes) -> tuple[list[bytes], list[bytes], int]:
+    """Header fields, their lower-cased names, and the offset at which the body starts (no copy)."""
     try:
         return split_header(raw)
     except ValueError as e:

@@ -141,7 +141,7 @@ _FIELD_NAMES = st.sampled_from(["MIME-Version", "mime-version", "MIME-Version ",
 def test_mime_version_search_matches_the_parsed_field_names(fields):
     head = b"".join(f"{name}:{value}\r\n".encode() for name, value in fields) + b"\r\n"
     try:
-        parsed = any(mime._name(f) == b"mime-version" for f in mime._split_at(head)[0])
+        parsed = b"mime-version" in mime._split_header(head)[1]
     except MalformedMessage:
         return  # a continuation line first: not a header block rejoin ever sees
     assert bool(mime._MIME_VERSION_FIELD.search(head)) == parsed
