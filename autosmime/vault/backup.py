@@ -224,7 +224,7 @@ def restore(home: Path, *, code: str, account=None, password=None) -> RestoreRes
 
     home = Path(home)
     code = normalize(code)
-    account, password = account_and_password(Path(home), account, password)
+    account, password = account_and_password(home, account, password)
     seen = _seq_seen(home)
 
     with ImapMailbox.connect(account, password) as box:
