@@ -7,6 +7,7 @@ everything else must give None (never an exception), so the general parse decide
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 
 import pytest
@@ -17,10 +18,11 @@ from hypothesis import strategies as st
 
 from autosmime.errors import BadSignature, MalformedMessage
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
-from autosmime.smime._cms import enveloped, signed
+from autosmime.smime._cms import der as _der
+from autosmime.smime._cms import enveloped, signed, signed_walk
 from autosmime.smime._cms.enveloped_walk import walk_enveloped
 from autosmime.smime._cms.signed_attrs import signing_time_value
-from autosmime.smime._cms.signed_walk import walk_signed
+from autosmime.smime._cms.signed_walk import py_walk_signed, walk_signed
 
 CONTENT = b"Content-Type: text/plain\r\n\r\nhello\r\n"
 
@@ -105,6 +107,73 @@ def test_mutated_signed_data_is_walked_as_the_general_parse_reads_it_or_refused(
         signed.verify(der, CONTENT)
     except (MalformedMessage, BadSignature, signed.UnsupportedAlgorithm):
         pass
+
+
+# -- the compiled SignedData walk and its Python twin ----------------------------------------
+
+compiled = pytest.mark.skipif(signed_walk._c_walk_signed is None and not os.environ.get("CI"),
+                              reason="the C extension did not build here (CI requires it)")
+
+
+def _with_every_optional_field(der: bytes) -> bytes:
+    """``der`` rebuilt with what the samples lack: an SKI signer beside the first, other
+    CertificateChoices, revocation info and unsigned attributes, so every branch of both walks runs."""
+    walked = py_walk_signed(der)
+    tlv, integer = _der.tlv, _der.integer
+    si = walked.signers[0]
+    sid = tlv(0x30, si.sid_issuer, integer(si.sid_serial))
+    attrs = b"\xa0" + si.signed_attrs[1:]
+    first = tlv(0x30, integer(1), sid, si.digest_algorithm, attrs, si.signature_algorithm,
+                tlv(0x04, si.signature), tlv(0xA1, tlv(0x30, _der.oid("1.2.3"), tlv(0x31, tlv(0x05)))))
+    by_ski = tlv(0x30, integer(3), tlv(0x80, b"\x01" * 20), si.digest_algorithm, si.signature_algorithm,
+                 tlv(0x04, si.signature))
+    certs = tlv(0xA0, *walked.certificates, tlv(0xA1, tlv(0x30)), tlv(0xA3, tlv(0x06, b"\x2a")))
+    crls = tlv(0xA1, tlv(0x30, tlv(0x30)))
+    body = tlv(0x30, integer(1), tlv(0x31, si.digest_algorithm), tlv(0x30, walked.content_type),
+               certs, crls, tlv(0x31, first, by_ski))
+    return tlv(0x30, _der.oid("1.2.840.113549.1.7.2"), tlv(0xA0, body))
+
+
+def _walk_samples(pki) -> list[bytes]:
+    return [*pki["signed"], _with_every_optional_field(pki["signed"][0])]
+
+
+@compiled
+def test_every_optional_field_is_read(pki):
+    walked = walk_signed(_with_every_optional_field(pki["signed"][0]))
+    assert walked is not None and len(walked.signers) == 2 and walked.signers[1].sid_ski == b"\x01" * 20
+    assert walked == py_walk_signed(_with_every_optional_field(pki["signed"][0]))
+
+
+@compiled
+def test_compiled_walk_agrees_after_every_single_octet_change_and_cut(pki):
+    for der in _walk_samples(pki):
+        assert walk_signed(der) == py_walk_signed(der) is not None
+        for i, octet in enumerate(der):
+            for value in {octet ^ 0x01, octet ^ 0x80, 0x00, 0xFF, 0xA1}:
+                changed = der[:i] + bytes((value,)) + der[i + 1:]
+                assert walk_signed(changed) == py_walk_signed(changed), (i, value)
+            assert walk_signed(der[:i]) == py_walk_signed(der[:i]), i
+
+
+@compiled
+@given(data=st.data())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_compiled_walk_agrees_on_mutated_signed_data(pki, data):
+    der = bytearray(data.draw(st.sampled_from(_walk_samples(pki))))
+    for _ in range(data.draw(st.integers(1, 6))):
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    der = bytes(der[:data.draw(st.integers(0, len(der)))])
+    assert walk_signed(der) == py_walk_signed(der)
+    assert walk_signed(memoryview(der)) == py_walk_signed(der)  # any buffer
+
+
+@compiled
+def test_compiled_walk_refuses_bad_arguments():
+    with pytest.raises(TypeError):
+        signed_walk._c_walk_signed(b"\x30\x00", ["not a set"])
+    with pytest.raises(TypeError):
+        signed_walk._c_walk_signed("text", frozenset())
 
 
 @given(st.datetimes(min_value=dt.datetime(1950, 1, 1), max_value=dt.datetime(2049, 12, 31, 23, 59, 59)))
