@@ -26,6 +26,35 @@ def py_crlf_only(data, start: int = 0, end: int | None = None) -> bool:
     return data.count(b"\r\n", start, end) == data.count(b"\n", start, end) == data.count(b"\r", start, end)
 
 
+MAX_LINE = 998  # octets of a line without its CRLF (RFC 5322 2.1.1)
+
+
+def lines_fit(data, start: int = 0) -> bool:
+    """No line of canonical CRLF ``data[start:]`` is over 998 octets.
+
+    A line that fits ends with its LF at most 999 bytes after it starts: the
+    last LF of that window starts a line again, so the scan jumps about a
+    kilobyte per find() instead of visiting every line.
+    """
+    end = len(data)
+    while end - start > MAX_LINE:
+        lf = data.rfind(b"\n", start, start + MAX_LINE + 2)
+        if lf < 0:
+            return False
+        start = lf + 1
+    return True
+
+
+def py_clean_7bit(data, start: int = 0) -> bool:
+    """``data[start:]`` can be signed as it is: ASCII without NUL, every CR and LF in a CRLF pair,
+    no line over 998 octets, and no line that starts with "From " (which mbox relays mangle)."""
+    if start < 0:
+        raise ValueError("negative offset")
+    return (bytes(data[start:]).isascii() and data.find(b"\x00", start) < 0 and py_crlf_only(data, start)
+            and lines_fit(data, start) and not data.startswith(b"From ", start)
+            and data.find(b"\r\nFrom ", start) < 0)
+
+
 def py_strip_whitespace(data, start: int = 0) -> bytes:
     """``data[start:]`` as bytes, without spaces, tabs, CRs and LFs."""
     return bytes(data[start:] if start else data).translate(None, _WHITESPACE)
@@ -117,9 +146,11 @@ def py_find_delimiters(body, boundary: bytes, origin: int = 0) -> list[tuple[int
 
 
 try:
-    from autosmime.smime._speedups import crlf_only, find_delimiters, split_header, strip_whitespace, wrap_lines
+    from autosmime.smime._speedups import (
+        clean_7bit, crlf_only, find_delimiters, split_header, strip_whitespace, wrap_lines)
     COMPILED = True
 except ImportError:  # no compiler where autosmime was installed: same answers, slower
     crlf_only, split_header, strip_whitespace = py_crlf_only, py_split_header, py_strip_whitespace
+    clean_7bit = py_clean_7bit
     find_delimiters, wrap_lines = py_find_delimiters, py_wrap_lines
     COMPILED = False

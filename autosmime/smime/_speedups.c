@@ -1,8 +1,8 @@
 /* The message engine's hottest small loops, compiled: autosmime.smime._speedups.
  *
  * Each function here has a pure-Python twin with the same answers and the same
- * exception types: crlf_only, strip_whitespace, wrap_lines, split_header and
- * find_delimiters in autosmime/smime/_scan.py; read_tlv, expect, length, header
+ * exception types: crlf_only, clean_7bit, strip_whitespace, wrap_lines,
+ * split_header and find_delimiters in autosmime/smime/_scan.py; read_tlv, expect, length, header
  * and tlv in autosmime/smime/_cms/der.py; walk_signed in
  * autosmime/smime/_cms/signed_walk.py. tests/smime/test_scan.py compares each
  * pair on generated input, for this build and for the portable one
@@ -386,6 +386,82 @@ expect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     return Py_BuildValue("(nn)", start, end);
+}
+
+/* -- 7-bit clean entities ------------------------------------------------------------- */
+
+PyDoc_STRVAR(clean_7bit_doc,
+"clean_7bit(data, start=0) -> bool\n\n"
+"True when data[start:] can be signed as it is: ASCII without NUL, every CR and LF in a CRLF\n"
+"pair, no line over 998 octets, and no line that starts with \"From \" (which mbox relays mangle).");
+
+#define MAX_LINE 998
+
+static int
+is_clean_7bit(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0, line = 0;  /* line: where the current line starts */
+
+    if (n >= 5 && memcmp(p, "From ", 5) == 0)
+        return 0;
+    while (i < n) {
+#if defined(__SSE2__) && !defined(AUTOSMIME_NO_SIMD)
+        /* Sixteen bytes at a time while none is 8-bit, NUL, CR or LF: most of a mail. */
+        const __m128i zero = _mm_setzero_si128(), cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+        while (n - i >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+            __m128i special = _mm_or_si128(_mm_cmpeq_epi8(v, zero),
+                                           _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+            unsigned stops = (unsigned)_mm_movemask_epi8(_mm_or_si128(v, special));  /* 8-bit or special */
+            i += stops ? __builtin_ctz(stops) : 16;  /* the plain bytes before the first stop */
+            if (i - line > MAX_LINE)
+                return 0;
+            if (stops)
+                break;
+        }
+        if (i >= n)
+            break;
+#endif
+        unsigned c = p[i];
+        if (c == 0 || c >= 0x80 || c == '\n')  /* an LF here has no CR before it */
+            return 0;
+        if (c == '\r') {
+            if (i + 1 >= n || p[i + 1] != '\n' || i - line > MAX_LINE)
+                return 0;
+            i += 2;
+            line = i;
+            if (n - i >= 5 && memcmp(p + i, "From ", 5) == 0)
+                return 0;
+            continue;
+        }
+        i++;
+        if (i - line > MAX_LINE)
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+clean_7bit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t start = 0, end = PY_SSIZE_T_MAX;
+
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "clean_7bit(data, start=0)");
+        return NULL;
+    }
+    if (nargs == 2 && (start = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (clamp_range(view.len, &start, &end) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int clean = is_clean_7bit((const unsigned char *)view.buf + start, end - start);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(clean);
 }
 
 /* -- SignedData ------------------------------------------------------------------------ */
@@ -897,6 +973,7 @@ static PyMethodDef methods[] = {
     {"expect", (PyCFunction)(void (*)(void))expect, METH_FASTCALL, expect_doc},
     {"crlf_only", (PyCFunction)(void (*)(void))crlf_only, METH_FASTCALL, crlf_only_doc},
     {"strip_whitespace", (PyCFunction)(void (*)(void))strip_whitespace, METH_FASTCALL, strip_whitespace_doc},
+    {"clean_7bit", (PyCFunction)(void (*)(void))clean_7bit, METH_FASTCALL, clean_7bit_doc},
     {"walk_signed", (PyCFunction)(void (*)(void))walk_signed, METH_FASTCALL, walk_signed_doc},
     {NULL, NULL, 0, NULL},
 };

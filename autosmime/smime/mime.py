@@ -29,11 +29,11 @@ from email.message import EmailMessage
 import pybase64
 
 from autosmime.errors import MalformedMessage
-from autosmime.smime._scan import crlf_only, find_delimiters, split_header, strip_whitespace, wrap_lines
+from autosmime.smime._scan import (
+    clean_7bit, crlf_only, find_delimiters, lines_fit, split_header, strip_whitespace, wrap_lines)
 from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
-_MAX_LINE = 998
 
 # Headers that describe the MIME entity rather than the mail: they travel inside the protection.
 _ENTITY_PREFIX = b"content-"
@@ -76,7 +76,7 @@ def _is_7bit_clean(data: bytes) -> bool:
     """ASCII, no NUL, no line over 998 octets; ``data`` is already CRLF."""
     if not data.isascii() or b"\x00" in data:
         return False
-    return _lines_fit(data, 0)
+    return lines_fit(data, 0)
 
 
 class Crlf(bytes):
@@ -104,22 +104,6 @@ def crlf_marked(data: bytes) -> bytes:
 def _crlf_only(data: bytes, start: int = 0, end: int | None = None) -> bool:
     """Every CR and LF of ``data[start:end]`` belongs to a CRLF pair (counted in place, no copy)."""
     return type(data) is Crlf or crlf_only(data, start, end)
-
-
-def _lines_fit(data, start: int) -> bool:
-    """No line of canonical CRLF ``data[start:]`` is over 998 octets.
-
-    A line that fits ends with its LF at most 999 bytes after it starts: the
-    last LF of that window starts a line again, so the scan jumps about a
-    kilobyte per find() instead of visiting every line.
-    """
-    end = len(data)
-    while end - start > _MAX_LINE:
-        lf = data.rfind(b"\n", start, start + _MAX_LINE + 2)
-        if lf < 0:
-            return False
-        start = lf + 1
-    return True
 
 
 class Message:
@@ -218,9 +202,7 @@ class Message:
         """
         src, start = self._source, self._start
         headers = self.entity_headers()
-        if (not src.isascii() or not any(_name(h) == b"content-type" for h in headers)
-                or src.find(b"\x00", start) >= 0 or not _crlf_only(src, start) or not _lines_fit(src, start)
-                or src.startswith(b"From ", start) or src.find(b"\r\nFrom ", start) >= 0):
+        if not any(_name(h) == b"content-type" for h in headers) or not clean_7bit(src, start):
             return [self.entity()]
         head = b"".join(headers) + CRLF
         if not _is_7bit_clean(head):

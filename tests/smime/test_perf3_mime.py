@@ -81,7 +81,7 @@ def test_lines_fit_agrees_with_splitting(lengths, closed, start):
     data = b"\r\n".join(b"x" * n for n in lengths) + (b"\r\n" if closed else b"")
     start = min(start, len(data))
     expected = max(map(len, data[start:].split(b"\r\n"))) <= 998
-    assert mime._lines_fit(data, start) == expected
+    assert mime.lines_fit(data, start) == expected
 
 
 @given(st.text(alphabet="a:\r\n", max_size=40).map(str.encode))

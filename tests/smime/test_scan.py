@@ -34,6 +34,25 @@ def test_crlf_only_agrees(data, start, end):
     assert _scan.crlf_only(data) == _scan.py_crlf_only(data)
 
 
+# Lines near the 998-octet limit, "From " at and off line starts, 8-bit and NUL bytes.
+_ENTITY_PIECES = [b"\r\n", b"\r", b"\n", b"From ", b"Fro", b"m ", b"\x00", b"\x80", b"\xff", b"A", b"x" * 16,
+                  b"y" * 17, b"z" * 981, b"w" * 982, b"v" * 997, b"u" * 998, b"t" * 999]
+_ENTITY = st.lists(st.sampled_from(_ENTITY_PIECES), max_size=12).map(b"".join)
+
+
+@given(data=_ENTITY, start=st.integers(0, 1200))
+@settings(max_examples=1500, deadline=None)
+def test_clean_7bit_agrees(data, start):
+    assert _scan.clean_7bit(data, start) == _scan.py_clean_7bit(data, start)
+    assert _scan.clean_7bit(data) == _scan.py_clean_7bit(data)
+
+
+@pytest.mark.parametrize("line, clean", [(998, True), (999, False)])
+def test_clean_7bit_line_limit(line, clean):
+    for data in (b"a" * line, b"a" * line + b"\r\n", b"ok\r\n" + b"a" * line + b"\r\nok"):
+        assert _scan.clean_7bit(data) is _scan.py_clean_7bit(data) is clean
+
+
 @given(data=_DATA, start=st.integers(0, 90))
 @settings(max_examples=800, deadline=None)
 def test_strip_whitespace_agrees(data, start):
@@ -56,6 +75,9 @@ def test_bad_arguments_are_typed_errors():
         _scan.strip_whitespace()
     with pytest.raises(ValueError):
         _scan.crlf_only(b"a", -1)
+    assert _raised(_scan.clean_7bit, b"a", -1) is _raised(_scan.py_clean_7bit, b"a", -1) is ValueError
+    with pytest.raises(TypeError):
+        _scan.clean_7bit("text")
 
 
 def _outcome(fn, *args):
@@ -145,6 +167,10 @@ def test_the_portable_build_agrees_too(tmp_path):
         start, end = rnd.randint(0, len(data) + 2), rnd.choice([None, rnd.randint(0, len(data) + 2)])
         assert portable.crlf_only(data, start, end) == _scan.py_crlf_only(data, start, end), (data, start, end)
         assert portable.strip_whitespace(data, start) == _scan.py_strip_whitespace(data, start)
+    for _ in range(20000):
+        data = b"".join(rnd.choice(_ENTITY_PIECES) for _ in range(rnd.randint(0, 12)))
+        start = rnd.choice([0, rnd.randint(0, len(data) + 2)])
+        assert portable.clean_7bit(data, start) == _scan.py_clean_7bit(data, start), (data, start)
 
 
 _MULTIPART = st.lists(st.sampled_from([b"--b", b"--b--", b"--bb", b"-", b"b", b"\r\n", b"\n", b"\r", b" ", b"\t",
