@@ -153,6 +153,19 @@ def test_sign_refuses_key_of_another_certificate(pki):
         sign(CONTENT, pki["keys"]["rsa"], pki["leaves"]["p256"])
 
 
+def test_the_key_check_holds_after_the_key_and_certificate_were_used(pki):
+    """The key's public half and the certificate's template are cached: neither may vouch for another pair."""
+    key, cert = pki["keys"]["rsa"], pki["leaves"]["rsa"]
+    verify(sign(CONTENT, key, cert), CONTENT)
+    other_key = new_key("rsa")
+    with pytest.raises(NoKey):
+        sign(CONTENT, other_key, cert)
+    with pytest.raises(NoKey):
+        sign(CONTENT, key, make_mailbox_cert("other@example.test", other_key.public_key(), other_key,
+                                             pki["leaves"]["rsa"]))
+    verify(sign(CONTENT, key, cert), CONTENT)
+
+
 def test_sign_refuses_pss_with_ec_key(pki):
     with pytest.raises(UnsupportedAlgorithm):
         sign(CONTENT, pki["keys"]["p256"], pki["leaves"]["p256"], pss=True)

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
-from autosmime.pki.certcache import cert_der, per_certificate
+from autosmime.pki.certcache import cert_der, per_certificate, per_object
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms import signed_algs as _algs
 from autosmime.smime._cms.certinfo import issuer_and_serial, spki_der
@@ -86,8 +86,8 @@ def sign(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate]
 def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate], *,
              detached: bool, pss: bool, now: _dt.datetime) -> bytes:
     digest_alg = _algs.digest_for_key(key)
-    t = _template(cert, tuple(chain), _algs.key_kind(key), digest_alg, pss)
-    if _spki(key.public_key()) != t.spki:
+    t = _template(cert_der(cert), tuple(map(cert_der, chain)), _algs.key_kind(key), digest_alg, pss)
+    if _key_spki(key) != t.spki:
         raise NoKey("the private key does not belong to the signing certificate")
     chunks = [content] if isinstance(content, (bytes, bytearray, memoryview)) else list(content)
     attrs = signed_attrs_der(_algs.digest_chunks(digest_alg, chunks), now.replace(microsecond=0))
@@ -126,12 +126,15 @@ class _Template:
     certificates: bytes  # the [0] IMPLICIT CertificateSet
 
 
-@lru_cache(maxsize=32)  # one entry per identity in use: a user signs with one or two
-def _template(cert: x509.Certificate, chain: tuple[x509.Certificate, ...], kind: str, digest_alg: str,
-              pss: bool) -> _Template:
+# One entry per identity in use: a user signs with one or two. Keyed by the certificates' DER
+# (cert_der hands out the same bytes object each time, whose hash is computed once): hashing a
+# Certificate hashes its whole DER on every call.
+@lru_cache(maxsize=32)
+def _template(cert_der_: bytes, chain: tuple[bytes, ...], kind: str, digest_alg: str, pss: bool) -> _Template:
+    cert = x509.load_der_x509_certificate(cert_der_)
     digest_id = _digest_algorithm_der(digest_alg)
     # SET OF (and the [0] IMPLICIT CertificateSet): each certificate once, ordered by encoding (DER).
-    certs = sorted({cert_der(c) for c in (cert, *chain)})
+    certs = sorted({cert_der_, *chain})
     return _Template(spki=spki_der(cert),
                      version_and_digests=b"\x02\x01\x01" + _der.tlv(_der.SET, digest_id),
                      signer_head=b"\x02\x01\x01" + issuer_and_serial(cert) + digest_id,
@@ -354,6 +357,12 @@ def _digest_algorithm_id(name: str) -> cms.DigestAlgorithm:
     # RFC 5754 §2: SHA-2 parameters absent, as OpenSSL writes them (asn1crypto would add NULL).
     oid = algos.DigestAlgorithmId(name).dump()
     return cms.DigestAlgorithm.load(b"\x30" + bytes([len(oid)]) + oid)
+
+
+@per_object(maxsize=32)
+def _key_spki(private_key) -> bytes:
+    """The SubjectPublicKeyInfo of a private key's public half, to check it against a certificate."""
+    return _spki(private_key.public_key())
 
 
 def _spki(public_key) -> bytes:
