@@ -145,3 +145,19 @@ def test_mime_version_search_matches_the_parsed_field_names(fields):
     except MalformedMessage:
         return  # a continuation line first: not a header block rejoin ever sees
     assert bool(mime._MIME_VERSION_FIELD.search(head)) == parsed
+
+
+def test_a_message_made_of_our_own_signed_messages_signs_and_verifies():
+    """The boundary is drawn fresh, not searched for: content full of autosmime boundaries is no problem."""
+    from autosmime.smime import sign, verify
+
+    ca_key, ca = make_ca("Boundary CA")
+    key = new_key("ec")
+    cert = make_mailbox_cert("a@example.test", key.public_key(), ca_key, ca)
+    inner = sign(b"From: a@example.test\r\nSubject: inner\r\n\r\nhello\r\n", key, cert)
+    outer = sign(b"From: a@example.test\r\nSubject: outer\r\nContent-Type: message/rfc822\r\n\r\n" + inner, key, cert)
+    inner_boundary = mime.Message.parse(inner).content_param("boundary")
+    outer_boundary = mime.Message.parse(outer).content_param("boundary")
+    assert inner_boundary != outer_boundary and inner_boundary.startswith(mime._BOUNDARY_PREFIX)
+    assert verify(outer, [ca]).message.endswith(inner)
+    assert len({mime._boundary() for _ in range(1000)}) == 1000
