@@ -63,7 +63,10 @@ def _param(draw) -> str:
     if kind == 3:
         return "; ".join(f"{name}*{i}{'*' if draw(st.booleans()) else ''}={draw(_rfc2231)}"
                          for i in range(draw(st.integers(1, 3))))
-    return draw(st.sampled_from([name, f"{name}=", f"{name} = {draw(_token)}", f"{name}=<{draw(_token)}>"]))
+    return draw(st.sampled_from([name, f"{name}=", f"{name} = {draw(_token)}", f"{name}=<{draw(_token)}>",
+                                 # quotes without backslashes, where unquote alone must give the answer
+                                 f'{name}=a"b', f'{name}="a"b"', f'{name}="', f'{name}=""', f'{name}="<x>"',
+                                 f'{name}=<"x">', f'{name}="x', f'{name}=x"', f'{name}="a;b"']))
 
 
 @st.composite
