@@ -264,7 +264,7 @@ def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
             signing_time = signing_time.astimezone(_dt.timezone.utc)
         if OID_SMIME_CAPABILITIES in attrs:
             capabilities = capability_names_der(attrs[OID_SMIME_CAPABILITIES])
-    scheme = _algs.verify_signature(cert.public_key(), _signature_algorithm(si.signature_algorithm), digest_alg,
+    scheme = _algs.verify_signature(cert.public_key(), si.signature_algorithm, digest_alg,
                                     si.signature, signed_bytes, allow_sha1=allow_sha1)
     return SignerResult(cert=cert, signing_time=signing_time, digest_algorithm=digest_alg,
                         signature_algorithm=scheme, capabilities=capabilities)
@@ -300,12 +300,6 @@ def _content_type_name(tlv: bytes) -> str:
 @lru_cache(maxsize=_CACHE)
 def _digest_name(tlv: bytes, allow_sha1: bool) -> str:
     return _algs.digest_name(algos.DigestAlgorithm.load(tlv, strict=True), allow_sha1=allow_sha1)
-
-
-@lru_cache(maxsize=_CACHE)
-def _signature_algorithm(tlv: bytes) -> algos.SignedDigestAlgorithm:
-    # Shared by the cache: only ever read.
-    return algos.SignedDigestAlgorithm.load(tlv, strict=True)
 
 
 @lru_cache(maxsize=_CACHE)

@@ -15,6 +15,7 @@ Private to :mod:`autosmime.smime._cms.signed`. Every failure is an
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 from asn1crypto import algos, core
 from cryptography.exceptions import InvalidSignature
@@ -140,37 +141,42 @@ def sign_bytes(key: object, digest_alg: str, data: bytes, *, pss: bool) -> bytes
     raise UnsupportedAlgorithm(type(key).__name__, "signing key type")  # pragma: no cover
 
 
-def verify_signature(public_key: object, algorithm: algos.SignedDigestAlgorithm, digest_alg: str,
+def verify_signature(public_key: object, algorithm_der: bytes, digest_alg: str,
                      signature: bytes, data: bytes, *, allow_sha1: bool) -> str:
-    """Check ``signature`` over ``data``; return the scheme's name or raise BadSignature."""
-    oid = algorithm["algorithm"].dotted
-    name = _oid_name(algorithm["algorithm"])
+    """Check ``signature`` over ``data``; return the scheme's name or raise BadSignature.
+
+    ``algorithm_der`` is the SignerInfo's signatureAlgorithm TLV as received.
+    """
+    scheme, key_type, args = _signature_plan(algorithm_der, digest_alg, allow_sha1)
+    _key_is(public_key, key_type)
     try:
-        if name == "rsassa_pkcs1v15" or name in _RSA_WITH:
-            _same_hash(_RSA_WITH.get(name, digest_alg), digest_alg)
-            _key_is(public_key, rsa.RSAPublicKey)
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm(digest_alg))
-            return "rsassa_pkcs1v15"
-        if name == "rsassa_pss":
-            _key_is(public_key, rsa.RSAPublicKey)
-            public_key.verify(signature, data, _pss_padding(algorithm, digest_alg, allow_sha1),
-                              hash_algorithm(digest_alg))
-            return "rsassa_pss"
-        if name in _ECDSA_WITH or oid == _ID_EC_PUBLIC_KEY or name == "ecdsa":
-            _same_hash(_ECDSA_WITH.get(name, digest_alg), digest_alg)
-            _key_is(public_key, ec.EllipticCurvePublicKey)
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm(digest_alg)))
-            return "ecdsa"
-        if name == "ed25519":
-            _key_is(public_key, ed25519.Ed25519PublicKey)
-            public_key.verify(signature, data)
-            return "ed25519"
-        if name == "ed448":
-            _key_is(public_key, ed448.Ed448PublicKey)
-            public_key.verify(signature, data)
-            return "ed448"
+        public_key.verify(signature, data, *args)
     except InvalidSignature:
         raise BadSignature("the signature does not match the signed data and the signer's key") from None
+    return scheme
+
+
+# The same few signatureAlgorithm encodings come in every message; the plan for one is a pure
+# function of its bytes and the digest, so a bounded cache keyed by them is exact. Errors are not cached.
+@lru_cache(maxsize=64)
+def _signature_plan(algorithm_der: bytes, digest_alg: str, allow_sha1: bool) -> tuple[str, type, tuple]:
+    """(scheme name, the public key type it needs, the arguments of ``public_key.verify`` after the data)."""
+    algorithm = algos.SignedDigestAlgorithm.load(algorithm_der, strict=True)
+    oid = algorithm["algorithm"].dotted
+    name = _oid_name(algorithm["algorithm"])
+    if name == "rsassa_pkcs1v15" or name in _RSA_WITH:
+        _same_hash(_RSA_WITH.get(name, digest_alg), digest_alg)
+        return "rsassa_pkcs1v15", rsa.RSAPublicKey, (padding.PKCS1v15(), hash_algorithm(digest_alg))
+    if name == "rsassa_pss":
+        return "rsassa_pss", rsa.RSAPublicKey, (_pss_padding(algorithm, digest_alg, allow_sha1),
+                                                hash_algorithm(digest_alg))
+    if name in _ECDSA_WITH or oid == _ID_EC_PUBLIC_KEY or name == "ecdsa":
+        _same_hash(_ECDSA_WITH.get(name, digest_alg), digest_alg)
+        return "ecdsa", ec.EllipticCurvePublicKey, (ec.ECDSA(hash_algorithm(digest_alg)),)
+    if name == "ed25519":
+        return "ed25519", ed25519.Ed25519PublicKey, ()
+    if name == "ed448":
+        return "ed448", ed448.Ed448PublicKey, ()
     raise UnsupportedAlgorithm(name, "signature algorithm")
 
 
