@@ -109,15 +109,25 @@ def _crlf_only(data: bytes, start: int = 0, end: int | None = None) -> bool:
 class Message:
     """A message as header fields plus raw body, never re-serialised behind the caller's back."""
 
-    __slots__ = ("fields", "_source", "_start", "_body", "_named", "_params")
+    __slots__ = ("_fields", "_source", "_start", "_body", "_names", "_params")
 
-    def __init__(self, fields: list[bytes], body: bytes, *, source: bytes | None = None, start: int = 0):
+    def __init__(self, fields, body: bytes, *, source: bytes | None = None, start: int = 0):
         self.fields = fields
-        self._named: tuple[list[bytes], list[bytes]] | None = None
-        self._params: tuple[list[bytes], str, dict[str, str], str] | None = None
         # The body is ``source[start:]``; it is only cut out (copied) when someone asks for it.
         self._source, self._start = (body, 0) if source is None else (source, start)
         self._body = body if source is None else None
+
+    @property
+    def fields(self) -> tuple[bytes, ...]:
+        """The header fields, each with its folded lines and CRLF. A tuple: the names and
+        parameters read from them are kept, so they change only by assigning new fields."""
+        return self._fields
+
+    @fields.setter
+    def fields(self, fields) -> None:
+        self._fields = tuple(fields)
+        self._names: list[bytes] | None = None
+        self._params: tuple[str, dict[str, str], str] | None = None
 
     @property
     def body(self) -> bytes:
@@ -135,21 +145,19 @@ class Message:
             raise MalformedMessage("empty message")
         fields, names, start = _split_header(raw)
         msg = cls(fields, b"", source=raw, start=start)
-        msg._named = (fields[:], names)
+        msg._names = names
         return msg
 
     # -- headers ---------------------------------------------------------
-    def _names(self) -> list[bytes]:
-        """The lower-cased name of each field, worked out once per list of fields."""
-        # Compared with a private copy, element by element (identity first): a ``fields``
-        # replaced or changed in place is seen afresh, and an unchanged one costs no allocation.
-        if self._named is None or self._named[0] != self.fields:
-            self._named = (self.fields[:], [_name(f) for f in self.fields])
-        return self._named[1]
+    def _field_names(self) -> list[bytes]:
+        """The lower-cased name of each field, worked out once per assignment of fields."""
+        if self._names is None:
+            self._names = [_name(f) for f in self._fields]
+        return self._names
 
     def header(self, name: str) -> str | None:
         key = name.lower().encode()
-        for f, n in zip(self.fields, self._names()):
+        for f, n in zip(self._fields, self._field_names()):
             if n == key:
                 value = f.split(b":", 1)[1]
                 return " ".join(value.decode("utf-8", "replace").split())
@@ -157,22 +165,21 @@ class Message:
 
     def outer_headers(self) -> list[bytes]:
         """The mail's own headers (From, To, Subject, ...), without MIME-Version and Content-*."""
-        return [f for f, n in zip(self.fields, self._names())
+        return [f for f, n in zip(self._fields, self._field_names())
                 if not n.startswith(_ENTITY_PREFIX) and n != b"mime-version"]
 
     def entity_headers(self) -> list[bytes]:
-        return [f for f, n in zip(self.fields, self._names()) if n.startswith(_ENTITY_PREFIX)]
+        return [f for f, n in zip(self._fields, self._field_names()) if n.startswith(_ENTITY_PREFIX)]
 
     def _entity_params(self) -> tuple[str, dict[str, str], str]:
-        """(type/subtype, params, transfer encoding), parsed once per list of names.
+        """(type/subtype, params, transfer encoding), parsed once per assignment of fields.
 
         ``params`` is shared with parse_entity_fields' cache: only copies leave this class.
         """
-        names = self._names()
-        if self._params is None or self._params[0] is not names:  # ``fields`` changed: new names
-            wanted = tuple(f for f, n in zip(self.fields, names) if n in _PARAM_FIELDS)
-            self._params = (names, *parse_entity_fields(wanted))
-        return self._params[1:]
+        if self._params is None:
+            self._params = parse_entity_fields(
+                tuple([f for f, n in zip(self._fields, self._field_names()) if n in _PARAM_FIELDS]))
+        return self._params
 
     @property
     def content_type(self) -> ContentType:

@@ -108,8 +108,9 @@ def test_entity_params_follow_changed_fields_and_hand_out_copies():
                   b"Content-Transfer-Encoding: base64\r\n"]
     assert msg.content_type.value == "application/pkcs7-mime"
     assert msg.transfer_encoding == "base64"
-    msg.fields.append(b"X-Other: 1\r\n")  # changed in place: still seen afresh
-    assert mime.kind(msg) == "pkcs7-mime"
+    assert isinstance(msg.fields, tuple)  # changed only by assignment, which the caches follow
+    msg.fields = (b"Content-Type: text/plain\r\n", *msg.fields)
+    assert mime.kind(msg) == "plain" and msg.outer_headers() == []
 
 
 def test_cert_addresses_are_a_fresh_list_each_time():
