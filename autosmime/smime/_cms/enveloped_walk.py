@@ -32,7 +32,12 @@ from autosmime.smime._cms.enveloped_ber import definite_lengths
 from autosmime.smime._cms.enveloped_ciphers import ContentCipher
 from autosmime.smime._cms.enveloped_recipients import Rid, Slot
 
-__all__ = ["walk_enveloped"]
+__all__ = ["py_walk_enveloped_raw", "walk_enveloped"]
+
+try:
+    from autosmime.smime._speedups import walk_enveloped as _c_walk_enveloped
+except ImportError:  # the C extension did not build: the same walk in Python
+    _c_walk_enveloped = None
 
 _ENVELOPED_DATA = _der.oid("1.2.840.113549.1.7.3")
 _DATA = _der.oid("1.2.840.113549.1.7.1")
@@ -47,13 +52,46 @@ _SKI_TAG = 0x80  # [0] IMPLICIT SubjectKeyIdentifier in a ktri rid
 
 def walk_enveloped(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
     """(one slot per RecipientInfo, the content cipher, the ciphertext as a view of ``der``), or None."""
+    raw = _c_walk_enveloped(der) if _c_walk_enveloped is not None else py_walk_enveloped_raw(der)
+    if raw is None:
+        return None
+    recipients, content_type, cipher_oid, iv, ct_start, ct_end = raw
+    known = _AES_CBC.get(cipher_oid)
+    if content_type != _DATA or known is None:
+        return None
+    slots: list[Slot] = []
+    for issuer, serial, ski, algorithm, encrypted_key in recipients:
+        if algorithm not in _RSA_V15:
+            return None
+        if issuer is None:
+            rid = Rid(ski=ski)
+        elif _nested_definite(issuer):
+            rid = Rid(issuer_der=issuer, serial=int.from_bytes(serial, "big", signed=True))
+        else:
+            return None
+        slots.append(Slot(rid, "rsa", "rsaes_pkcs1v15", False, encrypted_key))
+    name, key_size = known
+    return slots, ContentCipher(name, key_size, iv, 0, False), memoryview(der)[ct_start:ct_end]
+
+
+# (recipients, content type OID TLV, cipher OID TLV, IV, ciphertext start, end), where each
+# recipient is (issuer Name TLV, serial octets, None, keyEncryptionAlgorithm TLV, encrypted key)
+# or (None, None, subject key identifier, algorithm TLV, encrypted key).
+RawEnvelope = tuple[tuple[tuple[bytes | None, bytes | None, bytes | None, bytes, bytes], ...],
+                    bytes, bytes, bytes, int, int]
+
+
+def py_walk_enveloped_raw(der) -> RawEnvelope | None:
+    """The fixed layout's raw fields, or None for any other layout: the twin of the compiled walk
+    (``walk_enveloped`` in ``autosmime/smime/_speedups.c``). Which algorithms are accepted is
+    decided by :func:`walk_enveloped`, after either walk."""
     try:
         return _walk(der)
     except ValueError:  # from read_tlv: not strict definite-length DER
         return None
 
 
-def _walk(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
+def _walk(der) -> RawEnvelope | None:
     end = len(der)
     start, info_end = _der.expect(der, 0, end, _der.SEQUENCE)
     if info_end != end or der[start:start + len(_ENVELOPED_DATA)] != _ENVELOPED_DATA:
@@ -66,41 +104,39 @@ def _walk(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
     if der[v_start:pos] not in (b"\x00", b"\x02"):  # RFC 5652 6.1: 0, or 2 with SKI recipients
         return None
     set_start, set_end = _der.expect(der, pos, end, _der.SET)  # an originatorInfo [0] here: general path
-    slots: list[Slot] = []
+    recipients = []
     pos = set_start
     while pos < set_end:
         ri_start, ri_end = _der.expect(der, pos, set_end, _der.SEQUENCE)  # ktri; kari & co are tagged
-        slot = _ktri(der, ri_start, ri_end)
-        if slot is None:
+        recipient = _ktri(der, ri_start, ri_end)
+        if recipient is None:
             return None
-        slots.append(slot)
+        recipients.append(recipient)
         pos = ri_end
-    if not slots:
+    if not recipients:
         return None
     eci, eci_end = _der.expect(der, set_end, end, _der.SEQUENCE)
     if eci_end != end:  # unprotectedAttrs [1] after it: general path
         return None
-    type_start, pos = _der.expect(der, eci, end, _der.OID)
-    if der[type_start - 2:pos] != _DATA:
-        return None
+    _, pos = _der.expect(der, eci, end, _der.OID)
+    content_type = bytes(der[eci:pos])
     alg, alg_end = _der.expect(der, pos, end, _der.SEQUENCE)
-    oid_start, oid_end = _der.expect(der, alg, alg_end, _der.OID)
-    known = _AES_CBC.get(bytes(der[oid_start - 2:oid_end]))
+    _, oid_end = _der.expect(der, alg, alg_end, _der.OID)
     iv_start, iv_end = _der.expect(der, oid_end, alg_end, _der.OCTET_STRING)
-    if known is None or iv_end != alg_end or iv_end - iv_start != 16:
+    if iv_end != alg_end or iv_end - iv_start != 16:
         return None
     ct_start, ct_end = _der.expect(der, alg_end, end, 0x80)  # primitive [0]: chunked strings take the general path
     if ct_end != end:
         return None
-    name, key_size = known
-    cipher = ContentCipher(name, key_size, bytes(der[iv_start:iv_end]), 0, False)
-    return slots, cipher, memoryview(der)[ct_start:ct_end]
+    return (tuple(recipients), content_type, bytes(der[alg:oid_end]), bytes(der[iv_start:iv_end]),
+            ct_start, ct_end)
 
 
-def _ktri(der, pos: int, end: int) -> Slot | None:
+def _ktri(der, pos: int, end: int) -> tuple[bytes | None, bytes | None, bytes | None, bytes, bytes] | None:
     v_start, pos = _der.expect(der, pos, end, _der.INTEGER)
     version = bytes(der[v_start:pos])
     tag, rid_start, rid_end = _der.read_tlv(der, pos, end)
+    issuer = serial = ski = None
     if tag == _der.SEQUENCE and version == b"\x00":  # issuerAndSerialNumber
         _, name_end = _der.expect(der, rid_start, rid_end, _der.SEQUENCE)
         serial_start, serial_end = _der.expect(der, name_end, rid_end, _der.INTEGER)
@@ -108,21 +144,16 @@ def _ktri(der, pos: int, end: int) -> Slot | None:
             return None
         # The Name exactly as received (TLV included); compared by bytes, then by RFC 5280 rules.
         issuer = bytes(der[rid_start:name_end])  # the Name is the first element: its whole TLV
-        if not _nested_definite(issuer):
-            return None
-        rid = Rid(issuer_der=issuer, serial=int.from_bytes(der[serial_start:serial_end], "big", signed=True))
+        serial = bytes(der[serial_start:serial_end])
     elif tag == _SKI_TAG and version == b"\x02":
-        rid = Rid(ski=bytes(der[rid_start:rid_end]))
+        ski = bytes(der[rid_start:rid_end])
     else:
         return None
-    alg_start, alg_end = _der.expect(der, rid_end, end, _der.SEQUENCE)
-    if bytes(der[rid_end:alg_end]) not in _RSA_V15:
-        return None
+    _, alg_end = _der.expect(der, rid_end, end, _der.SEQUENCE)
     key_start, key_end = _der.expect(der, alg_end, end, _der.OCTET_STRING)
     if key_end != end:
         return None
-    return Slot(rid, "rsa", "rsaes_pkcs1v15", False, bytes(der[key_start:key_end]))
-
+    return issuer, serial, ski, bytes(der[rid_end:alg_end]), bytes(der[key_start:key_end])
 
 
 @lru_cache(maxsize=256)  # issuer names repeat: a user's correspondents share a few CAs
