@@ -42,7 +42,7 @@ _PARAM_FIELDS = (b"content-type", b"content-transfer-encoding")
 
 def to_crlf(data: bytes) -> bytes:
     """Every line ending (LF, CR, CRLF) as CRLF."""
-    if _crlf_only(data):
+    if crlf_only(data):
         return data  # already canonical, as mail almost always is: no copy
     # The same tokens as a CRLF|CR|LF scan, at memchr speed instead of a regex step per byte.
     return data.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
@@ -79,33 +79,6 @@ def _is_7bit_clean(data: bytes) -> bool:
     return lines_fit(data, 0)
 
 
-class Crlf(bytes):
-    """Bytes the engine made in canonical form: every CR and LF belongs to a CRLF pair.
-
-    Every message the engine builds (sign, encrypt, sign_and_encrypt, decrypt,
-    verify, read) comes back as this immutable bytes subclass, so the next step
-    of a pipeline (encrypt after sign, verify after decrypt) need not check
-    line endings again: about 2 ns a byte in pure Python, 0.1 ns with the
-    compiled check (about what the mark's copy costs).
-    Messages over :data:`_CRLF_MARK_LIMIT` stay plain bytes: marking copies them.
-    """
-
-    __slots__ = ()
-
-
-_CRLF_MARK_LIMIT = 1 << 20
-
-
-def crlf_marked(data: bytes) -> bytes:
-    """``data``, known to be canonical CRLF, marked as such when that is cheap."""
-    return Crlf(data) if len(data) <= _CRLF_MARK_LIMIT and type(data) is not Crlf else data
-
-
-def _crlf_only(data: bytes, start: int = 0, end: int | None = None) -> bool:
-    """Every CR and LF of ``data[start:end]`` belongs to a CRLF pair (counted in place, no copy)."""
-    return type(data) is Crlf or crlf_only(data, start, end)
-
-
 class Message:
     """A message as header fields plus raw body, never re-serialised behind the caller's back."""
 
@@ -139,8 +112,7 @@ class Message:
     def parse(cls, raw: bytes) -> "Message":
         if not isinstance(raw, (bytes, bytearray)):
             raise TypeError("messages are bytes")
-        if type(raw) is not Crlf:
-            raw = bytes(raw)
+        raw = bytes(raw)  # the same object for bytes: a bytearray must not change under the views
         if raw.isspace() or not raw:
             raise MalformedMessage("empty message")
         fields, names, start = _split_header(raw)
@@ -340,7 +312,7 @@ def multipart_signed(outer: list[bytes], entity, signature_der: bytes, micalg: s
     """``entity`` is the signed entity as bytes or as the list of pieces that make it up."""
     content_type, body = signed_entity(entity, signature_der, micalg)
     # One join: the entity is copied exactly once, into the message (and once more if marked).
-    return crlf_marked(b"".join([_wrap_head(outer, [content_type]), *body]))
+    return b"".join([_wrap_head(outer, [content_type]), *body])
 
 
 def signed_entity(entity, signature_der: bytes, micalg: str) -> tuple[bytes, list]:
@@ -380,7 +352,7 @@ def pkcs7_mime(outer: list[bytes], der, smime_type: str, der_len: int | None = N
     _write_b64_lines(out, der)
     if out.tell() != size:  # pragma: no cover - the size arithmetic is tested
         raise AssertionError("pkcs7_mime: size mismatch")
-    return crlf_marked(out.getvalue())
+    return out.getvalue()
 
 
 # -- reading S/MIME parts ----------------------------------------------------
@@ -490,7 +462,7 @@ def split_signed_view(msg: Message) -> SignedParts:
     if sig_msg.mime_type not in SIGNATURE_TYPES:
         raise MalformedMessage(f"unexpected signature part type {sig_msg.mime_type}")
     signature = pkcs7_der(sig_msg)
-    if _crlf_only(src, a, b):
+    if crlf_only(src, a, b):
         content: bytes | memoryview = memoryview(src)[a:b]  # already canonical: no copy
     else:
         content = to_crlf(src[a:b])
@@ -528,13 +500,13 @@ def rejoin(outer: list[bytes], entity, *, canonical: bool = False) -> bytes:
 
     ``entity`` is bytes or a list of bytes-like pieces to be joined; ``canonical``
     says the caller has already checked it is CRLF throughout. Either way the
-    entity is copied once, into the result. The result is canonical CRLF, and marked so.
+    entity is copied once, into the result. The result is canonical CRLF.
     """
     pieces = [entity] if isinstance(entity, (bytes, bytearray, memoryview)) else [p for p in entity if len(p)]
     if not canonical and not _canonical_pieces(pieces):
         pieces = [to_crlf(b"".join(pieces))]
     if not outer:
-        return crlf_marked(b"".join(pieces))
+        return b"".join(pieces)
     first = pieces[0] if pieces else b""
     # re works on any buffer: the checks below read the first piece in place, which is
     # enough when the header block ends inside it. The pieces are CRLF by now, so a blank
@@ -545,17 +517,17 @@ def rejoin(outer: list[bytes], entity, *, canonical: bool = False) -> bytes:
         first = pieces[0]
         blank = _CRLF_BLANK_LINE.search(first)
     if not bytes(first[:2]) == CRLF and not _HEADER_START.match(first):
-        return crlf_marked(b"".join([*outer, b"MIME-Version: 1.0\r\n", CRLF, *pieces]))  # bare content without MIME headers
+        return b"".join([*outer, b"MIME-Version: 1.0\r\n", CRLF, *pieces])  # bare content without MIME headers
     head = first[:blank.end()] if blank is not None else first
     if _MIME_VERSION_FIELD.search(head):
-        return crlf_marked(b"".join([*outer, *pieces]))  # OpenSSL's inner entities carry their own
-    return crlf_marked(b"".join([*outer, b"MIME-Version: 1.0\r\n", *pieces]))
+        return b"".join([*outer, *pieces])  # OpenSSL's inner entities carry their own
+    return b"".join([*outer, b"MIME-Version: 1.0\r\n", *pieces])
 
 
 def _canonical_pieces(pieces: list) -> bool:
     """Every piece is bytes in CRLF form and no CRLF is split between two pieces."""
     for i, piece in enumerate(pieces):
-        if not isinstance(piece, bytes) or not _crlf_only(piece):
+        if not isinstance(piece, bytes) or not crlf_only(piece):
             return False
         if i + 1 < len(pieces) and piece.endswith(b"\r"):
             return False

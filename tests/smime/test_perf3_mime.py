@@ -64,14 +64,14 @@ def _crlf_by_counts(data: bytes) -> bool:
 @given(st.text(alphabet="ab\r\n", max_size=60).map(str.encode), st.integers(0, 70), st.integers(0, 70))
 @settings(max_examples=600)
 def test_crlf_only_agrees_with_counting(data, start, end):
-    assert mime._crlf_only(data, start, end) == _crlf_by_counts(data[start:end])
-    assert mime._crlf_only(data) == _crlf_by_counts(data)
+    assert mime.crlf_only(data, start, end) == _crlf_by_counts(data[start:end])
+    assert mime.crlf_only(data) == _crlf_by_counts(data)
 
 
 @pytest.mark.parametrize("tail", [b"\r\nxyz\r\n", b"\nxyz\r\n", b"\r\rxyz\r\n", b"\r\n\r", b"\r"])
 def test_crlf_only_on_large_data(tail):
     data = b"a" * (64 * 1024 - 1) + tail
-    assert mime._crlf_only(data) == _crlf_by_counts(data)
+    assert mime.crlf_only(data) == _crlf_by_counts(data)
     assert mime.to_crlf(data) == data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
