@@ -56,6 +56,11 @@ def _split_header(raw: bytes) -> tuple[list[bytes], list[bytes], int]:
         raise MalformedMessage(str(e)) from None
 
 
+def field_value(field: bytes) -> str:
+    """A header field's value: after the colon, unfolded, whitespace runs as one space."""
+    return " ".join(field.split(b":", 1)[1].decode("utf-8", "replace").split())
+
+
 def _name(field: bytes) -> bytes:
     colon = field.find(b":")
     return (field[:colon] if colon >= 0 else field).strip().lower()
@@ -128,11 +133,16 @@ class Message:
         return self._names
 
     def header(self, name: str) -> str | None:
+        """The first field called ``name``, its value unfolded, whitespace runs as one space."""
+        field = self.raw_header(name)
+        return None if field is None else field_value(field)
+
+    def raw_header(self, name: str) -> bytes | None:
+        """The first field called ``name`` as received (name, value, folding and CRLF)."""
         key = name.lower().encode()
         for f, n in zip(self._fields, self._field_names()):
             if n == key:
-                value = f.split(b":", 1)[1]
-                return " ".join(value.decode("utf-8", "replace").split())
+                return f
         return None
 
     def outer_headers(self) -> list[bytes]:

@@ -28,14 +28,15 @@ from autosmime.smime.models import SignerReport, VerifyResult
 
 
 def from_address(msg: mime.Message) -> str | None:
-    value = msg.header("From")
-    if not value:
-        return None
-    return _first_address(value)
+    field = msg.raw_header("From")
+    return None if field is None else _first_address(field)
 
 
 @lru_cache(maxsize=256)  # the email package's address parser is slow, and From repeats per sender
-def _first_address(value: str) -> str | None:
+def _first_address(field: bytes) -> str | None:
+    value = mime.field_value(field)
+    if not value:
+        return None
     addrs = [a for _, a in getaddresses([value]) if a]
     return addrs[0].lower() if addrs else None
 
