@@ -45,10 +45,14 @@ def cms_kind(der: bytes) -> str:
 
 
 _LEADING_SPACE = re.compile(rb"\s*")
+# What bare CMS can start with: DER's SEQUENCE tag, PEM's dashes, or whitespace before either.
+_CMS_FIRST_BYTES = frozenset(b"0- \t\r\n\x0b\x0c")
 
 
 def looks_like_cms(data: bytes) -> bytes | None:
     """Bare DER/BER or PEM CMS (as from `openssl cms -outform DER/PEM`), else None."""
+    if not data or data[0] not in _CMS_FIRST_BYTES:
+        return None  # a mail starts with a header field's name: no scan, no copy
     # Where the content starts, found without copying: a mail is neither, and is not copied at all.
     first = _LEADING_SPACE.match(data).end()
     if data[first:first + 1] == b"\x30":
