@@ -1,4 +1,4 @@
-"""Caches of per-certificate (and per-key) values, keyed by the object itself.
+"""Caches of per-certificate values, keyed by the certificate object itself.
 
     >>> from autosmime.pki.certcache import per_certificate
     >>> @per_certificate()
@@ -24,30 +24,29 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-__all__ = ["cert_der", "per_certificate", "per_object", "unique_certificates"]
+__all__ = ["cert_der", "per_certificate", "unique_certificates"]
 
 T = TypeVar("T")
-O = TypeVar("O")
 
 _DEFAULT_SIZE = 256  # certificates a process works with at once: the user's, their peers', their CAs
 
 
-def per_object(maxsize: int = _DEFAULT_SIZE) -> Callable[[Callable[[O], T]], Callable[[O], T]]:
-    """Decorate a pure function of one immutable object (a certificate, a key) with a bounded
-    identity-keyed cache."""
+def per_certificate(maxsize: int = _DEFAULT_SIZE) -> Callable[[Callable[[x509.Certificate], T]],
+                                                                Callable[[x509.Certificate], T]]:
+    """Decorate a pure function of one certificate with a bounded identity-keyed cache."""
 
-    def decorate(fn: Callable[[O], T]) -> Callable[[O], T]:
-        entries: dict[int, tuple[O, T]] = {}
+    def decorate(fn: Callable[[x509.Certificate], T]) -> Callable[[x509.Certificate], T]:
+        entries: dict[int, tuple[x509.Certificate, T]] = {}
         lock = threading.Lock()
 
         @wraps(fn)
-        def cached(obj: O) -> T:
-            hit = entries.get(id(obj))
-            if hit is not None and hit[0] is obj:
+        def cached(cert: x509.Certificate) -> T:
+            hit = entries.get(id(cert))
+            if hit is not None and hit[0] is cert:
                 return hit[1]
-            value = fn(obj)  # exceptions are not cached: the next call raises again
+            value = fn(cert)  # exceptions are not cached: the next call raises again
             with lock:
-                entries[id(obj)] = (obj, value)
+                entries[id(cert)] = (cert, value)
                 while len(entries) > maxsize:  # oldest first: dicts keep insertion order
                     del entries[next(iter(entries))]
             return value
@@ -56,12 +55,6 @@ def per_object(maxsize: int = _DEFAULT_SIZE) -> Callable[[Callable[[O], T]], Cal
         return cached
 
     return decorate
-
-
-def per_certificate(maxsize: int = _DEFAULT_SIZE) -> Callable[[Callable[[x509.Certificate], T]],
-                                                                Callable[[x509.Certificate], T]]:
-    """Decorate a pure function of one certificate with a bounded identity-keyed cache."""
-    return per_object(maxsize)
 
 
 @per_certificate()

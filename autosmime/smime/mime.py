@@ -23,6 +23,7 @@ import email.policy
 import io
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -89,7 +90,7 @@ class Message:
 
     __slots__ = ("_fields", "_source", "_start", "_body", "_names", "_params")
 
-    def __init__(self, fields, body: bytes, *, source: bytes | None = None, start: int = 0):
+    def __init__(self, fields: Iterable[bytes], body: bytes, *, source: bytes | None = None, start: int = 0):
         self.fields = fields
         # The body is ``source[start:]``; it is only cut out (copied) when someone asks for it.
         self._source, self._start = (body, 0) if source is None else (source, start)
@@ -102,7 +103,7 @@ class Message:
         return self._fields
 
     @fields.setter
-    def fields(self, fields) -> None:
+    def fields(self, fields: Iterable[bytes]) -> None:
         self._fields = tuple(fields)
         self._names: list[bytes] | None = None
         self._params: tuple[str, dict[str, str], str] | None = None
@@ -321,7 +322,7 @@ def wrap(outer: list[bytes], content_headers: list[bytes], body: bytes) -> bytes
 def multipart_signed(outer: list[bytes], entity, signature_der: bytes, micalg: str) -> bytes:
     """``entity`` is the signed entity as bytes or as the list of pieces that make it up."""
     content_type, body = signed_entity(entity, signature_der, micalg)
-    # One join: the entity is copied exactly once, into the message (and once more if marked).
+    # One join: the entity is copied exactly once, into the message.
     return b"".join([_wrap_head(outer, [content_type]), *body])
 
 

@@ -154,7 +154,7 @@ def test_sign_refuses_key_of_another_certificate(pki):
 
 
 def test_the_key_check_holds_after_the_key_and_certificate_were_used(pki):
-    """The key's public half and the certificate's template are cached: neither may vouch for another pair."""
+    """The certificate's template is cached: it must not vouch for another key."""
     key, cert = pki["keys"]["rsa"], pki["leaves"]["rsa"]
     verify(sign(CONTENT, key, cert), CONTENT)
     other_key = new_key("rsa")

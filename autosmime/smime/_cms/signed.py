@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
-from autosmime.pki.certcache import cert_der, per_certificate, per_object
+from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms import signed_algs as _algs
 from autosmime.smime._cms.certinfo import issuer_and_serial, spki_der
@@ -87,7 +87,8 @@ def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certific
              detached: bool, pss: bool, now: _dt.datetime) -> bytes:
     digest_alg = _algs.digest_for_key(key)
     t = _template(cert_der(cert), tuple(map(cert_der, chain)), _algs.key_kind(key), digest_alg, pss)
-    if _key_spki(key) != t.spki:
+    # Not cached per key: a cache would keep private keys alive after their owner dropped them.
+    if _spki(key.public_key()) != t.spki:
         raise NoKey("the private key does not belong to the signing certificate")
     chunks = [content] if isinstance(content, (bytes, bytearray, memoryview)) else list(content)
     attrs = signed_attrs_der(_algs.digest_chunks(digest_alg, chunks), now.replace(microsecond=0))
@@ -351,12 +352,6 @@ def _digest_algorithm_id(name: str) -> cms.DigestAlgorithm:
     # RFC 5754 §2: SHA-2 parameters absent, as OpenSSL writes them (asn1crypto would add NULL).
     oid = algos.DigestAlgorithmId(name).dump()
     return cms.DigestAlgorithm.load(b"\x30" + bytes([len(oid)]) + oid)
-
-
-@per_object(maxsize=32)
-def _key_spki(private_key) -> bytes:
-    """The SubjectPublicKeyInfo of a private key's public half, to check it against a certificate."""
-    return _spki(private_key.public_key())
 
 
 def _spki(public_key) -> bytes:
