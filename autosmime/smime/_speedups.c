@@ -550,19 +550,23 @@ walk_signer(const unsigned char *p, Py_ssize_t len, Py_ssize_t pos, Py_ssize_t e
                 goto error;
             }
             int wanted = PySet_Contains(read_oids, oid);
+            if (wanted < 0) {
+                Py_DECREF(oid);
+                goto error;
+            }
             for (Py_ssize_t v = v_start; v < v_end; v = e) {
                 if (tlv_parse(p, len, v, v_end, &tag, &s, &e) != NULL) {
                     Py_DECREF(oid);
                     goto shape;
                 }
-                if (wanted == 1 && append_new(values, slice(p, v, e)) < 0) {
+                if (wanted && append_new(values, slice(p, v, e)) < 0) {
                     Py_DECREF(oid);
                     goto error;
                 }
             }
-            PyObject *kept = wanted == 1 ? PyList_AsTuple(values) : PyTuple_New(0);
+            PyObject *kept = wanted ? PyList_AsTuple(values) : PyTuple_New(0);
             Py_CLEAR(values);
-            if (wanted < 0 || kept == NULL) {
+            if (kept == NULL) {
                 Py_DECREF(oid);
                 Py_XDECREF(kept);
                 goto error;
