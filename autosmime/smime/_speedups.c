@@ -37,6 +37,29 @@ clamp_range(Py_ssize_t len, Py_ssize_t *start, Py_ssize_t *end)
     return 0;
 }
 
+/* (data, start=0): data's buffer and the range [start, len) clamped like a slice; 0, or -1 with an
+ * exception (and no buffer held). */
+static int
+data_and_start(PyObject *const *args, Py_ssize_t nargs, const char *usage, Py_buffer *view,
+               Py_ssize_t *start, Py_ssize_t *end)
+{
+    *start = 0;
+    *end = PY_SSIZE_T_MAX;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (nargs == 2 && (*start = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
+        return -1;
+    if (PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (clamp_range(view->len, start, end) < 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(crlf_only_doc,
 "crlf_only(data, start=0, end=None) -> bool\n\n"
 "True when every CR and LF of data[start:end] belongs to a CRLF pair inside that range.");
@@ -104,20 +127,10 @@ static PyObject *
 strip_whitespace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
-    Py_ssize_t start = 0, end = PY_SSIZE_T_MAX;
+    Py_ssize_t start, end;
 
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "strip_whitespace(data, start=0)");
+    if (data_and_start(args, nargs, "strip_whitespace(data, start=0)", &view, &start, &end) < 0)
         return NULL;
-    }
-    if (nargs == 2 && (start = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
-        return NULL;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (clamp_range(view.len, &start, &end) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
     PyObject *out = PyBytes_FromStringAndSize(NULL, end - start);
     if (out == NULL) {
         PyBuffer_Release(&view);
@@ -445,20 +458,10 @@ static PyObject *
 clean_7bit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
-    Py_ssize_t start = 0, end = PY_SSIZE_T_MAX;
+    Py_ssize_t start, end;
 
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "clean_7bit(data, start=0)");
+    if (data_and_start(args, nargs, "clean_7bit(data, start=0)", &view, &start, &end) < 0)
         return NULL;
-    }
-    if (nargs == 2 && (start = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
-        return NULL;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (clamp_range(view.len, &start, &end) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
     int clean = is_clean_7bit((const unsigned char *)view.buf + start, end - start);
     PyBuffer_Release(&view);
     return PyBool_FromLong(clean);
