@@ -68,7 +68,7 @@ def looks_like_cms(data: bytes) -> bytes | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)  # built per message
 class Classified:
     """A message's outermost S/MIME layer, with what was parsed to find it, for the step that opens it."""
 

@@ -467,9 +467,9 @@ def split_signed_view(msg: Message) -> SignedParts:
         raise MalformedMessage("multipart/signed has no closing boundary after its two parts")
     a, b = found[0][1], found[1][0]
     sig_part = src[found[1][1]: found[2][0]]
-    sig_msg = Message.parse(sig_part) if sig_part.strip() else None
-    if sig_msg is None:
+    if not sig_part or sig_part.isspace():
         raise MalformedMessage("multipart/signed without a signature part")
+    sig_msg = Message.parse(sig_part)
     if sig_msg.mime_type not in SIGNATURE_TYPES:
         raise MalformedMessage(f"unexpected signature part type {sig_msg.mime_type}")
     signature = pkcs7_der(sig_msg)
