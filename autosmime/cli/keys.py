@@ -67,19 +67,21 @@ def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recov
 def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, legacy: bool) -> None:
     """Export every key (current and old) as one PKCS#12, plus the certificates as PEM."""
     from autosmime._files import write_private
-    from autosmime.vault.export import export_all
-    from autosmime.vault.recovery import new_code
+    from autosmime.vault.export import GPGSM_MAX_PASSWORD, export_all, new_export_password
     from autosmime.vault.store import Vault
 
     vault = Vault.open(home_dir(ctx), create=False)
     generated = password_file is None
     if generated:
-        password = new_code().encode("ascii")
+        password = new_export_password().encode("ascii")
     else:
         password = _read_password(password_file, "Export password")
         if not password:
             raise UsageError(f"the password file {password_file} is empty; an export needs a password")
     files = export_all(vault, out_dir, password, legacy=legacy)
+    if legacy and len(password) > GPGSM_MAX_PASSWORD:
+        click.echo(f"warning: gpgsm 2.2 refuses legacy PKCS#12 passwords over {GPGSM_MAX_PASSWORD} bytes: "
+                   "this file will not import into gpgsm (other clients are not affected)", err=True)
     if generated:
         pw_file = out_dir / "export-password.txt"
         write_private(pw_file, password + b"\n")

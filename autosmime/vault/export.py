@@ -19,10 +19,20 @@ from cryptography.hazmat.primitives import serialization
 from autosmime.errors import NoKey, VaultError
 from autosmime._files import write_private
 from autosmime.vault.pkcs12 import build_pfx
+from autosmime.vault.recovery import new_code
 from autosmime.vault.store import Vault
 
 EXPORT_NAME = "autosmime-export.p12"
 BUNDLE_NAME = "certificates.pem"
+# gpgsm 2.2 (minip12.c, string_to_key) refuses longer passwords for the legacy PKCS#12 key
+# derivation: a longer one makes a --legacy file it can never import.
+GPGSM_MAX_PASSWORD = 31
+
+
+def new_export_password() -> str:
+    """A generated export password: 120 random bits in six groups of four, 29 characters,
+    short enough for every importer (gpgsm 2.2 included)."""
+    return new_code(24)
 
 
 def _safe(text: str) -> str:

@@ -32,9 +32,10 @@ def _grouped(chars: str) -> str:
     return "-".join(chars[i:i + GROUP] for i in range(0, len(chars), GROUP))
 
 
-def new_code() -> str:
-    """A fresh code: 140 random bits, e.g. ``"7K3Q-..."`` (7 groups of 4)."""
-    return _grouped("".join(secrets.choice(ALPHABET) for _ in range(LENGTH)))
+def new_code(length: int = LENGTH) -> str:
+    """A fresh code: 140 random bits, e.g. ``"7K3Q-..."`` (7 groups of 4); ``length`` characters
+    of 5 bits each for other uses (an export password)."""
+    return _grouped("".join(secrets.choice(ALPHABET) for _ in range(length)))
 
 
 def normalize(text: str) -> str:

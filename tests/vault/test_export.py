@@ -75,3 +75,14 @@ def test_cli_export_with_password_file_and_empty_vault(tmp_path, home):
     Vault.open(tmp_path / "empty")
     r = _run(sys.executable, "-m", "autosmime", "--home", str(tmp_path / "empty"), "export", "--out", str(tmp_path / "e"))
     assert r.returncode == 1 and "no keys" in r.stderr
+
+
+@pytest.mark.parametrize("length, legacy, warned", [(40, True, True), (31, True, False), (40, False, False)])
+def test_cli_legacy_export_warns_of_a_password_gpgsm_refuses(home, tmp_path, length, legacy, warned):
+    password = "p" * length
+    (tmp_path / "pw").write_text(password + "\n")
+    r = _run(sys.executable, "-m", "autosmime", "--home", str(home), "export", "--out", str(tmp_path / "o"),
+             "--password-file", str(tmp_path / "pw"), *(["--legacy"] if legacy else []))
+    assert r.returncode == 0, r.stderr
+    assert ("gpgsm" in r.stderr) is warned and password not in r.stderr + r.stdout
+    assert len(parse_pfx((tmp_path / "o" / "autosmime-export.p12").read_bytes(), password.encode())) == 3

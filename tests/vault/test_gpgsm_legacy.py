@@ -131,3 +131,27 @@ def test_legacy_exports_all_import_into_gpgsm(gpgsm, tmp_path):
         except PeerRefused as e:
             failures.append((i, str(e)[-300:]))
     assert not failures, failures
+
+
+@pytest.mark.interop
+def test_cli_legacy_export_with_its_generated_password_imports_into_gpgsm(gpgsm, tmp_path):
+    """`autosmime export --legacy` without --password-file: the password it makes must suit gpgsm 2.2 too."""
+    import subprocess
+    import sys
+
+    from autosmime.vault.importing import import_p12
+    from autosmime.vault.store import Vault
+
+    ca_key, ca = make_ca("gpgsm export CA")
+    email = "exported@example.test"
+    key = new_key("rsa")  # gpgsm 2.2.40 has no ECC
+    home = tmp_path / "home"
+    import_p12(Vault.open(home), build_pfx([(key, make_mailbox_cert(email, key.public_key(), ca_key, ca), (ca,))],
+                                          b"in"), b"in")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "autosmime", "--home", str(home), "export", "--out", str(out),
+                        "--legacy"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    password = (out / "export-password.txt").read_bytes().strip()
+    assert len(password) <= 31
+    gpgsm.import_p12(out / "autosmime-export.p12", password, email)
