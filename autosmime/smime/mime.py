@@ -214,7 +214,7 @@ class Message:
                 h for h in headers if _name(h) != b"content-transfer-encoding"]
         body = to_crlf(self.body)
         raw = b"".join(headers) + CRLF + body
-        if _is_7bit_clean(raw) and not (body.startswith(b"From ") or b"\r\nFrom " in body):
+        if clean_7bit(raw):  # entity headers are Content-*: no header line can start "From "
             return raw
         return _reencode_7bit(raw)
 
