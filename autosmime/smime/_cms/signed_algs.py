@@ -77,15 +77,10 @@ def digest(name: str, data) -> bytes:
 def digest_chunks(name: str, chunks) -> bytes:
     """The ``name`` digest of the concatenated bytes-like ``chunks``."""
     new = _HASHLIB.get(name)
-    if new is not None:
-        h = new()
-        for chunk in chunks:
-            h.update(chunk)
-        return h.digest()
-    h2 = hashes.Hash(hash_algorithm(name))
+    h = new() if new is not None else hashes.Hash(hash_algorithm(name))
     for chunk in chunks:
-        h2.update(chunk)
-    return h2.finalize()
+        h.update(chunk)
+    return h.digest() if new is not None else h.finalize()
 
 
 def digest_for_key(key: object) -> str:
