@@ -28,14 +28,13 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autosmime.devstack.mailserver import MailStack  # noqa: E402
-from autosmime.mailbox.account import save_account  # noqa: E402
-from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key  # noqa: E402
-from autosmime.vault import format as fmt  # noqa: E402
-from autosmime.vault.backup import backup_now, restore  # noqa: E402
-from autosmime.vault.recovery import get_or_create_code  # noqa: E402
-from autosmime.vault.store import Vault  # noqa: E402
-
+from autosmime.devstack.mailserver import MailStack
+from autosmime.mailbox.account import save_account
+from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
+from autosmime.vault import format as fmt
+from autosmime.vault.backup import backup_now, restore
+from autosmime.vault.recovery import get_or_create_code
+from autosmime.vault.store import Vault
 
 
 def _kdf_name(file: str, func: str) -> str | None:

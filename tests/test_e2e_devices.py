@@ -40,12 +40,12 @@ def ok(r: subprocess.CompletedProcess) -> bytes:
 @pytest.fixture
 def world(mailstack, mail_user, tmp_path):
     email, password = mail_user
-    ca_key, ca = make_ca("e2e CA", new_key("rsa"), not_before=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+    ca_key, ca = make_ca("e2e CA", new_key("rsa"), not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
                          days=365 * 20)
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "imap-pw").write_text(password + "\n")
     p12s = {}
-    for name, start in (("old", dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)), ("new", None)):
+    for name, start in (("old", dt.datetime(2021, 1, 1, tzinfo=dt.UTC)), ("new", None)):
         key = new_key("rsa")
         cert = make_mailbox_cert(email, key.public_key(), ca_key, ca, not_before=start,
                                  days=365 if start else 365)

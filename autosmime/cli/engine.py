@@ -96,7 +96,7 @@ def _parse_at(value: str | None) -> _dt.datetime | None:
         at = _dt.datetime.fromisoformat(value)
     except ValueError:
         raise UsageError(f"--at: not an ISO 8601 time: {value!r} (e.g. 2024-01-31T00:00:00Z)") from None
-    return at if at.tzinfo else at.replace(tzinfo=_dt.timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=_dt.UTC)
 
 
 _key_opts = [

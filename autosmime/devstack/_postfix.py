@@ -9,9 +9,9 @@ Settings and start-up traps: shared/research/mail-test-servers.md §4.1 and §6.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
-import grp
 import time
 from pathlib import Path
 

@@ -40,14 +40,14 @@ class _Handler:
     def __init__(self, users: _Users, domain: str, lmtp_port: int) -> None:
         self.users, self.domain, self.lmtp_port = users, domain, lmtp_port
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local, _, domain = address.rpartition("@")
         if domain.lower() != self.domain or local.split("+")[0].lower() not in self.users.table():
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         for rcpt in envelope.rcpt_tos:
             try:
                 with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as lmtp:

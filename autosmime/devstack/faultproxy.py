@@ -71,7 +71,7 @@ class CuttingProxy:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
 
-    def __enter__(self) -> "CuttingProxy":
+    def __enter__(self) -> CuttingProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,7 +84,7 @@ class CuttingProxy:
                 return
             try:
                 client, _ = self._server.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -91,7 +91,7 @@ class MailStack:
     # --- lifecycle -----------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path | None = None, users: int = 3, pool: int = 200) -> "MailStack":
+    def start(cls, base_dir: Path | None = None, users: int = 3, pool: int = 200) -> MailStack:
         """Start the stack in ``base_dir`` (default: a new dir in the system temp dir).
 
         Retries up to three times: the free ports are picked before the
@@ -124,7 +124,7 @@ class MailStack:
         raise last
 
     @classmethod
-    def _start_once(cls, base: Path, users: int, pool: int, owns: bool) -> "MailStack":
+    def _start_once(cls, base: Path, users: int, pool: int, owns: bool) -> MailStack:
         as_root = os.geteuid() == 0
         forced = os.environ.get("AUTOSMIME_MAILSTACK_SMTP")       # "postfix" | "relay": tests of both paths
         smtp_kind = forced or ("postfix" if _postfix.available() else "relay")
@@ -280,7 +280,7 @@ class MailStack:
         (self.base / ENV_FILE).write_text("".join(f"{k}={v}\n" for k, v in env.items()))
 
     @classmethod
-    def attach(cls, base_dir: Path) -> "MailStack":
+    def attach(cls, base_dir: Path) -> MailStack:
         """The stack running in ``base_dir`` (started by another process, e.g. scripts/mailstack)."""
         base = Path(base_dir)
         try:
@@ -316,7 +316,7 @@ class MailStack:
             except subprocess.TimeoutExpired:
                 pass
 
-    def __enter__(self) -> "MailStack":
+    def __enter__(self) -> MailStack:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,6 +17,7 @@ from autosmime._keyring import SERVICE, real_keyring
 from autosmime.errors import AccountError
 from autosmime.mailbox.account import Account, load_account
 
+
 def keyring_available() -> bool:
     """True when a real keyring backend (not ``fail``/``null``) is configured."""
     return real_keyring() is not None

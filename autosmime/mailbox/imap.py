@@ -83,7 +83,7 @@ class ImapMailbox:
         self._closed = False
 
     @classmethod
-    def connect(cls, account: Account, password: str, *, timeout: float = 30) -> "ImapMailbox":
+    def connect(cls, account: Account, password: str, *, timeout: float = 30) -> ImapMailbox:
         host, port = account.imap_host, account.imap_port
         where = f"IMAP server {host}:{port}"
         check_security(account, host)
@@ -115,7 +115,7 @@ class ImapMailbox:
 
     # --- context manager -----------------------------------------------------------
 
-    def __enter__(self) -> "ImapMailbox":
+    def __enter__(self) -> ImapMailbox:
         return self
 
     def __exit__(self, *exc: object) -> None:

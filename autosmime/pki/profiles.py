@@ -44,7 +44,7 @@ def new_key(kind: KeyKind = "rsa") -> PrivateKey:
 
 
 def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
 
 
 def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm:

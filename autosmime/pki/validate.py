@@ -69,7 +69,7 @@ def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certifi
                     trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None) -> list[x509.Certificate]:
     """Chain leaf..root valid at `at` (default now) to one of trust_roots, EKU emailProtection (anyExtendedKeyUsage also ok),
        key usage allowing digitalSignature or nonRepudiation when present. Never uses the OS trust store."""
-    when = _dt.datetime.now(_dt.timezone.utc) if at is None else _aware(at)
+    when = _dt.datetime.now(_dt.UTC) if at is None else _aware(at)
     roots = list(trust_roots)
     if not roots:
         raise UntrustedSigner(f"no trusted roots to check {_label(cert)} against")
@@ -355,7 +355,7 @@ def _not_after(cert: x509.Certificate) -> _dt.datetime:
 
 def _aware(when: _dt.datetime) -> _dt.datetime:
     # A naive datetime is taken as UTC, as cryptography does.
-    return when.replace(tzinfo=_dt.timezone.utc) if when.tzinfo is None else when.astimezone(_dt.timezone.utc)
+    return when.replace(tzinfo=_dt.UTC) if when.tzinfo is None else when.astimezone(_dt.UTC)
 
 
 def _iso(when: _dt.datetime) -> str:

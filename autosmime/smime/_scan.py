@@ -147,7 +147,13 @@ def py_find_delimiters(body, boundary: bytes, origin: int = 0) -> list[tuple[int
 
 try:
     from autosmime.smime._speedups import (
-        clean_7bit, crlf_only, find_delimiters, split_header, strip_whitespace, wrap_lines)
+        clean_7bit,
+        crlf_only,
+        find_delimiters,
+        split_header,
+        strip_whitespace,
+        wrap_lines,
+    )
     COMPILED = True
 except ImportError:  # no compiler where autosmime was installed: same answers, slower
     crlf_only, split_header, strip_whitespace = py_crlf_only, py_split_header, py_strip_whitespace

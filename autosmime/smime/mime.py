@@ -31,7 +31,14 @@ import pybase64
 
 from autosmime.errors import MalformedMessage
 from autosmime.smime._scan import (
-    clean_7bit, crlf_only, find_delimiters, lines_fit, split_header, strip_whitespace, wrap_lines)
+    clean_7bit,
+    crlf_only,
+    find_delimiters,
+    lines_fit,
+    split_header,
+    strip_whitespace,
+    wrap_lines,
+)
 from autosmime.smime.mime_params import parse_entity_fields
 
 CRLF = b"\r\n"
@@ -115,7 +122,7 @@ class Message:
         return self._body
 
     @classmethod
-    def parse(cls, raw: bytes) -> "Message":
+    def parse(cls, raw: bytes) -> Message:
         if not isinstance(raw, (bytes, bytearray)):
             raise TypeError("messages are bytes")
         raw = bytes(raw)  # the same object for bytes: a bytearray must not change under the views

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from autosmime.errors import NoKey, VaultError
 from autosmime._files import write_private
+from autosmime.errors import NoKey, VaultError
 from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.recovery import new_code
 from autosmime.vault.store import Vault

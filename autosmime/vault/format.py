@@ -163,7 +163,7 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def _rfc3339(when: _dt.datetime) -> str:
-    return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def canonical_json(obj: object) -> bytes:
@@ -216,7 +216,7 @@ def build_message(*, address: str, seq: int, p12: bytes, certificates: list[Cert
     """The raw RFC 5322 message (CRLF) of one backup; ``p12`` must be protected with ``code``."""
     if not 1 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence number out of range: {seq}")
-    now = (now or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
+    now = (now or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
     salt = os.urandom(16)
     manifest = Manifest(address=address, seq=seq, created=_rfc3339(now),
                         p12_sha256=hashlib.sha256(p12).hexdigest(),

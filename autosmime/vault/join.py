@@ -177,11 +177,11 @@ class JoinAnswer:
 
 
 def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
 
 
 def _rfc3339(when: _dt.datetime) -> str:
-    return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _b64(data: bytes) -> str:
@@ -272,7 +272,7 @@ def _common(body: dict, kind: str, keys: set[str]) -> tuple[bytes, _dt.datetime]
     if not isinstance(created, str) or not _TIME.fullmatch(created):
         raise _Bad("created")
     try:
-        when = _dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
+        when = _dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.UTC)
     except ValueError:
         raise _Bad("created") from None
     return bytes.fromhex(rid), when

@@ -34,7 +34,10 @@ import secrets
 import warnings
 from collections.abc import Iterator, Sequence
 
-from asn1crypto import algos, cms, core, keys as akeys, pkcs12 as ap12, x509 as ax509
+from asn1crypto import algos, cms, core
+from asn1crypto import keys as akeys
+from asn1crypto import pkcs12 as ap12
+from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, modes

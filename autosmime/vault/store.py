@@ -37,9 +37,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from autosmime._files import ensure_home, locked, remove_stale_temps, write_private
 from autosmime.errors import KeyFileError, NoKey, UsageError, VaultError
 from autosmime.pki.keys import KeyPair
-from autosmime._files import ensure_home, locked, remove_stale_temps, write_private
 from autosmime.vault._secrets import get_secret, put_secret
 
 PrivateKey = Any  # rsa/ec private keys from cryptography; kept loose so every key type loads
@@ -53,7 +53,7 @@ _HEADER_LEN = len(_MAGIC) + 1 + 12
 
 
 def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def _spki(obj) -> bytes:
@@ -212,7 +212,7 @@ class Vault:
     # --- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, home: Path, *, create: bool = True) -> "Vault":
+    def open(cls, home: Path, *, create: bool = True) -> Vault:
         home = Path(home).expanduser().absolute()
         path = home / VAULT_FILE
         if not path.exists() and not create:

@@ -49,7 +49,7 @@ def _write_user(d: Path, name: str, email: str, key, cert) -> User:
 def pki(tmp_path_factory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
     # The root predates the signers so that old mail can be validated "as of" a past time.
-    root_start = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    root_start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     ca_key, ca_cert = make_ca("autosmime Test Root", new_key("rsa"), not_before=root_start, days=365 * 30)
     other_key, other_cert = make_ca("Some Other Root", new_key("ec"))
     (d / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -63,7 +63,7 @@ def pki(tmp_path_factory) -> Pki:
     old = new_key("rsa")
     users["alice_old"] = _write_user(d, "alice_old", "alice@example.test", old,
                                      make_mailbox_cert("alice@example.test", old.public_key(), ca_key, ca_cert))
-    past = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
+    past = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
     ek = new_key("rsa")
     users["expired"] = _write_user(d, "expired", "expired@example.test", ek,
                                    make_mailbox_cert("expired@example.test", ek.public_key(), ca_key, ca_cert,

@@ -4,10 +4,8 @@ import datetime as dt
 
 import pytest
 
-from autosmime.errors import (BadSignature, ExpiredSigner, MalformedMessage, NotForMe, SignerMismatch,
-                              UntrustedSigner)
-from autosmime.smime import decrypt, encrypt, read, sign, verify
-from autosmime.smime import mime
+from autosmime.errors import BadSignature, ExpiredSigner, MalformedMessage, NotForMe, SignerMismatch, UntrustedSigner
+from autosmime.smime import decrypt, encrypt, mime, read, sign, verify
 
 
 def _headers(raw: bytes) -> list[bytes]:
@@ -25,7 +23,7 @@ def test_sign_verify_round_trip_keeps_headers_and_content(pki, message, who, opa
     assert r.message == msg
     assert r.signer_address == u.email and r.from_matches is True
     assert r.signer_cert == u.cert and r.chain[-1] == pki.ca_cert
-    assert r.signing_time is not None and abs(r.signing_time - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5)
+    assert r.signing_time is not None and abs(r.signing_time - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
 
 
 def test_detached_signature_is_multipart_signed_with_micalg(pki, message):
@@ -69,7 +67,7 @@ def test_expired_signer_now_but_valid_at_signing_era(pki, message):
     signed = sign(msg, u.key, u.cert)
     with pytest.raises(ExpiredSigner):
         verify(signed, [pki.ca_cert])
-    r = verify(signed, [pki.ca_cert], at=dt.datetime(2023, 1, 15, tzinfo=dt.timezone.utc))
+    r = verify(signed, [pki.ca_cert], at=dt.datetime(2023, 1, 15, tzinfo=dt.UTC))
     assert r.signer_address == "expired@example.test"
 
 

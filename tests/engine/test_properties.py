@@ -5,8 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autosmime.errors import AutosmimeError
-from autosmime.smime import decrypt, read, sign, verify
-from autosmime.smime import mime
+from autosmime.smime import decrypt, mime, read, sign, verify
 
 _settings = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 

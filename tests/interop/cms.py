@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from asn1crypto import cms
 
-
 _KARI = {
     "1.3.133.16.840.63.0.2": "ecdh-sha1kdf",
     "1.3.132.1.11.0": "ecdh-sha224kdf",

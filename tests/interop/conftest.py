@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 if str(Path(__file__).parents[2]) not in sys.path:  # for `pytest` run from elsewhere
     sys.path.insert(0, str(Path(__file__).parents[2]))
 
-from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key  # noqa: E402
-from autosmime.vault.pkcs12 import build_pfx  # noqa: E402
-from tests.interop import matrix  # noqa: E402
-from tests.interop.peers import AutosmimeFailed, Gpgsm, Nss, OpenSSL, PeerRefused, User, tool_version  # noqa: E402
+from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
+from autosmime.vault.pkcs12 import build_pfx
+from tests.interop import matrix
+from tests.interop.peers import AutosmimeFailed, Gpgsm, Nss, OpenSSL, PeerRefused, User, tool_version
 
 PASSWORD = b"interop-pw"
 

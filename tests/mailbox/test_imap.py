@@ -9,10 +9,16 @@ import uuid
 
 import pytest
 
-from autosmime.devstack._tls import make_ca
 from autosmime.devstack._procs import free_ports
-from autosmime.errors import (AccountError, AuthenticationFailed, FolderError, MailboxError, ServerUnreachable,
-                              TLSFailure)
+from autosmime.devstack._tls import make_ca
+from autosmime.errors import (
+    AccountError,
+    AuthenticationFailed,
+    FolderError,
+    MailboxError,
+    ServerUnreachable,
+    TLSFailure,
+)
 from autosmime.mailbox.account import Account
 from autosmime.mailbox.imap import ImapMailbox
 

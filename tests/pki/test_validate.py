@@ -19,7 +19,7 @@ from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.pki.validate import cert_addresses, validate_signer
 
 KEYS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9216" / "keys"  # shared/ lies beside the checkout
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
 ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 

@@ -149,7 +149,7 @@ def test_key_without_certificate_that_fails_is_not_for_me(pki):
 
 def _cert_without_ski(key) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "no ski")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(7).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))

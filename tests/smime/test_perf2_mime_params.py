@@ -14,6 +14,7 @@ from autosmime.errors import MalformedMessage
 from autosmime.smime import mime
 from autosmime.smime.mime_params import _email_package, parse_entity_fields
 
+
 def _parse(fields: tuple[bytes, ...]):
     try:
         return parse_entity_fields.__wrapped__(fields)  # uncached: every example is really parsed

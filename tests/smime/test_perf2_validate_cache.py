@@ -11,7 +11,7 @@ from autosmime.pki import validate
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.pki.validate import validate_signer
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime.now(UTC)
 
 

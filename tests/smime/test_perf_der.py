@@ -15,7 +15,7 @@ from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.smime._cms import der, signed, signed_attrs
 from autosmime.smime._cms.certinfo import issuer_and_serial, issuer_and_serial_raw
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @given(st.integers(min_value=-(2**200), max_value=2**200))

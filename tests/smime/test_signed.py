@@ -102,7 +102,7 @@ def test_round_trip(pki, kind, pss, digest, scheme, detached, with_chain):
     key = pki["keys"][kind]
     cert = pki["via_inter"][kind] if with_chain else pki["leaves"][kind]
     chain = [pki["inter"]] if with_chain else []
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     der = sign(CONTENT, key, cert, chain, detached=detached, pss=pss)
     result = verify(der, CONTENT if detached else None)
     assert isinstance(result, SignedResult)
@@ -110,7 +110,7 @@ def test_round_trip(pki, kind, pss, digest, scheme, detached, with_chain):
     (signer,) = result.signers
     assert signer.cert == cert
     assert (signer.digest_algorithm, signer.signature_algorithm) == (digest, scheme)
-    assert before <= signer.signing_time <= dt.datetime.now(dt.timezone.utc)
+    assert before <= signer.signing_time <= dt.datetime.now(dt.UTC)
     assert signer.signing_time.tzinfo is not None
     assert signer.capabilities == OUR_CAPABILITIES
     # CertificateSet is a DER SET OF, so the order is the encoding's, not ours.
@@ -141,10 +141,10 @@ def test_pss_parameters_use_digest_length_salt(pki):
 
 
 def test_signing_time_after_2049_is_generalized_time():
-    attrs = build_signed_attrs(b"\x00" * 32, dt.datetime(2051, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc))
+    attrs = build_signed_attrs(b"\x00" * 32, dt.datetime(2051, 3, 4, 5, 6, 7, tzinfo=dt.UTC))
     times = [a["values"][0] for a in attrs if a["type"].native == "signing_time"]
     assert times[0].name == "generalized_time"
-    attrs = build_signed_attrs(b"\x00" * 32, dt.datetime(2049, 12, 31, tzinfo=dt.timezone.utc))
+    attrs = build_signed_attrs(b"\x00" * 32, dt.datetime(2049, 12, 31, tzinfo=dt.UTC))
     assert [a["values"][0].name for a in attrs if a["type"].native == "signing_time"] == ["utc_time"]
 
 

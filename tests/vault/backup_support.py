@@ -19,7 +19,7 @@ from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.vault.store import Vault
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_ca():
     return make_ca("autosmime backup test CA", new_key("ec"))
 

@@ -8,7 +8,7 @@ import functools
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def issuing_ca(kind: str = "ec"):
     return make_ca(f"Vault Test CA {kind}", new_key(kind))
 
@@ -17,6 +17,6 @@ def mailbox(email: str, kind: str = "ec", *, days_ago: int = 0, days: int = 365,
     """(key, cert, chain) for ``email``; ``days_ago`` moves notBefore into the past."""
     ca_key, ca = issuing_ca(ca_kind)
     key = new_key(kind)
-    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=days_ago, minutes=5)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=days_ago, minutes=5)
     cert = make_mailbox_cert(email, key.public_key(), ca_key, ca, not_before=start, days=days)
     return key, cert, (ca,)

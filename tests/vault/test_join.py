@@ -288,7 +288,7 @@ def test_stale_requests_are_not_shown_and_are_deleted(devices):
     old, _new, account, password = devices
     key = X25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.Raw,
                                                                 serialization.PublicFormat.Raw)
-    when = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0) - _dt.timedelta(minutes=16)
+    when = _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=16)
     with ImapMailbox.connect(account, password) as box:
         box.append(account.backup_folder, jn.build_request(address=account.email, request_id=os.urandom(16),
                                                             device="gone", public_key=key, now=when))

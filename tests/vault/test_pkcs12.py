@@ -13,7 +13,6 @@ from autosmime.errors import BackupRejected, WrongPassword
 from autosmime.vault.pkcs12 import build_pfx, parse_pfx
 from tests.vault.store_support import issuing_ca, mailbox
 
-
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout
 VECTOR_P12 = [
     ("rfc9216/keys/alice.p12", b"alice", 2), ("rfc9216/keys/bob.p12", b"bob", 2),

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from autosmime.errors import NoKey, VaultError
-from autosmime.vault.store import Vault
-from autosmime.vault.store import fingerprint_of
+from autosmime.vault.store import Vault, fingerprint_of
 from tests.vault.store_support import mailbox
-
 
 
 def test_add_then_newer_cert_retires_older_and_nothing_is_deleted(tmp_path):

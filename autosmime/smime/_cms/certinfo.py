@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
 
+
 @per_certificate()
 def issuer_and_serial(cert: x509.Certificate) -> bytes:
     """IssuerAndSerialNumber as SignerInfo writes it: the issuer re-encoded by cryptography."""

@@ -39,7 +39,6 @@ from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
 from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms.certinfo import issuer_and_serial_raw
-from autosmime.smime._cms.keytypes import is_a
 from autosmime.smime._cms.enveloped_asn1 import (
     HKDF_SCHEMES,
     ID_EC_PUBLIC_KEY,
@@ -51,6 +50,7 @@ from autosmime.smime._cms.enveloped_asn1 import (
     EccCmsSharedInfo,
     OriginatorPublicKey,
 )
+from autosmime.smime._cms.keytypes import is_a
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey
 

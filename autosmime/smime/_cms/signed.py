@@ -80,7 +80,7 @@ def sign(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate]
          detached: bool = True, pss: bool = False) -> bytes:
     """DER ContentInfo(SignedData) over exactly `content` (bytes, or a list of bytes-like chunks)."""
     return _sign_at(content, key, cert, chain, detached=detached, pss=pss,
-                    now=_dt.datetime.now(_dt.timezone.utc))
+                    now=_dt.datetime.now(_dt.UTC))
 
 
 def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certificate], *,
@@ -262,7 +262,7 @@ def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
             signing_time = signing_time_value(single(attrs[OID_SIGNING_TIME], "signing-time"))
             if not isinstance(signing_time, _dt.datetime):
                 raise MalformedMessage("the signing-time attribute is not a time")
-            signing_time = signing_time.astimezone(_dt.timezone.utc)
+            signing_time = signing_time.astimezone(_dt.UTC)
         if OID_SMIME_CAPABILITIES in attrs:
             capabilities = capability_names_der(attrs[OID_SMIME_CAPABILITIES])
     scheme = _algs.verify_signature(cert.public_key(), si.signature_algorithm, digest_alg,

@@ -113,7 +113,7 @@ def _fixed_attributes() -> tuple[bytes, bytes]:
 @lru_cache(maxsize=4)  # whole seconds: every message signed within the same second shares it
 def _time_attribute(signing_time: _dt.datetime) -> bytes:
     """The signingTime attribute's contents (OID and value set), hand-encoded."""
-    when = signing_time.astimezone(_dt.timezone.utc)
+    when = signing_time.astimezone(_dt.UTC)
     # RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime from 2050 on; whole seconds, "Z".
     if when.year < 2050:
         value = _der.tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
@@ -216,7 +216,7 @@ def signing_time_value(tlv: bytes):
     if len(tlv) == 15 and tlv[:2] == b"\x17\x0d" and tlv[14:] == b"Z" and tlv[2:14].isdigit():
         yy, mo, dd, hh, mi, ss = (int(tlv[i:i + 2]) for i in range(2, 14, 2))
         try:
-            return _dt.datetime(2000 + yy if yy < 50 else 1900 + yy, mo, dd, hh, mi, ss, tzinfo=_dt.timezone.utc)
+            return _dt.datetime(2000 + yy if yy < 50 else 1900 + yy, mo, dd, hh, mi, ss, tzinfo=_dt.UTC)
         except ValueError:
             pass  # out-of-range fields: asn1crypto gives the verdict
     return _x509_time.load(tlv, strict=True).native
