@@ -167,3 +167,7 @@ class JoinTimeout(JoinError):
 
 class JoinRefused(JoinError):
     """The approval's confirmation code was not confirmed; nothing was restored."""
+
+
+class DiscoveryError(AccountError):
+    """No mail settings could be found for an address."""
