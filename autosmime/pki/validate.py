@@ -40,6 +40,8 @@ import datetime as _dt
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -50,7 +52,42 @@ from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyB
 from autosmime.errors import ExpiredSigner, UntrustedSigner
 from autosmime.pki.certcache import cert_der, per_certificate, unique_certificates
 
-__all__ = ["cert_addresses", "validate_signer"]
+__all__ = ["Note", "Purpose", "ValidatedPath", "cert_addresses", "validate", "validate_signer"]
+
+Purpose = Literal["sign", "encrypt"]
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A deviation from the S/MIME BR strict profile that does not make the path invalid.
+
+    ``code`` is stable (for JSON and tests): ``no-eku``, ``bc-not-critical``, ``sha1-in-chain``;
+    ``text`` is one line naming the certificate.
+    """
+
+    code: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedPath:
+    """A certification path valid at ``at`` for ``purpose``: leaf first, trust anchor last."""
+
+    chain: tuple[x509.Certificate, ...]
+    notes: tuple[Note, ...]
+    at: _dt.datetime
+    purpose: Purpose
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    @property
+    def anchor(self) -> x509.Certificate:
+        return self.chain[-1]
 
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 _MAX_DEPTH = 8
@@ -67,24 +104,34 @@ _BAD_CERT = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameTyp
 
 def validate_signer(cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
                     trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None) -> list[x509.Certificate]:
-    """Chain leaf..root valid at `at` (default now) to one of trust_roots, EKU emailProtection (anyExtendedKeyUsage also ok),
-       key usage allowing digitalSignature or nonRepudiation when present. Never uses the OS trust store."""
+    """The chain leaf..root of :func:`validate` for signing, as a list (the older entry point)."""
+    return list(validate(cert, intermediates, trust_roots, at=at, purpose="sign").chain)
+
+
+def validate(cert: x509.Certificate, intermediates: Sequence[x509.Certificate],
+             trust_roots: Sequence[x509.Certificate], *, at: _dt.datetime | None = None,
+             purpose: Purpose = "sign") -> ValidatedPath:
+    """A path from ``cert`` through ``intermediates`` to one of ``trust_roots``, valid at ``at`` (default now)
+    for ``purpose``. Raises UntrustedSigner, or ExpiredSigner when validity is the only problem.
+    Never uses the OS trust store."""
+    if purpose not in ("sign", "encrypt"):
+        raise ValueError(f"purpose must be 'sign' or 'encrypt', not {purpose!r}")
     when = _dt.datetime.now(_dt.UTC) if at is None else _aware(at)
     roots = list(trust_roots)
     if not roots:
         raise UntrustedSigner(f"no trusted roots to check {_label(cert)} against")
     certs = (cert, tuple(intermediates), tuple(roots))
-    key = (id(cert), tuple(map(id, certs[1])), tuple(map(id, certs[2])))
+    key = (purpose, id(cert), tuple(map(id, certs[1])), tuple(map(id, certs[2])))
     chain = _cached_chain(key)
     # A chain once found stays a path for the same certificates: only the windows depend on time.
     if chain is not None and all(_valid_at(c, when) for c in chain):
-        return list(chain)
+        return ValidatedPath(chain, (), when, purpose)
     try:
-        path = _validate(cert, list(intermediates), roots, when)
+        path = _validate(cert, list(intermediates), roots, when, purpose)
     except _BAD_CERT as e:  # a certificate cryptography loaded but cannot fully read
         raise UntrustedSigner(f"{_label(cert)} cannot be validated: unreadable certificate ({e})") from None
     _remember_chain(key, certs, path)
-    return path
+    return ValidatedPath(tuple(path), (), when, purpose)
 
 
 # --- memo of successful validations ------------------------------------------------
@@ -120,8 +167,8 @@ def _remember_chain(key: tuple, certs: tuple, path: _Path) -> None:
             _memo.popitem(last=False)
 
 
-def _validate(cert: x509.Certificate, pool: _Path, roots: _Path, when: _dt.datetime) -> _Path:
-    _check_leaf(cert)
+def _validate(cert: x509.Certificate, pool: _Path, roots: _Path, when: _dt.datetime, purpose: Purpose) -> _Path:
+    _check_leaf(cert, purpose)
     path, reason = _find_path(cert, pool, roots, when)
     if path is not None:
         return path
@@ -174,11 +221,16 @@ def _cert_addresses(cert: x509.Certificate) -> tuple[str, ...]:
 # --- the leaf -----------------------------------------------------------------
 
 
-def _check_leaf(cert: x509.Certificate) -> None:
+def _check_leaf(cert: x509.Certificate, purpose: Purpose = "sign") -> None:
     try:
         _leaf_eku(None, cert, cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         try:
-            _leaf_key_usage(None, cert, cert.extensions.get_extension_for_class(x509.KeyUsage).value)
+            ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+            if purpose == "encrypt":
+                if not (ku.key_encipherment or ku.key_agreement):
+                    raise ValueError("key usage allows neither keyEncipherment nor keyAgreement")
+            else:
+                _leaf_key_usage(None, cert, ku)
         except x509.ExtensionNotFound:
             pass
     except x509.ExtensionNotFound:

@@ -313,3 +313,25 @@ def test_mutated_certificates_raise_only_autosmime_errors(seed, flips):
     except AutosmimeError:
         pass
     cert_addresses(cert)
+
+
+# --- the typed entry point ----------------------------------------------------------------
+
+
+def test_validate_returns_a_typed_path(pki):
+    from autosmime.pki.validate import ValidatedPath, validate
+
+    path = validate(pki["inter_leaf"], [pki["inter"]], [pki["root"]], at=NOW, purpose="encrypt")
+    assert isinstance(path, ValidatedPath)
+    assert path.chain == (pki["inter_leaf"], pki["inter"], pki["root"])
+    assert path.leaf == pki["inter_leaf"] and path.anchor == pki["root"]
+    assert path.notes == () and path.purpose == "encrypt" and path.at == NOW
+
+
+def test_validate_purpose_checks_key_usage(pki):
+    from autosmime.pki.validate import validate
+
+    signing_only = _custom_leaf(pki, eku=[ExtendedKeyUsageOID.EMAIL_PROTECTION], key_usage=["digital_signature"])
+    assert validate(signing_only, [], [pki["root"]], purpose="sign").leaf == signing_only
+    with pytest.raises(UntrustedSigner, match="keyEncipherment"):
+        validate(signing_only, [], [pki["root"]], purpose="encrypt")
