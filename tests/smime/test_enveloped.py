@@ -26,10 +26,11 @@ from autosmime.errors import (
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.smime._cms.enveloped import DecryptResult, decrypt, encrypt
 from autosmime.smime._cms.enveloped_asn1 import GcmParameters
-from autosmime.smime._cms.enveloped_recipients import read_recipient_infos, recipient_info
+from autosmime.smime._cms.enveloped_recipients import Slot, read_recipient_infos, recipient_info
 
 MESSAGE = b"Content-Type: text/plain; charset=utf-8\r\n\r\nMeet at noon.\r\n"
 GENERIC = "the message could not be decrypted"
+NOT_OPENED = "the message names your certificate, but none of your keys opens its copy of the key"
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,19 @@ def test_old_key_still_decrypts(pki):
 @pytest.mark.parametrize("profile", ["interop", "modern"])
 @pytest.mark.parametrize("who", ["rsa", "ec"])
 def test_key_without_certificate_is_tried_by_type(pki, profile, who):
-    der = encrypt(MESSAGE, [pki["stranger_rsa"].cert, pki[who].cert, pki["stranger_ec"].cert], profile)
-    result = decrypt(der, [(pki["ec384"].key, None), (pki[who].key, None)])
+    stranger = pki["stranger_ec" if who == "rsa" or profile == "modern" else "stranger_rsa"]
+    der = encrypt(MESSAGE, [stranger.cert, pki[who].cert, pki["ec384"].cert], profile)
+    result = decrypt(der, [(pki["ec521"].key, None), (pki[who].key, None)])
     assert result.content == MESSAGE
     assert result.recipient_cert is None
+
+
+def test_key_without_certificate_does_not_guess_among_rsa_v15_slots(pki):
+    # A wrong PKCS#1 v1.5 slot cannot be told from the right one (see test_only_one_slot_per_certificate).
+    der = encrypt(MESSAGE, [pki["stranger_rsa"].cert, pki["rsa"].cert])
+    with pytest.raises(NotForMe, match="2 recipients"):
+        decrypt(der, [(pki["rsa"].key, None)])
+    assert decrypt(der, [(pki["rsa"].key, pki["rsa"].cert)]).content == MESSAGE
 
 
 def test_key_without_certificate_that_fails_is_not_for_me(pki):
@@ -199,9 +209,46 @@ def test_wrong_rsa_v15_key_under_right_certificate_is_generic(pki):
     try:
         result = decrypt(der, [(pki["stranger_rsa"].key, pki["rsa"].cert)])
     except DecryptionError as e:
-        assert type(e) is DecryptionError and str(e) == GENERIC
+        assert type(e) is NotForMe and str(e) == NOT_OPENED
     else:  # a random CEK passes the CBC padding check about once in 256 runs
         assert result.content != MESSAGE
+
+
+def _bogus_slots_first(count: int, keep_real: bool):
+    """``count`` RSA PKCS#1 v1.5 slots naming the real recipient, holding random bytes, before its real slot."""
+    def change(envelope):
+        real = envelope["recipient_infos"][0]
+        bogus = []
+        for _ in range(count):
+            slot = cms.RecipientInfo.load(real.dump())
+            # Two zero octets first: DER sorts the SET OF by encoding, so these come before the real slot.
+            slot.chosen["encrypted_key"] = b"\0\0" + os.urandom(254)
+            bogus.append(slot)
+        envelope["recipient_infos"] = [*bogus, real] if keep_real else bogus
+    return change
+
+
+@pytest.mark.parametrize("keep_real", [True, False])
+def test_only_one_slot_per_certificate(pki, monkeypatch, keep_real):
+    # A forged slot that names our certificate unwraps to a random stand-in CEK, which passes
+    # the CBC padding check once in 256: trying every such slot made garbage look like success.
+    calls = []
+    unwrap = Slot.unwrap
+    monkeypatch.setattr(Slot, "unwrap", lambda self, *a: calls.append(self) or unwrap(self, *a))
+    outcomes = []
+    for _ in range(8):
+        calls.clear()
+        der = _rebuild(encrypt(MESSAGE, [pki["rsa"].cert]), _bogus_slots_first(40, keep_real))
+        try:
+            result = decrypt(der, _keys(pki["stranger_rsa"], pki["rsa"]))
+        except DecryptionError as e:  # a message made only of bogus slots is not for us
+            assert type(e) is NotForMe and str(e) == NOT_OPENED
+            outcomes.append("not for me")
+        else:  # the one tried slot's stand-in key passed the padding check (1 in 256)
+            assert result.content != MESSAGE
+            outcomes.append("garbage")
+        assert len(calls) == 1
+    assert "not for me" in outcomes
 
 
 def test_rsa_v15_padding_failure_yields_random_cek(pki):
@@ -218,9 +265,9 @@ def test_rsa_v15_padding_failure_yields_random_cek(pki):
 def test_wrong_key_under_right_certificate_modern(pki, who):
     der = encrypt(MESSAGE, [pki[who].cert], "modern")
     stranger = pki["stranger_rsa" if who == "rsa" else "stranger_ec"]
-    with pytest.raises(DecryptionError) as info:
+    with pytest.raises(NotForMe) as info:
         decrypt(der, [(stranger.key, pki[who].cert)])
-    assert type(info.value) is DecryptionError and str(info.value) == GENERIC
+    assert str(info.value) == NOT_OPENED
 
 
 @pytest.mark.parametrize("field", ["mac", "ciphertext"])

@@ -248,7 +248,17 @@ def _parse_full(der: bytes) -> _Envelope:
 
 def _attempts(slots: list[Slot], keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
               ) -> Iterator[tuple[Slot, PrivateKey, x509.Certificate | None]]:
-    """Slot/key pairs worth trying: identified matches first, then keys without certificate."""
+    """Slot/key pairs worth trying: one per certificate, then guesses for keys without one.
+
+    At most one slot per certificate, because a failed RSA PKCS#1 v1.5 unwrap cannot be
+    seen: the key answers with a random stand-in CEK (implicit rejection), which passes
+    the CBC padding check once in 256 and turns the content into garbage that looks like
+    success. Trying every slot that names the certificate gave each bogus slot that
+    chance. A key without certificate gets every slot of its type it could own, except
+    PKCS#1 v1.5 ones when more than one could be its own (it cannot tell which).
+    """
+    named: set[int] = set()  # ids of slots that a given certificate names: not guessed at
+    tried: set[CertIdentity] = set()
     for key, cert in keys:
         if cert is None:
             continue
@@ -256,18 +266,34 @@ def _attempts(slots: list[Slot], keys: Sequence[tuple[PrivateKey, x509.Certifica
             ident = CertIdentity.of(cert)
         except _PARSE_ERRORS:
             continue
-        for slot in slots:
-            if slot.rid.names(ident):
-                yield slot, key, cert
+        mine = [slot for slot in slots if slot.rid.names(ident)]
+        named.update(map(id, mine))
+        if mine and ident not in tried:
+            tried.add(ident)
+            # A supported slot first: one we cannot read must not hide one we can.
+            yield min(mine, key=lambda slot: slot.unsupported), key, cert
     for key, cert in keys:
         if cert is None:
-            for slot in slots:
-                if isinstance(key, _KEY_TYPES[slot.key_type]):
+            guesses = [slot for slot in slots if id(slot) not in named
+                       and isinstance(key, _KEY_TYPES[slot.key_type])]
+            blind = [slot for slot in guesses if slot.algorithm == _RSA_V15]
+            for slot in guesses:
+                if len(blind) < 2 or slot.algorithm != _RSA_V15:
                     yield slot, key, None
 
 
 _KEY_TYPES = {"rsa": rsa.RSAPrivateKey, "ec": ec.EllipticCurvePrivateKey,
               "x25519": x25519.X25519PrivateKey}
+
+
+_RSA_V15 = "rsaes_pkcs1v15"
+
+
+def _unwrap(slot: Slot, key: PrivateKey, key_size: int) -> bytes | None:
+    try:
+        return slot.unwrap(key, key_size)
+    except (ValueError, TypeError, CryptographyUnsupported):  # e.g. a point not on our curve
+        return None
 
 
 def decrypt(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]) -> DecryptResult:
@@ -280,8 +306,14 @@ def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate
                    ) -> tuple[list[bytes], DecryptResult]:
     """:func:`decrypt`, with the plaintext as pieces to be joined (``result.content`` is empty)."""
     envelope = _parse(der)
+    return _open(envelope, keys)
+
+
+def _open(envelope: _Envelope, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
+          ) -> tuple[list[bytes], DecryptResult]:
     unsupported: UnsupportedAlgorithm | None = None
-    matched = False  # a RecipientInfo named one of the user's certificates
+    damaged = False  # a key unwrapped a checked CEK (OAEP, key agreement) that did not open the content
+    named = False  # a slot named one of the user's certificates
     for slot, key, cert in _attempts(envelope.slots, keys):
         if slot.unsupported:
             unsupported = unsupported or UnsupportedAlgorithm(slot.algorithm, "key encryption")
@@ -289,17 +321,16 @@ def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate
         if isinstance(envelope.cipher, UnsupportedAlgorithm):
             raise envelope.cipher
         cipher = envelope.cipher
-        # A guess with a certificate-less key that fails says nothing about the message.
-        matched = matched or cert is not None
-        try:
-            cek = slot.unwrap(key, cipher.key_size)
-        except (ValueError, TypeError, CryptographyUnsupported):  # e.g. a point not on our curve
-            cek = None
+        named = named or cert is not None
+        cek = _unwrap(slot, key, cipher.key_size)
         if cek is None:
             continue
         try:
             plaintext = cipher.open_pieces(cek, envelope.ciphertext, envelope.mac, envelope.aad)
         except Rejected:
+            # OAEP and key agreement check the key they unwrap, so the content itself is
+            # damaged; a PKCS#1 v1.5 stand-in key says nothing: the slot may be bogus.
+            damaged = damaged or slot.algorithm != _RSA_V15
             continue
         return plaintext, DecryptResult(
             content=b"",
@@ -309,9 +340,11 @@ def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate
             authenticated=envelope.authenticated,
             recipient_cert=cert,
         )
-    if matched:
-        # One message for every cause: wrong key, bad padding, bad tag.
+    if damaged:
         raise DecryptionError("the message could not be decrypted")
+    if named:
+        # The same answer whatever failed (key unwrap or content padding): no oracle.
+        raise NotForMe("the message names your certificate, but none of your keys opens its copy of the key")
     if unsupported is not None:
         raise unsupported
     count = envelope.recipient_count
