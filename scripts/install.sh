@@ -11,6 +11,7 @@ PACKAGES=(
   openssl gpgsm libnss3-tools              # interop peers: OpenSSL, GnuPG, NSS (Thunderbird's engine)
   dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix   # the loopback mail stack
   ca-certificates
+  postgresql                               # the CA and directory servers on PostgreSQL (tests run both)
   gcc python3-dev                          # the optional C scans (autosmime/smime/_speedups.c); CI requires them
 )
 

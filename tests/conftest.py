@@ -42,3 +42,26 @@ def mailstack() -> Iterator[MailStack]:
 @pytest.fixture
 def mail_user(mailstack: MailStack) -> tuple[str, str]:
     return mailstack.fresh_user()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[object]:
+    """A private PostgreSQL cluster on a loopback port for the session (autosmime.devstack.postgres)."""
+    from autosmime.devstack.postgres import PostgresCluster, postgres_available
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; scripts/install.sh does this)")
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster) -> str:
+    """A SQLAlchemy URL (postgresql+psycopg://...) of an empty database made for this session.
+
+    Tests that need a database of their own call ``postgres_cluster.url("name")``.
+    """
+    return postgres_cluster.url("autosmime_test")
