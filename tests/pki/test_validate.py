@@ -119,10 +119,14 @@ def test_intermediate_missing(pki):
     assert not isinstance(e.value, ExpiredSigner)
 
 
-def test_missing_eku(pki):
+def test_missing_eku_is_any_use_with_a_note(pki):
+    # RFC 5280 §4.2.1.12, RFC 8550 §4.4.4 and NSS: no EKU extension means no restriction.
+    from autosmime.pki.validate import validate
+
     leaf = _custom_leaf(pki, key_usage=["digital_signature"])
-    with pytest.raises(UntrustedSigner, match="no extended key usage"):
-        validate_signer(leaf, [], [pki["root"]])
+    path = validate(leaf, [], [pki["root"]])
+    assert path.chain == (leaf, pki["root"])
+    assert [n.code for n in path.notes] == ["no-eku"] and "Carol" in str(path.notes[0])
 
 
 def test_wrong_eku(pki):
@@ -259,9 +263,22 @@ def test_ed25519_path_still_checks_signatures_and_ca_flag():
     forged = cert(leaf_name, leaf_key.public_key(), ed25519.Ed25519PrivateKey.generate(), ca=False)
     with pytest.raises(UntrustedSigner):
         validate_signer(forged, [], [root])
+    # A trust anchor is the user's choice: only its key and name count (RFC 5280 §6.1) ...
     not_a_ca = cert(name, ca_key.public_key(), ca_key, ca=False, eku=False)
-    with pytest.raises(UntrustedSigner):
-        validate_signer(good, [], [not_a_ca])
+    assert validate_signer(good, [], [not_a_ca]) == [good, not_a_ca]
+    # ... but below the anchor, a certificate without cA may not issue.
+    other_key = ed25519.Ed25519PrivateKey.generate()
+    other_root = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Top")]))
+                  .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Top")]))
+                  .public_key(other_key.public_key()).serial_number(1).not_valid_before(NOW - dt.timedelta(days=1))
+                  .not_valid_after(NOW + dt.timedelta(days=30))
+                  .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(other_key, None))
+    middle = (x509.CertificateBuilder().subject_name(name).issuer_name(other_root.subject)
+              .public_key(ca_key.public_key()).serial_number(2).not_valid_before(NOW - dt.timedelta(days=1))
+              .not_valid_after(NOW + dt.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).sign(other_key, None))
+    with pytest.raises(UntrustedSigner, match="not a CA"):
+        validate_signer(good, [middle], [other_root])
 
 
 # --- addresses ------------------------------------------------------------------------------
