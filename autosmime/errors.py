@@ -171,3 +171,7 @@ class JoinRefused(JoinError):
 
 class DiscoveryError(AccountError):
     """No mail settings could be found for an address."""
+
+
+class MailboxTimeout(ServerUnreachable):
+    """The mail server accepted the connection but did not answer in time."""

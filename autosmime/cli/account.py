@@ -19,7 +19,7 @@ import click
 
 from autosmime.cli import home_dir
 from autosmime.errors import UsageError
-from autosmime.mailbox.account import SECURITY_MODES, Account, load_account, save_account
+from autosmime.mailbox.account import DEFAULT_TIMEOUT, SECURITY_MODES, TIMEOUT_ENV, Account, load_account, save_account
 from autosmime.mailbox.credentials import keyring_available, read_password_file, store_password
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.mailbox.smtp import check_login
@@ -66,9 +66,11 @@ def account() -> None:
               help="starttls/tls verify the server certificate; plain is allowed only on loopback.")
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="PEM CA certificates to verify the servers with instead of the system roots.")
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help=f"Give up on a server that does not connect or answer within this time ({TIMEOUT_ENV} overrides it).")
 @click.pass_context
 def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | None, password_file: Path | None,
-        security: str, ca_file: Path | None) -> None:
+        security: str, ca_file: Path | None, timeout: float) -> None:
     """Check the login and save the account."""
     home = home_dir(ctx)
     imap_host, imap_port = parse_hostport(imap, "imap", security)
@@ -83,7 +85,7 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
         password = click.prompt(f"Password for {username or email}", hide_input=True, err=True)
     acct = Account(email=email, imap_host=imap_host, imap_port=imap_port, smtp_host=smtp_host,
                    smtp_port=smtp_port, username=username or email, security=security,  # type: ignore[arg-type]
-                   ca_file=str(ca_file.expanduser().absolute()) if ca_file else None)
+                   ca_file=str(ca_file.expanduser().absolute()) if ca_file else None, timeout=timeout)
     with ImapMailbox.connect(acct, password):
         pass
     check_login(acct, password)  # a typo in --smtp should fail now, not at the first send

@@ -175,3 +175,84 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class SilentServer:
+    """A server on 127.0.0.1 that accepts connections and then never answers (after an optional banner).
+
+        >>> with SilentServer() as silent:                       # doctest: +SKIP
+        ...     ImapMailbox.connect(account_on(silent.port), pw)  # raises MailboxTimeout
+
+    The hung provider of a timeout test: the TCP handshake completes (the kernel
+    does it), ``banner`` (e.g. an IMAP greeting) is sent if given, and whatever
+    the client sends is read and dropped. Connections are bounded in number and
+    the server stops by itself after ``lifetime`` seconds.
+    """
+
+    def __init__(self, banner: bytes = b"", *, max_connections: int = 16, lifetime: float = 600.0) -> None:
+        self.banner = banner
+        self.connections = 0
+        self._max = max_connections
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.port: int = self._server.getsockname()[1]
+        self._deadline = time.monotonic() + lifetime
+        self._thread = threading.Thread(target=self._accept_loop, name=f"SilentServer:{self.port}", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Close the listener and every connection."""
+        self._stopping.set()
+        try:
+            self._server.close()
+        except OSError:
+            pass
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for sock in conns:
+            _reset(sock)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set() and time.monotonic() < self._deadline:
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                full = len(self._conns) >= self._max
+                if not full:
+                    self._conns.append(client)
+                    self.connections += 1
+            if full:
+                _reset(client)
+                continue
+            threading.Thread(target=self._drain, args=(client,), daemon=True).start()
+        self.stop()
+
+    def _drain(self, client: socket.socket) -> None:
+        try:
+            client.settimeout(1.0)
+            if self.banner:
+                client.sendall(self.banner)
+            while not self._stopping.is_set():
+                try:
+                    if not client.recv(65536):
+                        return
+                except TimeoutError:
+                    continue
+        except OSError:
+            return

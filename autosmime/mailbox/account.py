@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +29,11 @@ from autosmime.errors import AccountError
 
 ACCOUNT_FILE = "account.json"
 SECURITY_MODES = ("starttls", "tls", "plain")
+#: seconds to wait for a connection, and then for each answer, from the IMAP or SMTP server
+DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 3600.0
+#: overrides every account's timeout (e.g. for one slow network): AUTOSMIME_TIMEOUT=30 autosmime backup
+TIMEOUT_ENV = "AUTOSMIME_TIMEOUT"
 
 
 @dataclass
@@ -41,8 +48,10 @@ class Account:
     ca_file: str | None = None
     password_file: str | None = None
     backup_folder: str = "autosmime-keys"
+    timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
+        self.timeout = check_timeout(self.timeout, "timeout")
         if not self.username:
             self.username = self.email
         if self.security not in SECURITY_MODES:
@@ -53,6 +62,31 @@ class Account:
             port = getattr(self, name)
             if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
                 raise AccountError(f"{name.replace('_', ' ')} must be 1-65535, not {port!r}")
+
+
+def check_timeout(value: object, what: str) -> float:
+    """``value`` as seconds, if it is a number in (0, 3600]; AccountError otherwise.
+
+    >>> check_timeout("2.5", "timeout")
+    2.5
+    """
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not 0 < seconds <= MAX_TIMEOUT:
+        raise AccountError(f"{what} must be a number of seconds between 0 and {MAX_TIMEOUT:g}, not {value!r}")
+    return seconds
+
+
+def network_timeout(account: Account) -> float:
+    """The connect and read timeout for ``account``'s servers: AUTOSMIME_TIMEOUT if set, else the account's.
+
+    >>> network_timeout(Account("a@example.test", "127.0.0.1", 143, "127.0.0.1", 25, timeout=4))
+    4.0
+    """
+    override = os.environ.get(TIMEOUT_ENV, "").strip()
+    return check_timeout(override, TIMEOUT_ENV) if override else account.timeout
 
 
 def is_loopback(host: str) -> bool:

@@ -8,13 +8,17 @@
     True
 
 Every failure surfaces as an :mod:`autosmime.errors` MailboxError subclass:
-AuthenticationFailed, ServerUnreachable, TLSFailure, FolderError, or
-MailboxError (e.g. the connection dropped mid-command). Passwords never
-appear in messages or logs.
+AuthenticationFailed, ServerUnreachable, MailboxTimeout, TLSFailure,
+FolderError, or MailboxError (e.g. the connection dropped mid-command).
+Passwords never appear in messages or logs; the server's own text is passed
+through :func:`autosmime.mailbox.text.server_text` first. A server that
+accepts but never answers fails with MailboxTimeout after the account's
+timeout (10 s unless configured), for the connection and for every answer.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import imaplib
 import re
@@ -30,10 +34,12 @@ from autosmime.errors import (
     AuthenticationFailed,
     FolderError,
     MailboxError,
+    MailboxTimeout,
     ServerUnreachable,
     TLSFailure,
 )
-from autosmime.mailbox.account import Account, check_security
+from autosmime.mailbox.account import Account, check_security, network_timeout
+from autosmime.mailbox.text import server_text
 
 _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]", re.I)
 _FOLDER_CODES = ("NONEXISTENT", "TRYCREATE", "NOPERM", "CANNOT", "ALREADYEXISTS")
@@ -49,28 +55,32 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 def connect_error(e: BaseException, what: str) -> MailboxError:
     """Map a connection-time exception to the error the user should see."""
+    if isinstance(e, (TimeoutError, socket.timeout)):  # before SSLError: a TLS handshake can time out too
+        return MailboxTimeout(f"{what}: timed out (no answer)")
     if isinstance(e, ssl.SSLCertVerificationError):
         return TLSFailure(f"{what}: certificate not trusted: {e.verify_message or e.reason}")
     if isinstance(e, ssl.SSLError):
         return TLSFailure(f"{what}: TLS handshake failed: {e.reason or e}")
     if isinstance(e, socket.gaierror):
         return ServerUnreachable(f"{what}: host not found: {e.strerror}")
-    if isinstance(e, (TimeoutError, socket.timeout)):
-        return ServerUnreachable(f"{what}: timed out")
     if isinstance(e, ConnectionRefusedError):
         return ServerUnreachable(f"{what}: connection refused")
     if isinstance(e, OSError):
-        return ServerUnreachable(f"{what}: {e.strerror or e}")
-    return MailboxError(f"{what}: {e}")
+        return ServerUnreachable(f"{what}: {server_text(e.strerror or str(e))}")
+    return MailboxError(f"{what}: {server_text(str(e))}")
 
 
 def _text(e: BaseException) -> str:
+    """The server's words in an imaplib/IMAPClient exception, made safe to show."""
     text = str(e)
     if len(e.args) == 1 and isinstance(e.args[0], bytes):   # imaplib passes server text as bytes
         text = e.args[0].decode(errors="replace")
-    elif re.fullmatch(r"b'.*'|b\".*\"", text):              # IMAPClient passes str(bytes)
-        text = text[2:-1]
-    return " ".join(text.split()) or type(e).__name__
+    elif re.fullmatch(r"b'.*'|b\".*\"", text, re.S):        # IMAPClient passes str(bytes): read the repr back
+        try:
+            text = ast.literal_eval(text).decode(errors="replace")
+        except (ValueError, SyntaxError, AttributeError):
+            text = text[2:-1]
+    return server_text(text) or type(e).__name__
 
 
 class ImapMailbox:
@@ -83,7 +93,10 @@ class ImapMailbox:
         self._closed = False
 
     @classmethod
-    def connect(cls, account: Account, password: str, *, timeout: float = 30) -> ImapMailbox:
+    def connect(cls, account: Account, password: str, *, timeout: float | None = None) -> ImapMailbox:
+        """Connect, secure and log in. ``timeout`` (seconds; default: :func:`network_timeout`) bounds
+        the connection and then every wait for an answer."""
+        timeout = network_timeout(account) if timeout is None else timeout
         host, port = account.imap_host, account.imap_port
         where = f"IMAP server {host}:{port}"
         check_security(account, host)
@@ -242,9 +255,9 @@ class ImapMailbox:
         except (OSError, EOFError) as e:
             self._lost()
             if isinstance(e, (TimeoutError, socket.timeout)):
-                raise ServerUnreachable(f"{self._where}: timed out during {what}") from None
+                raise MailboxTimeout(f"{self._where}: timed out during {what} (no answer)") from None
             raise MailboxError(f"{self._where}: connection lost during {what}: "
-                               f"{getattr(e, 'strerror', None) or _text(e)}") from None
+                               f"{server_text(getattr(e, 'strerror', None) or '') or _text(e)}") from None
 
     def _lost(self) -> None:
         self._closed = True

@@ -6,24 +6,31 @@
 
 ``raw`` goes on the wire byte for byte (only SMTP dot-stuffing applies): a
 signed message must never be re-serialised by the ``email`` package on its
-way out (smime-crypto.md §7 rule 3).
+way out (smime-crypto.md §7 rule 3). A server that accepts but never answers
+fails with MailboxTimeout after the account's timeout (10 s unless
+configured); the server's replies are shown only through
+:func:`autosmime.mailbox.text.server_text`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import smtplib
-import ssl
 from collections.abc import Iterator, Sequence
 
-from autosmime.errors import AuthenticationFailed, MailboxError, TLSFailure
-from autosmime.mailbox.account import Account, check_security
+from autosmime.errors import AuthenticationFailed, MailboxError, MailboxTimeout, TLSFailure
+from autosmime.mailbox.account import Account, check_security, network_timeout
 from autosmime.mailbox.imap import connect_error, tls_context
+from autosmime.mailbox.text import server_text
 
 
 @contextlib.contextmanager
-def _session(account: Account, password: str, timeout: float) -> Iterator[tuple[smtplib.SMTP, str]]:
-    """A connected, TLS-protected (unless plain on loopback), logged-in SMTP session."""
+def _session(account: Account, password: str, timeout: float | None) -> Iterator[tuple[smtplib.SMTP, str]]:
+    """A connected, TLS-protected (unless plain on loopback), logged-in SMTP session.
+
+    ``timeout`` bounds the connection and every wait for a reply (smtplib sets it on the socket).
+    """
+    timeout = network_timeout(account) if timeout is None else timeout
     host, port = account.smtp_host, account.smtp_port
     where = f"SMTP server {host}:{port}"
     check_security(account, host)
@@ -35,6 +42,7 @@ def _session(account: Account, password: str, timeout: float) -> Iterator[tuple[
             conn = smtplib.SMTP(host, port, timeout=timeout)
     except (OSError, smtplib.SMTPException) as e:
         raise _error(e, where) from None
+    ok = False
     try:
         conn.ehlo()
         if account.security == "starttls":
@@ -45,17 +53,21 @@ def _session(account: Account, password: str, timeout: float) -> Iterator[tuple[
         if conn.has_extn("auth"):
             conn.login(account.username, password)
         yield conn, where
+        ok = True
     except (OSError, smtplib.SMTPException) as e:
         raise _error(e, where, account.username) from None
     finally:
-        try:
-            conn.quit()
-        except (OSError, smtplib.SMTPException):
+        if not ok:  # after a failure (a silent server above all) a QUIT would only wait once more
             conn.close()
+        else:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
 
 
 def send(account: Account, password: str, raw: bytes, sender: str, recipients: Sequence[str], *,
-         timeout: float = 30) -> None:
+         timeout: float | None = None) -> None:
     """Submit ``raw`` from ``sender`` to ``recipients`` with SMTP AUTH."""
     if not isinstance(raw, (bytes, bytearray)):
         raise TypeError("raw must be bytes")
@@ -66,13 +78,15 @@ def send(account: Account, password: str, raw: bytes, sender: str, recipients: S
         conn.sendmail(sender, list(recipients), bytes(raw), mail_options=options)
 
 
-def check_login(account: Account, password: str, *, timeout: float = 30) -> None:
+def check_login(account: Account, password: str, *, timeout: float | None = None) -> None:
     """Connect, secure and log in to the SMTP server, sending nothing: proves the settings work."""
     with _session(account, password, timeout):
         pass
 
 
 def _error(e: BaseException, where: str, username: str = "") -> MailboxError:
+    if isinstance(e, OSError) and not isinstance(e, smtplib.SMTPException):  # sockets, TLS, timeouts
+        return connect_error(e, where)
     if isinstance(e, smtplib.SMTPAuthenticationError):
         return AuthenticationFailed(f"{where} rejected the login for {username}: {e.smtp_code} {_reply(e.smtp_error)}")
     if isinstance(e, smtplib.SMTPRecipientsRefused):
@@ -80,16 +94,14 @@ def _error(e: BaseException, where: str, username: str = "") -> MailboxError:
         return MailboxError(f"{where} refused recipients: {refused}")
     if isinstance(e, smtplib.SMTPResponseException):
         return MailboxError(f"{where}: {e.smtp_code} {_reply(e.smtp_error)}")
+    if isinstance(e, smtplib.SMTPServerDisconnected) and isinstance(e.__context__, TimeoutError):
+        return MailboxTimeout(f"{where}: timed out (no answer)")  # smtplib reports a read timeout so
     if isinstance(e, smtplib.SMTPServerDisconnected):
-        return MailboxError(f"{where}: connection lost: {e}")
+        return MailboxError(f"{where}: connection lost: {server_text(str(e))}")
     if isinstance(e, smtplib.SMTPException):
-        return MailboxError(f"{where}: {e}")
-    if isinstance(e, ssl.SSLError) or isinstance(e, OSError):
-        return connect_error(e, where)
-    return MailboxError(f"{where}: {e}")
+        return MailboxError(f"{where}: {server_text(str(e))}")
+    return MailboxError(f"{where}: {server_text(str(e))}")
 
 
 def _reply(text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return " ".join(text.split())
+    return server_text(text)
