@@ -175,3 +175,38 @@ class DiscoveryError(AccountError):
 
 class MailboxTimeout(ServerUnreachable):
     """The mail server accepted the connection but did not answer in time."""
+
+
+# --- certificate enrolment (ACME for S/MIME, RFC 8823) -------------------------
+
+
+class EnrollmentError(AutosmimeError):
+    """A certificate could not be obtained, renewed or revoked."""
+
+
+class CAUnreachable(EnrollmentError):
+    """The certificate authority could not be reached."""
+
+
+class CAError(EnrollmentError):
+    """The certificate authority refused a request."""
+
+    def __init__(self, message: str, acme_type: str | None = None) -> None:
+        super().__init__(message)
+        self.acme_type = acme_type  # e.g. "urn:ietf:params:acme:error:badCSR"
+
+
+class RateLimited(CAError):
+    """The certificate authority asks to slow down; try again later."""
+
+
+class ReplyRejected(CAError):
+    """The certificate authority did not accept the reply to its challenge mail."""
+
+
+class ChallengeMailTimeout(EnrollmentError):
+    """The certificate authority's challenge mail did not arrive in time."""
+
+
+class ChallengeMailInvalid(EnrollmentError):
+    """A mail claiming to be the CA's challenge is not authentic or not well-formed."""

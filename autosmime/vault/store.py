@@ -425,3 +425,36 @@ class Vault:
                     state[name] = value
             self._state = state
             self._save()
+
+    # --- ACME accounts (certificate enrolment) ----------------------------
+
+    def acme_account(self, ca_url: str) -> dict | None:
+        """The ACME account record for the CA at ``ca_url`` (its key PEM, kid, settings), or None.
+
+        Kept in the encrypted vault state, not in a file of its own: the account key
+        proves who asked for every certificate, so it deserves the keys' protection.
+        """
+        record = self.state.get("acme_accounts", {}).get(ca_url)
+        return dict(record) if isinstance(record, dict) else None
+
+    def update_acme_account(self, ca_url: str, **fields) -> None:
+        """Merge ``fields`` (JSON data; None removes one) into the record for ``ca_url``, atomically."""
+        try:
+            json.dumps(fields)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"ACME account fields must be JSON data: {e}") from None
+        with locked(self.home / LOCK_FILE):
+            self._stamp = None
+            self._load()
+            state = dict(self._state)
+            accounts = dict(state.get("acme_accounts", {}))
+            record = dict(accounts.get(ca_url, {}))
+            for name, value in fields.items():
+                if value is None:
+                    record.pop(name, None)
+                else:
+                    record[name] = value
+            accounts[ca_url] = record
+            state["acme_accounts"] = accounts
+            self._state = state
+            self._save()
