@@ -210,3 +210,43 @@ class ChallengeMailTimeout(EnrollmentError):
 
 class ChallengeMailInvalid(EnrollmentError):
     """A mail claiming to be the CA's challenge is not authentic or not well-formed."""
+
+# --- key directory and exchange -----------------------------------------------
+
+
+class DirectoryError(AutosmimeError):
+    """The key directory could not be used."""
+
+
+class DirectoryUnreachable(DirectoryError):
+    """The key directory could not be reached."""
+
+
+class NotPublished(DirectoryError):
+    """No certificate is published for this address."""
+
+    exit_code = 3
+
+
+class RateLimited(DirectoryError):
+    """The key directory asks to wait before the next request."""
+
+    def __init__(self, message: str, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PublishRejected(DirectoryError):
+    """The key directory refused to publish, confirm or withdraw a certificate."""
+
+
+class LogVerificationError(DirectoryError):
+    """A directory answer does not verify against its transparency log."""
+
+
+class LogForked(LogVerificationError):
+    """The directory's log is not an extension of the checkpoint seen before: a forked or rewritten history."""
+
+
+class CertificateSwapped(LogVerificationError):
+    """The directory answered with a certificate its log does not show for that address."""
