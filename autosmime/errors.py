@@ -228,7 +228,7 @@ class NotPublished(DirectoryError):
     exit_code = 3
 
 
-class RateLimited(DirectoryError):
+class DirectoryRateLimited(DirectoryError):
     """The key directory asks to wait before the next request."""
 
     def __init__(self, message: str, retry_after: int = 60) -> None:

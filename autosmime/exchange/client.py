@@ -6,7 +6,7 @@
 
 Answers are returned as the server's JSON; :mod:`autosmime.exchange.transparency`
 checks them against the log before anything uses them. Errors: NotPublished
-(404 on a lookup), RateLimited (429, with ``retry_after``), PublishRejected
+(404 on a lookup), DirectoryRateLimited (429, with ``retry_after``), PublishRejected
 (any other refusal, with the server's reason), DirectoryUnreachable (no answer),
 DirectoryError (an answer that is not the API's).
 """
@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from autosmime.errors import DirectoryError, DirectoryUnreachable, NotPublished, PublishRejected, RateLimited
+from autosmime.errors import DirectoryError, DirectoryRateLimited, DirectoryUnreachable, NotPublished, PublishRejected
 
 TIMEOUT = 10.0
 
@@ -59,7 +59,7 @@ class DirectoryClient:
                 retry = int(response.headers.get("Retry-After", "60"))
             except ValueError:
                 retry = 60
-            raise RateLimited(f"{self.url}: rate limited, retry in {retry} s", retry)
+            raise DirectoryRateLimited(f"{self.url}: rate limited, retry in {retry} s", retry)
         if response.status_code == 404 and lookup:
             raise NotPublished("no certificate is published for this address")
         if 400 <= response.status_code < 500:
