@@ -43,7 +43,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
-def main_cf(base: str, *, lmtp: int, auth: int) -> str:
+def main_cf(base: str, *, lmtp: int, auth: int, routes: dict[str, int] | None = None) -> str:
+    """main.cf; ``routes`` sends mail for other domains (e.g. the CA's) over SMTP to a loopback port."""
     spool = f"{base}/postfix/spool"
     settings = {
         "compatibility_level": "3.6",
@@ -86,31 +87,53 @@ def main_cf(base: str, *, lmtp: int, auth: int) -> str:
         "biff": "no",
         "message_size_limit": "52428800",
     }
+    if routes:
+        table = ", ".join(f"{domain}=smtp:[127.0.0.1]:{port}" for domain, port in sorted(routes.items()))
+        settings["transport_maps"] = f"inline:{{{table}}}"
     return "".join(f"{k} = {v}\n" for k, v in settings.items())
 
 
-def master_cf(*, smtp: int, smtps: int, relay: int) -> str:
+def master_cf(*, smtp: int, smtps: int, relay: int, dkim_filter: int | None = None,
+              reinject: int | None = None) -> str:
+    """master.cf; with ``dkim_filter`` every listener hands mail to that content filter, which
+    re-injects it (signed) on the filter-free ``reinject`` port."""
     # chroot "n" everywhere: the spool is not a prepared chroot (§6.8d).
-    return (
+    filtered = f"  -o content_filter=smtp:[127.0.0.1]:{dkim_filter}\n" if dkim_filter else ""
+    text = (
         f"127.0.0.1:{smtp} inet n - n - - smtpd\n"
-        f"127.0.0.1:{smtps} inet n - n - - smtpd\n"
+        + filtered
+        + f"127.0.0.1:{smtps} inet n - n - - smtpd\n"
         "  -o smtpd_tls_wrappermode=yes\n  -o smtpd_tls_security_level=encrypt\n"
-        f"127.0.0.1:{relay} inet n - n - - smtpd\n"
+        + filtered
+        + f"127.0.0.1:{relay} inet n - n - - smtpd\n"
         "  -o smtpd_sasl_auth_enable=no\n"
         "  -o smtpd_recipient_restrictions=permit_mynetworks,reject\n"
         "  -o smtpd_relay_restrictions=permit_mynetworks,reject\n"
-        + _STANDARD_SERVICES
+        + filtered
     )
+    if dkim_filter and reinject:
+        text += (
+            f"127.0.0.1:{reinject} inet n - n - - smtpd\n"
+            "  -o content_filter=\n"
+            "  -o smtpd_sasl_auth_enable=no\n"
+            "  -o smtpd_recipient_restrictions=permit_mynetworks,reject\n"
+            "  -o smtpd_relay_restrictions=permit_mynetworks,reject\n"
+            "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks\n"
+        )
+    return text + _STANDARD_SERVICES
 
 
-def prepare(base: Path, *, smtp: int, smtps: int, relay: int, lmtp: int, auth: int) -> Path:
+def prepare(base: Path, *, smtp: int, smtps: int, relay: int, lmtp: int, auth: int,
+            dkim_filter: int | None = None, reinject: int | None = None,
+            routes: dict[str, int] | None = None) -> Path:
     """Write the config and queue; returns the config directory."""
     conf = base / "postfix" / "conf"
     spool = base / "postfix" / "spool"
     data = base / "postfix" / "data"
     conf.mkdir(parents=True)
-    (conf / "main.cf").write_text(main_cf(str(base), lmtp=lmtp, auth=auth))
-    (conf / "master.cf").write_text(master_cf(smtp=smtp, smtps=smtps, relay=relay))
+    (conf / "main.cf").write_text(main_cf(str(base), lmtp=lmtp, auth=auth, routes=routes))
+    (conf / "master.cf").write_text(master_cf(smtp=smtp, smtps=smtps, relay=relay, dkim_filter=dkim_filter,
+                                              reinject=reinject))
     # Postfix waits until main.cf is > 1 s old (§6.8b).
     old = time.time() - 60
     for name in ("main.cf", "master.cf"):

@@ -37,21 +37,38 @@ class _Users:
 
 
 class _Handler:
-    def __init__(self, users: _Users, domain: str, lmtp_port: int) -> None:
+    def __init__(self, users: _Users, domain: str, lmtp_port: int, routes: dict[str, int] | None = None,
+                 dkim: dict | None = None) -> None:
         self.users, self.domain, self.lmtp_port = users, domain, lmtp_port
+        self.routes = {d.lower(): int(p) for d, p in (routes or {}).items()}   # domain -> SMTP port
+        self.dkim = dkim                   # {"key": PEM path, "selector": ...}: sign our own mail
+        self.dkim_pem = Path(dkim["key"]).read_bytes() if dkim else None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local, _, domain = address.rpartition("@")
+        if domain.lower() in self.routes:
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
         if domain.lower() != self.domain or local.split("+")[0].lower() not in self.users.table():
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content
+        if self.dkim and self.dkim_pem:
+            from autosmime.devstack._dkim import sign_if_ours
+
+            raw = sign_if_ours(raw, self.domain, self.dkim["selector"], self.dkim_pem)
         for rcpt in envelope.rcpt_tos:
+            port = self.routes.get(rcpt.rpartition("@")[2].lower())
             try:
+                if port is not None:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+                        smtp.sendmail(envelope.mail_from, [rcpt], raw)
+                    continue
                 with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as lmtp:
-                    lmtp.sendmail(envelope.mail_from, [rcpt], envelope.original_content)
+                    lmtp.sendmail(envelope.mail_from, [rcpt], raw)
             except (OSError, smtplib.SMTPException) as e:
                 return f"451 4.3.0 Delivery to {rcpt} failed: {' '.join(str(e).split())}"
         return "250 OK delivered"
@@ -71,7 +88,7 @@ def _authenticator(users: _Users):
 def main(config_path: str) -> None:
     config = json.loads(Path(config_path).read_text())
     users = _Users(config["users_file"])
-    handler = _Handler(users, config["domain"], config["lmtp_port"])
+    handler = _Handler(users, config["domain"], config["lmtp_port"], config.get("routes"), config.get("dkim"))
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(config["cert"], config["key"])
     auth = {"authenticator": _authenticator(users), "auth_required": True, "auth_require_tls": False}

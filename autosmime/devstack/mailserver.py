@@ -25,10 +25,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autosmime.devstack import _dovecot, _postfix, _procs
+from autosmime.devstack import _dkim, _dovecot, _postfix, _procs
 from autosmime.devstack._tls import make_server_tls
 from autosmime.errors import MailboxError
 from autosmime.mailbox.account import Account
@@ -60,6 +61,8 @@ class _Ports:
     smtps: int
     relay: int
     submission: int | None
+    dkim_filter: int | None = None     # Postfix's content filter that DKIM-signs (devstack)
+    reinject: int | None = None        # Postfix's filter-free port the signer re-injects into
 
 
 class MailStack:
@@ -67,7 +70,8 @@ class MailStack:
 
     domain = "example.test"
 
-    def __init__(self, base: Path, ports: _Ports, smtp_kind: str, owns_dir: bool) -> None:
+    def __init__(self, base: Path, ports: _Ports, smtp_kind: str, owns_dir: bool,
+                 routes: dict[str, int] | None = None, dkim: bool = False) -> None:
         self.base = base
         self._ports = ports
         self.imap_port = ports.imap
@@ -87,12 +91,22 @@ class MailStack:
         self._pids: dict[int, str] = {}        # pid -> marker expected in its command line
         self._children: list[subprocess.Popen] = []
         self._stopped = False
+        self.routes = dict(routes or {})       # other domains -> loopback SMTP port (e.g. the CA's inbound)
+        self.dkim = dkim                       # outgoing mail From our domain is DKIM-signed
+        self.dkim_selector = _dkim.SELECTOR
+        self.dkim_key = str(base / "dkim" / "key.pem")
 
     # --- lifecycle -----------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path | None = None, users: int = 3, pool: int = 200) -> MailStack:
+    def start(cls, base_dir: Path | None = None, users: int = 3, pool: int = 200, *,
+              names: Sequence[str] | None = None, dkim: bool = False,
+              routes: dict[str, int] | None = None) -> MailStack:
         """Start the stack in ``base_dir`` (default: a new dir in the system temp dir).
+
+        ``names`` replaces the default named users; ``dkim`` signs outgoing mail From
+        the stack's domain (key in ``base/dkim/key.pem``, record :meth:`dkim_record`);
+        ``routes`` sends mail for other domains to loopback SMTP ports.
 
         Retries up to three times: the free ports are picked before the
         servers bind them, so another process can take one in between.
@@ -109,7 +123,7 @@ class MailStack:
                     raise MailStackError(f"{base} is not empty")
                 _check_traversable(base)
             try:
-                stack = cls._start_once(base, users, pool, owns)
+                stack = cls._start_once(base, users, pool, owns, names=names, dkim=dkim, routes=routes)
             except MailStackError as e:
                 last = e
                 if owns:
@@ -124,18 +138,23 @@ class MailStack:
         raise last
 
     @classmethod
-    def _start_once(cls, base: Path, users: int, pool: int, owns: bool) -> MailStack:
+    def _start_once(cls, base: Path, users: int, pool: int, owns: bool, *, names: Sequence[str] | None = None,
+                    dkim: bool = False, routes: dict[str, int] | None = None) -> MailStack:
         as_root = os.geteuid() == 0
         forced = os.environ.get("AUTOSMIME_MAILSTACK_SMTP")       # "postfix" | "relay": tests of both paths
         smtp_kind = forced or ("postfix" if _postfix.available() else "relay")
         with_submission = os.path.exists("/usr/lib/dovecot/submission")
-        p = _procs.free_ports(8)
+        p = _procs.free_ports(10)
+        filtered = dkim and smtp_kind == "postfix"
         ports = _Ports(imap=p[0], imaps=p[1], lmtp=p[2], auth=p[3], smtp=p[4], smtps=p[5], relay=p[6],
-                       submission=p[7] if with_submission else None)
-        stack = cls(base, ports, smtp_kind, owns)
+                       submission=p[7] if with_submission else None,
+                       dkim_filter=p[8] if filtered else None, reinject=p[9] if filtered else None)
+        stack = cls(base, ports, smtp_kind, owns, routes=routes, dkim=dkim)
         try:
-            stack._prepare(users, pool, as_root)
+            stack._prepare(users, pool, as_root, names)
             stack._launch_dovecot()
+            if filtered:
+                stack._launch_dkim_filter()
             if smtp_kind == "postfix":
                 stack._launch_postfix()
             else:
@@ -151,7 +170,7 @@ class MailStack:
             raise
         return stack
 
-    def _prepare(self, users: int, pool: int, as_root: bool) -> None:
+    def _prepare(self, users: int, pool: int, as_root: bool, names: Sequence[str] | None = None) -> None:
         base = self.base
         os.chmod(base, 0o755)
         for sub in ("run", "state", "mail", "tls"):
@@ -162,7 +181,16 @@ class MailStack:
         key_path = base / "tls" / "key.pem"
         key_path.touch(mode=0o600)
         key_path.write_bytes(key)
-        names = list(NAMED_USERS[:users]) + [f"user{i}" for i in range(len(NAMED_USERS) + 1, users + 1)]
+        if self.dkim:
+            (base / "dkim").mkdir(mode=0o700)
+            key_path = base / "dkim" / "key.pem"
+            key_path.touch(mode=0o600)
+            key_path.write_bytes(_dkim.make_key())
+        if names is None:
+            names = list(NAMED_USERS[:users]) + [f"user{i}" for i in range(len(NAMED_USERS) + 1, users + 1)]
+        for name in names:
+            _check_name(name)
+        names = list(dict.fromkeys(n.lower() for n in names))
         self._named = names
         self._pool = [f"pool{i:04d}" for i in range(pool)]
         for name in names + self._pool:
@@ -199,7 +227,8 @@ class MailStack:
 
     def _launch_postfix(self) -> None:
         conf = _postfix.prepare(self.base, smtp=self._ports.smtp, smtps=self._ports.smtps, relay=self._ports.relay,
-                                lmtp=self._ports.lmtp, auth=self._ports.auth)
+                                lmtp=self._ports.lmtp, auth=self._ports.auth, dkim_filter=self._ports.dkim_filter,
+                                reinject=self._ports.reinject, routes=self.routes)
         result = subprocess.run([_postfix.POSTFIX, "-c", str(conf), "start"], stdin=subprocess.DEVNULL,
                                 capture_output=True, timeout=60, start_new_session=True)
         pid_file = self.base / "postfix" / "spool" / "pid" / "master.pid"
@@ -227,6 +256,8 @@ class MailStack:
             "cert": str(self.base / "tls" / "cert.pem"),
             "key": str(self.base / "tls" / "key.pem"),
             "domain": self.domain,
+            "routes": self.routes,
+            "dkim": {"key": self.dkim_key, "selector": self.dkim_selector} if self.dkim else None,
         }
         (self.base / "relay.json").write_text(json.dumps(config))
         out = open(self.base / "relay.log", "ab")
@@ -237,11 +268,31 @@ class MailStack:
         self._children.append(proc)
         self._pids[proc.pid] = "autosmime.devstack._relay"
 
+    def _launch_dkim_filter(self) -> None:
+        config = {"port": self._ports.dkim_filter, "reinject_port": self._ports.reinject, "domain": self.domain,
+                  "selector": self.dkim_selector, "key": self.dkim_key}
+        (self.base / "dkimsign.json").write_text(json.dumps(config))
+        out = open(self.base / "dkimsign.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "autosmime.devstack._dkimsign",
+                                 str(self.base / "dkimsign.json")],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        out.close()
+        self._children.append(proc)
+        self._pids[proc.pid] = "autosmime.devstack._dkimsign"
+
+    def dkim_record(self) -> str:
+        """The zone-file line publishing the stack's DKIM key (``dkim=True`` stacks only)."""
+        return _dkim.txt_record(self.dkim_selector, self.domain, Path(self.dkim_key).read_bytes())
+
     def _wait_ready(self, timeout: float = 20) -> None:
         probes = [(self._ports.imap, b"* OK"), (self._ports.imaps, None), (self._ports.lmtp, b"220 "),
                   (self._ports.smtp, b"220 "), (self._ports.smtps, None), (self._ports.relay, b"220 ")]
         if self._ports.submission:
             probes.append((self._ports.submission, b"220 "))
+        for port in (self._ports.dkim_filter, self._ports.reinject):
+            if port:
+                probes.append((port, b"220 "))
         deadline = time.monotonic() + timeout
         for port, expect in probes:
             while not _procs.banner(port, expect):
@@ -260,6 +311,8 @@ class MailStack:
             "pool": self._pool,
             "users": self._users,
             "owns_dir": False,
+            "routes": self.routes,
+            "dkim": self.dkim,
         }
         path = self.base / STATE_FILE
         path.touch(mode=0o600)
@@ -287,7 +340,8 @@ class MailStack:
             state = json.loads((base / STATE_FILE).read_text())
         except (OSError, ValueError) as e:
             raise MailStackError(f"no mail stack state in {base}: {e}") from None
-        stack = cls(base, _Ports(**state["ports"]), state["smtp_kind"], owns_dir=False)
+        stack = cls(base, _Ports(**state["ports"]), state["smtp_kind"], owns_dir=False,
+                    routes=state.get("routes"), dkim=bool(state.get("dkim")))
         stack._pids = {int(pid): marker for pid, marker in state["pids"].items()}
         stack._users = dict(state["users"])
         stack._named = list(state["named"])
@@ -331,7 +385,7 @@ class MailStack:
 
     def _log_tail(self) -> str:
         return _procs.log_tail(self.base / "dovecot.stdout", self.base / "dovecot.log", self.base / "postfix.log",
-                               self.base / "relay.log")
+                               self.base / "relay.log", self.base / "dkimsign.log")
 
     # --- users -----------------------------------------------------------------------
 
@@ -359,8 +413,7 @@ class MailStack:
             return f"{name}@{self.domain}", self._users[name]
 
     def _add_user(self, name: str) -> None:
-        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise MailStackError(f"bad user name {name!r}")
+        _check_name(name)
         self._users[name] = secrets.token_urlsafe(12)
         self._make_maildir(name)
         self._write_users()
@@ -394,6 +447,11 @@ class MailStack:
                                 capture_output=True, timeout=30)
         if result.returncode != 0:
             raise MailStackError(f"doveadm save for {name} failed: {result.stderr.decode(errors='replace').strip()}")
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.isascii() or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise MailStackError(f"bad user name {name!r} (letters, digits, '.', '-', '_')")
 
 
 def _check_traversable(base: Path) -> None:
