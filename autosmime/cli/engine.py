@@ -53,7 +53,7 @@ def _password(password_file: Path | None) -> bytes | None:
 
 
 def _p12_pairs(p12: Path, password_file: Path | None) -> list[KeyPair]:
-    from autosmime.vault.pkcs12 import parse_pfx
+    from autosmime.pki.pkcs12 import parse_pfx
 
     data = read_file(p12)
     password = _password(password_file)

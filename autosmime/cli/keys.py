@@ -162,8 +162,9 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     """This device at a glance: account, keys, backup, recovery code."""
     from autosmime.errors import AccountError, NoKey
     from autosmime.mailbox.account import load_account
+    from autosmime.pki.certs import fingerprint
     from autosmime.vault.recovery import load_code
-    from autosmime.vault.store import VAULT_FILE, Vault, fingerprint_of
+    from autosmime.vault.store import VAULT_FILE, Vault
 
     home = home_dir(ctx)
     try:
@@ -186,7 +187,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
                 pair = getter()
             except NoKey:
                 continue
-            doc[role] = {"fingerprint": fingerprint_of(pair.cert),
+            doc[role] = {"fingerprint": fingerprint(pair.cert),
                          "not_after": pair.cert.not_valid_after_utc.isoformat()}
         doc["backup"] = {name: vault.state.get(name) for name in _BACKUP_FIELDS}
         doc["recovery_code_stored"] = load_code(home) is not None

@@ -13,27 +13,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autosmime._keyring import SERVICE, real_keyring
-from autosmime.errors import AccountError
+from autosmime import _keyring
+from autosmime.errors import AccountError, KeyFileError
 from autosmime.mailbox.account import Account, load_account
 
 
 def keyring_available() -> bool:
     """True when a real keyring backend (not ``fail``/``null``) is configured."""
-    return real_keyring() is not None
+    return _keyring.real_keyring() is not None
 
 
 def read_password_file(path: str | os.PathLike[str]) -> str:
-    """The first line of ``path`` (trailing newline removed)."""
+    """The first line of ``path`` (trailing newline removed), as text; AccountError if missing or empty."""
+    from autosmime.pki.keys import read_first_line
+
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise AccountError(f"cannot read password file {path}: {e.strerror}") from None
+        line = read_first_line(path)
+    except KeyFileError as e:
+        raise AccountError(f"password file: {e}") from None
     try:
-        text = data.decode("utf-8")
+        password = line.decode("utf-8")
     except UnicodeDecodeError:
         raise AccountError(f"password file {path} is not UTF-8") from None
-    password = text.splitlines()[0] if text.splitlines() else ""
     if not password:
         raise AccountError(f"password file {path} is empty")
     return password
@@ -48,30 +49,16 @@ def get_password(account: Account, home: Path, password_file: str | None = None)
         if candidate:
             path = Path(os.path.expanduser(candidate))
             return read_password_file(path if path.is_absolute() else Path(home) / path)
-    if keyring_available():
-        import keyring
-
-        try:
-            password = keyring.get_password(SERVICE, account.email)
-        except Exception as e:
-            raise AccountError(f"the OS keyring could not be read: {type(e).__name__}") from None
-        if password:
-            return password
+    password = _keyring.get_secret(account.email)
+    if password:
+        return password
     raise AccountError(f"no password for {account.email}: pass --password-file or store it in the OS keyring "
                        "with `autosmime account add`")
 
 
 def store_password(account: Account, password: str) -> bool:
     """Save ``password`` in the OS keyring; False when no real keyring exists (or it refuses)."""
-    if not keyring_available():
-        return False
-    import keyring
-
-    try:
-        keyring.set_password(SERVICE, account.email, password)
-    except Exception:
-        return False
-    return True
+    return _keyring.put_secret(account.email, password)
 
 
 def account_and_password(home: Path, account: Account | None = None,

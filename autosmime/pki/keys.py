@@ -14,16 +14,35 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from autosmime.errors import KeyFileError, WrongPassword
+from autosmime.pki.certs import same_key
+
+__all__ = ["KeyPair", "PrivateKey", "as_private_key", "load_certificates", "load_key_and_cert", "load_p12",
+           "load_private_key", "read_file", "read_first_line"]
+
+#: Every kind of private key autosmime holds: S/MIME signing (RSA, ECDSA, EdDSA) and decryption
+#: (RSA, ECDH, X25519). The one alias for "a private key" throughout autosmime.
+PrivateKey = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+              | ed448.Ed448PrivateKey | x25519.X25519PrivateKey)
+_PRIVATE_KEY_TYPES = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                      ed448.Ed448PrivateKey, x25519.X25519PrivateKey)
+
+
+def as_private_key(obj: object) -> PrivateKey:
+    """``obj`` as a :data:`PrivateKey`; KeyFileError for a key type S/MIME has no use for (DSA, DH, X448)."""
+    if not isinstance(obj, _PRIVATE_KEY_TYPES):
+        raise KeyFileError(f"unsupported private key type {type(obj).__name__}")
+    return obj
 
 
 @dataclass(frozen=True)
 class KeyPair:
     """A private key with its certificate and the chain that came with it."""
 
-    key: object
+    key: PrivateKey
     cert: x509.Certificate
     chain: tuple[x509.Certificate, ...] = field(default_factory=tuple)
 
@@ -38,7 +57,7 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         raise KeyFileError(f"not a certificate file: {e}") from None
 
 
-def load_private_key(data: bytes, password: bytes | None = None):
+def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     """A private key from PEM or DER (PKCS#8, PKCS#1 or SEC1)."""
     loaders = (
         (serialization.load_pem_private_key,)
@@ -47,7 +66,7 @@ def load_private_key(data: bytes, password: bytes | None = None):
     )
     for loader in loaders:
         try:
-            return loader(data, password)
+            return as_private_key(loader(data, password))
         except TypeError as e:  # encrypted without a password, or the reverse
             raise WrongPassword(f"key file: {e}") from None
         except ValueError as e:
@@ -79,11 +98,7 @@ def load_key_and_cert(key_path: str | Path, cert_path: str | Path,
     if chain_path:
         chain += load_certificates(read_file(chain_path))
     cert = certs[0]
-    if cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
+    if not same_key(key, cert):
         raise KeyFileError(f"the certificate in {cert_path} does not belong to the key in {key_path}")
     return KeyPair(key, cert, tuple(chain))
 
@@ -105,4 +120,4 @@ def load_p12(data: bytes, password: bytes | None) -> KeyPair:
         raise KeyFileError(f"not a PKCS#12 file: {e}") from None
     if p12.key is None or p12.cert is None:
         raise KeyFileError("the PKCS#12 file holds no private key with a certificate")
-    return KeyPair(p12.key, p12.cert.certificate, tuple(c.certificate for c in p12.additional_certs))
+    return KeyPair(as_private_key(p12.key), p12.cert.certificate, tuple(c.certificate for c in p12.additional_certs))

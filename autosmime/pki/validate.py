@@ -84,11 +84,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from autosmime.errors import ExpiredSigner, UntrustedSigner
 from autosmime.pki import names
 from autosmime.pki.certcache import cert_der, per_certificate, unique_certificates
+from autosmime.pki.certs import cert_addresses
 
 __all__ = ["Note", "Purpose", "ValidatedPath", "cert_addresses", "validate", "validate_signer"]
 
@@ -455,29 +456,6 @@ def _oid_name(oid: x509.ObjectIdentifier) -> str:
 def _expired(cert: x509.Certificate, when: _dt.datetime) -> ExpiredSigner:
     return ExpiredSigner(f"{_label(cert)} is valid from {_iso(_not_before(cert))} to {_iso(_not_after(cert))},"
                          f" not at {_iso(when)}")
-
-
-def cert_addresses(cert: x509.Certificate) -> list[str]:
-    """Lower-cased rfc822Name SAN values, plus subject emailAddress if no SAN rfc822Name."""
-    return list(_cert_addresses(cert))
-
-
-@per_certificate(_MEMO_SIZE)  # asked once per verified message
-def _cert_addresses(cert: x509.Certificate) -> tuple[str, ...]:
-    found: list[str] = []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        found = [a.lower() for a in san.get_values_for_type(x509.RFC822Name)]
-    except x509.ExtensionNotFound:
-        pass
-    except _BAD_CERT:  # unparsable extensions: the certificate names nobody
-        return ()
-    if not found:
-        try:
-            found = [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
-        except ValueError:
-            return ()
-    return tuple(dict.fromkeys(found))
 
 
 # --- validity windows -----------------------------------------------------------

@@ -13,13 +13,10 @@ does not hide it.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
+from autosmime import _keyring
 from autosmime._files import ensure_home, write_private
-from autosmime._keyring import SERVICE, real_keyring
-
-log = logging.getLogger(__name__)
 
 
 def _name(home: Path, kind: str) -> str:
@@ -27,31 +24,20 @@ def _name(home: Path, kind: str) -> str:
 
 
 def get_secret(home: Path, kind: str, file_name: str) -> str | None:
+    """The secret ``kind`` of this home: its file if present, else the keyring entry, else None."""
     path = home / file_name
     if path.exists():
         try:
             return path.read_text("ascii").strip() or None
         except (OSError, UnicodeDecodeError):
             return None
-    backend = real_keyring()
-    if backend is None:
-        return None
-    try:
-        return backend.get_password(SERVICE, _name(home, kind))
-    except Exception as e:  # keyring locked or gone: behave as "not stored"
-        log.warning("keyring unavailable: %s", type(e).__name__)
-        return None
+    return _keyring.get_secret(_name(home, kind))
 
 
 def put_secret(home: Path, kind: str, file_name: str, value: str) -> None:
+    """Keep ``value`` in the keyring when a real one takes it (and no file holds it yet), else in a 0600 file."""
     ensure_home(home)
     path = home / file_name
-    backend = real_keyring()
-    if backend is not None and not path.exists():
-        try:
-            backend.set_password(SERVICE, _name(home, kind), value)
-            if backend.get_password(SERVICE, _name(home, kind)) == value:
-                return
-        except Exception as e:
-            log.warning("keyring refused the secret (%s); using a file in the home", type(e).__name__)
+    if not path.exists() and _keyring.put_secret(_name(home, kind), value):
+        return
     write_private(path, (value + "\n").encode("ascii"))

@@ -120,7 +120,7 @@ def backup_now(vault, *, account=None, password=None, code: str | None = None) -
     device state (``backup_seq_seen``, ``backup_last_ok``, ``backup_pending``)
     is updated only after the new backup was read back and verified.
     """
-    from autosmime.vault.pkcs12 import build_pfx
+    from autosmime.pki.pkcs12 import build_pfx
 
     code = _code_for(vault, code)
     entries = _entries(vault)

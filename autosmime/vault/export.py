@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import write_private
 from autosmime.errors import NoKey, VaultError
-from autosmime.vault.pkcs12 import build_pfx
+from autosmime.pki.pkcs12 import build_pfx
 from autosmime.vault.recovery import new_code
 from autosmime.vault.store import Vault
 

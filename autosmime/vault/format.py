@@ -34,10 +34,10 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from autosmime.errors import BackupRejected, KeyFileError, RolledBackBackup, WrongPassword, WrongRecoveryCode
+from autosmime.pki.certs import fingerprint
 from autosmime.pki.keys import KeyPair
 
 MARKER_HEADER = "X-Autosmime-Backup"
@@ -156,10 +156,6 @@ class Unverified:
     manifest: Manifest
     mac: bytes
     p12: bytes
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def _rfc3339(when: _dt.datetime) -> str:
@@ -394,7 +390,7 @@ def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0) ->
     WrongRecoveryCode, RolledBackBackup or BackupRejected; never returns a
     backup whose keys have not been authenticated by the code.
     """
-    from autosmime.vault.pkcs12 import parse_pfx
+    from autosmime.pki.pkcs12 import parse_pfx
 
     found = authenticate(raw, code=code, address=address)
     m = found.manifest
@@ -419,7 +415,7 @@ def _diagnose_bad_mac(found: Unverified, code: str) -> BackupRejected:
     same code) can: if it opens, the code was right and the manifest is not
     the one written with it.
     """
-    from autosmime.vault.pkcs12 import parse_pfx
+    from autosmime.pki.pkcs12 import parse_pfx
 
     try:
         parse_pfx(found.p12, code.encode("utf-8"), require_protected=True)

@@ -12,8 +12,9 @@ them; only backups are held to the strict structural check.
 
 from __future__ import annotations
 
-from autosmime.vault.pkcs12 import parse_pfx
-from autosmime.vault.store import Vault, VaultEntry, fingerprint_of
+from autosmime.pki.certs import fingerprint
+from autosmime.pki.pkcs12 import parse_pfx
+from autosmime.vault.store import Vault, VaultEntry
 
 
 def import_p12(vault: Vault, data: bytes, password: bytes | None) -> list[VaultEntry]:
@@ -21,5 +22,5 @@ def import_p12(vault: Vault, data: bytes, password: bytes | None) -> list[VaultE
     pairs = parse_pfx(data, password, require_protected=False)
     before = {e.fingerprint for e in vault.entries()}
     vault.add_many([(p.key, p.cert, p.chain) for p in pairs], source="import")
-    wanted = {fingerprint_of(p.cert) for p in pairs} - before
+    wanted = {fingerprint(p.cert) for p in pairs} - before
     return [e for e in vault.entries() if e.fingerprint in wanted]

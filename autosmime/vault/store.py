@@ -30,19 +30,18 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from autosmime._files import ensure_home, locked, remove_stale_temps, write_private
 from autosmime.errors import KeyFileError, NoKey, UsageError, VaultError
-from autosmime.pki.keys import KeyPair
+from autosmime.pki.certs import cert_address, fingerprint, key_roles, normalize_fingerprint, same_key
+from autosmime.pki.keys import KeyPair, PrivateKey, as_private_key
 from autosmime.vault._secrets import get_secret, put_secret
 
-PrivateKey = Any  # rsa/ec private keys from cryptography; kept loose so every key type loads
 STATUSES = ("active", "retired", "revoked")
 VAULT_FILE = "vault.bin"
 LOCK_FILE = "vault.lock"
@@ -54,41 +53,6 @@ _HEADER_LEN = len(_MAGIC) + 1 + 12
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
-
-
-def _spki(obj) -> bytes:
-    return obj.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def cert_email(cert: x509.Certificate) -> str | None:
-    """The mailbox address a certificate is for (lower case), or None."""
-    try:
-        from autosmime.pki.validate import cert_addresses  # type: ignore[attr-defined]
-    except ImportError:
-        cert_addresses = None
-    if cert_addresses is not None:
-        try:
-            found = list(cert_addresses(cert))
-        except Exception:  # a validator bug must not make a held key invisible
-            found = []
-        if found:
-            return str(found[0]).lower()
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.RFC822Name)
-        if names:
-            return names[0].lower()
-    except (x509.ExtensionNotFound, ValueError):
-        pass
-    try:
-        attrs = cert.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS)
-    except ValueError:
-        attrs = []
-    return str(attrs[0].value).lower() if attrs else None
-
-
-def fingerprint_of(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 @dataclass(frozen=True)
@@ -105,11 +69,11 @@ class VaultEntry:
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the certificate DER, lower-case hex."""
-        return fingerprint_of(self.cert)
+        return fingerprint(self.cert)
 
     @property
     def email(self) -> str | None:
-        return cert_email(self.cert)
+        return cert_address(self.cert)
 
     def effective_status(self, now: _dt.datetime | None = None) -> str:
         """The stored status, or "expired" once past notAfter (revoked stays revoked)."""
@@ -121,10 +85,6 @@ class VaultEntry:
 
     def _age(self) -> tuple[_dt.datetime, _dt.datetime]:
         return (self.cert.not_valid_before_utc, self.added)
-
-
-def _normalize_fp(fingerprint: str) -> str:
-    return fingerprint.replace(":", "").replace(" ", "").lower()
 
 
 def _unpack(item) -> tuple[PrivateKey, x509.Certificate, tuple[x509.Certificate, ...], str | None]:
@@ -156,31 +116,13 @@ def _encode_entry(e: VaultEntry) -> dict:
 
 def _decode_entry(d: dict) -> VaultEntry:
     return VaultEntry(
-        key=serialization.load_der_private_key(base64.b64decode(d["key"]), None),
+        key=as_private_key(serialization.load_der_private_key(base64.b64decode(d["key"]), None)),
         cert=x509.load_der_x509_certificate(base64.b64decode(d["cert"])),
         chain=tuple(x509.load_der_x509_certificate(base64.b64decode(c)) for c in d["chain"]),
         status=d["status"],
         added=_dt.datetime.fromisoformat(d["added"]),
         source=d["source"],
     )
-
-
-def key_roles(cert: x509.Certificate) -> frozenset[str]:
-    """"sign" and/or "encrypt", from the key usage (both when it is absent).
-
-    People with separate signing and encryption certificates (RFC 9216's
-    personas, many enterprise CAs) have one active certificate per role.
-    """
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return frozenset({"sign", "encrypt"})
-    roles = set()
-    if ku.digital_signature or ku.content_commitment:
-        roles.add("sign")
-    if ku.key_encipherment or ku.key_agreement:
-        roles.add("encrypt")
-    return frozenset(roles or {"sign", "encrypt"})
 
 
 def _rebalance(entries: list[VaultEntry], address: str | None) -> list[VaultEntry]:
@@ -363,7 +305,7 @@ class Vault:
                 raise UsageError(f"unknown key status {status!r}")
             if not isinstance(cert, x509.Certificate) or not hasattr(key, "private_bytes"):
                 raise KeyFileError("a vault item needs a private key and an X.509 certificate")
-            if _spki(key.public_key()) != _spki(cert.public_key()):
+            if not same_key(key, cert):
                 raise KeyFileError(f"the key does not belong to the certificate {cert.subject.rfc4514_string()}")
             prepared.append((key, cert, chain, status))
         with locked(self.home / LOCK_FILE):
@@ -373,7 +315,7 @@ class Vault:
             entries = list(self._entries)
             added = 0
             for key, cert, chain, status in prepared:
-                fp = fingerprint_of(cert)
+                fp = fingerprint(cert)
                 if fp in held:
                     continue
                 held.add(fp)
@@ -390,7 +332,7 @@ class Vault:
         """Mark one entry active, retired or revoked (activating retires the address's other active one)."""
         if status not in STATUSES:
             raise UsageError(f"unknown key status {status!r} (use one of {', '.join(STATUSES)})")
-        fp = _normalize_fp(fingerprint)
+        fp = normalize_fingerprint(fingerprint)
         with locked(self.home / LOCK_FILE):
             self._stamp = None
             self._load()

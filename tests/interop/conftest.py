@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 if str(Path(__file__).parents[2]) not in sys.path:  # for `pytest` run from elsewhere
     sys.path.insert(0, str(Path(__file__).parents[2]))
 
+from autosmime.pki.pkcs12 import build_pfx
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
-from autosmime.vault.pkcs12 import build_pfx
 from tests.interop import matrix
 from tests.interop.peers import AutosmimeFailed, Gpgsm, Nss, OpenSSL, PeerRefused, User, tool_version
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from autosmime.pki.pkcs12 import parse_pfx
 from autosmime.vault.export import export_all
 from autosmime.vault.importing import import_p12
-from autosmime.vault.pkcs12 import parse_pfx
 from autosmime.vault.store import Vault
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout

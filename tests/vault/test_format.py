@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from autosmime.errors import BackupRejected, RolledBackBackup, WrongRecoveryCode
+from autosmime.pki.pkcs12 import build_pfx
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.vault import format as fmt
-from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.recovery import new_code
 
 ADDRESS = "alice@example.test"

@@ -3,7 +3,7 @@
 gpgsm's minip12.c string_to_key stores (I_j + B + 1) mod 2^512 left-aligned
 when its top byte is 0, so for ~1 salt in 128 it derives a wrong 3DES key and
 refuses the file as "possibly bad passphrase given". build_pfx(legacy=True)
-redraws the salts of such a file (autosmime.vault.pkcs12._gpgsm_misderives).
+redraws the salts of such a file (autosmime.pki.pkcs12._gpgsm_misderives).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from autosmime.pki.pkcs12 import _bmp, _gpgsm_misderives, _kdf, build_pfx, gpgsm_misderives_key, parse_pfx
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
-from autosmime.vault.pkcs12 import _bmp, _gpgsm_misderives, _kdf, build_pfx, gpgsm_misderives_key, parse_pfx
 from tests.interop.peers import Gpgsm, PeerRefused, tool_version
 
 TESTDATA = Path(__file__).with_name("testdata")

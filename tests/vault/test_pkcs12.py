@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import BackupRejected, WrongPassword
-from autosmime.vault.pkcs12 import build_pfx, parse_pfx
+from autosmime.pki.pkcs12 import build_pfx, parse_pfx
 from tests.vault.store_support import issuing_ca, mailbox
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"  # shared/ lies beside the checkout

@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from autosmime.mailbox.imap import ImapMailbox
+from autosmime.pki.pkcs12 import build_pfx
 from autosmime.vault import format as fmt
 from autosmime.vault.backup import backup_after_change, backup_now, restore
-from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.recovery import load_code
 from tests.vault import backup_support as support
 

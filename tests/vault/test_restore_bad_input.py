@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from autosmime.mailbox.account import load_account
 from autosmime.mailbox.imap import ImapMailbox
+from autosmime.pki.pkcs12 import build_pfx
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.vault import format as fmt
 from autosmime.vault.backup import backup_after_change, backup_now
-from autosmime.vault.pkcs12 import build_pfx
 from autosmime.vault.recovery import load_code, new_code
 from tests.vault import backup_support as support
 

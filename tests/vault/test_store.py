@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from autosmime.errors import NoKey, VaultError
-from autosmime.vault.store import Vault, fingerprint_of
+from autosmime.pki.certs import fingerprint as fingerprint_of
+from autosmime.vault.store import Vault
 from tests.vault.store_support import mailbox
 
 
@@ -132,7 +133,7 @@ def test_open_without_create(tmp_path):
 
 def test_separate_signing_and_encryption_certificates_both_stay_active(tmp_path):
     """RFC 9216's Alice: one signing and one encryption certificate for the same address."""
-    from autosmime.vault.pkcs12 import parse_pfx
+    from autosmime.pki.pkcs12 import parse_pfx
 
     vectors = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9216" / "keys"
     pairs = parse_pfx((vectors / "alice.p12").read_bytes(), b"alice")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from autosmime.pki.certcache import cert_der, per_certificate
+from autosmime.pki.certs import spki
 from autosmime.smime._cms import der as _der
 
 
@@ -34,5 +34,4 @@ def issuer_and_serial_raw(cert: x509.Certificate) -> bytes:
 
 @per_certificate()
 def spki_der(public_key_owner: x509.Certificate) -> bytes:
-    return public_key_owner.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki(public_key_owner)

@@ -27,10 +27,10 @@ from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import exceptions as _cryptography_exceptions
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
 from autosmime.pki.certcache import cert_der, per_certificate
+from autosmime.pki.certs import spki
 from autosmime.smime._cms import der as _der
 from autosmime.smime._cms import signed_algs as _algs
 from autosmime.smime._cms.certinfo import issuer_and_serial, spki_der
@@ -88,7 +88,7 @@ def _sign_at(content, key, cert: x509.Certificate, chain: Sequence[x509.Certific
     digest_alg = _algs.digest_for_key(key)
     t = _template(cert_der(cert), tuple(map(cert_der, chain)), _algs.key_kind(key), digest_alg, pss)
     # Not cached per key: a cache would keep private keys alive after their owner dropped them.
-    if _spki(key.public_key()) != t.spki:
+    if spki(key) != t.spki:
         raise NoKey("the private key does not belong to the signing certificate")
     chunks = [content] if isinstance(content, (bytes, bytearray, memoryview)) else list(content)
     attrs = signed_attrs_der(_algs.digest_chunks(digest_alg, chunks), now.replace(microsecond=0))
@@ -352,7 +352,3 @@ def _digest_algorithm_id(name: str) -> cms.DigestAlgorithm:
     # RFC 5754 §2: SHA-2 parameters absent, as OpenSSL writes them (asn1crypto would add NULL).
     oid = algos.DigestAlgorithmId(name).dump()
     return cms.DigestAlgorithm.load(b"\x30" + bytes([len(oid)]) + oid)
-
-
-def _spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

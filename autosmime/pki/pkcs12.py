@@ -1,6 +1,6 @@
 """One standard PKCS#12 file holding every key and certificate, and a strict reader for any PKCS#12.
 
-    >>> from autosmime.vault.pkcs12 import build_pfx, parse_pfx
+    >>> from autosmime.pki.pkcs12 import build_pfx, parse_pfx
     >>> from autosmime.pki.profiles import new_key, make_ca, make_mailbox_cert
     >>> ca_key, ca = make_ca("Test CA", new_key("ec"))
     >>> k1, k2 = new_key("ec"), new_key("ec")
@@ -45,8 +45,9 @@ from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.serialization import pkcs12 as cpkcs12
 
 from autosmime.errors import BackupRejected, KeyFileError, UnsupportedAlgorithm, WrongPassword
-from autosmime.pki.keys import KeyPair
-from autosmime.vault._rc2 import rc2_cbc_decrypt
+from autosmime.pki._rc2 import rc2_cbc_decrypt
+from autosmime.pki.certs import cert_address, spki
+from autosmime.pki.keys import KeyPair, as_private_key
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -127,9 +128,7 @@ def _unpack(item):
 
 
 def _default_name(cert: x509.Certificate) -> str:
-    from autosmime.vault.store import cert_email
-
-    email = cert_email(cert)
+    email = cert_address(cert)
     if email:
         return email
     cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
@@ -454,15 +453,11 @@ class _Reader:
     @staticmethod
     def _load_key(der: bytes):
         try:
-            return serialization.load_der_private_key(der, None)
+            return as_private_key(serialization.load_der_private_key(der, None))
         except (ValueError, TypeError):
             raise WrongPassword("the password does not open the PKCS#12 file") from None
         except Exception as e:  # e.g. an unsupported key type
             raise KeyFileError(f"PKCS#12 private key cannot be used: {e}") from None
-
-
-def _spki(obj) -> bytes:
-    return obj.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = True) -> list[KeyPair]:
@@ -509,10 +504,10 @@ def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = 
         match = None
         if lkid is not None:
             match = next((i for i, (c, l) in enumerate(certs) if l == lkid and i not in used
-                          and _spki(c.public_key()) == _spki(key.public_key())), None)
+                          and spki(c) == spki(key)), None)
         if match is None:
-            spki = _spki(key.public_key())
-            match = next((i for i, (c, _) in enumerate(certs) if i not in used and _spki(c.public_key()) == spki), None)
+            wanted = spki(key)
+            match = next((i for i, (c, _) in enumerate(certs) if i not in used and spki(c) == wanted), None)
         if match is None:
             raise KeyFileError("the PKCS#12 file holds a private key without its certificate")
         used.add(match)
