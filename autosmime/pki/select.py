@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from autosmime.errors import NoKey, UntrustedSigner, UsageError
 from autosmime.pki.certcache import cert_der
-from autosmime.pki.validate import cert_addresses
+from autosmime.pki.validate import cert_addresses, validate
 
 __all__ = ["normalize_address", "address_label", "can_encrypt", "cert_sha256", "validate_for",
            "usable_for_encryption", "rank_key", "choose_recipient_cert"]
@@ -92,14 +92,7 @@ def _has_email_eku(cert: x509.Certificate) -> bool:
 def validate_for(cert: x509.Certificate, pool: Sequence[x509.Certificate], roots: Sequence[x509.Certificate],
                  purpose: str, at: _dt.datetime | None = None) -> list[x509.Certificate]:
     """The validated chain (leaf first) for ``purpose`` "sign" or "encrypt"; UntrustedSigner otherwise."""
-    from autosmime.pki import validate as v
-
-    full = getattr(v, "validate", None)
-    if full is not None:  # the purpose-aware validator
-        return list(full(cert, pool, roots, at=at, purpose=purpose).chain)
-    if purpose == "encrypt" and not can_encrypt(cert):
-        raise UntrustedSigner("the certificate's key usage does not allow encryption")
-    return v.validate_signer(cert, pool, roots, at)
+    return list(validate(cert, pool, roots, at=at, purpose=purpose).chain)  # type: ignore[arg-type]
 
 
 def usable_for_encryption(address: str, cert: x509.Certificate, roots: Sequence[x509.Certificate],

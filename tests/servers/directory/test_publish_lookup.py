@@ -7,9 +7,7 @@ import datetime as _dt
 import hashlib
 import json
 
-import pytest
-
-from autosmime.pki import tlog, validate
+from autosmime.pki import tlog
 from autosmime.pki.select import address_label
 from autosmime.servers.directory.app import NOT_FOUND_BODY
 from tests.servers.directory import support
@@ -87,7 +85,6 @@ def test_log_grows_consistently(api, pki, directory):
     assert api.get("/v1/log/consistency?from=9").status_code == 400
 
 
-@pytest.mark.skipif(not hasattr(validate, "validate"), reason="needs the purpose-aware autosmime.pki.validate.validate")
 def test_encryption_only_key_proves_possession_by_decrypting(api, pki):
     user = pki.user("dave@example.test", kind="rsa", issuer="fast", encryption_only=True)
     challenge = publish(api, user)

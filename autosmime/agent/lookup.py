@@ -1,0 +1,61 @@
+"""Find a recipient's certificate, and learn certificates from verified mail.
+
+    >>> from autosmime.agent.lookup import lookup, harvest_verified
+    >>> found = lookup(home, "bob@example.test")                 # doctest: +SKIP
+    >>> harvest_verified(home, read_result)                      # doctest: +SKIP
+
+Trust for recipients' chains: the roots of this vault's own chains (the CA
+that issued my certificates) plus any ``extra_roots`` (the CLI's --trust).
+The directory is used when one is configured (see agent.publish.directory_url).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from autosmime.errors import UsageError
+from autosmime.exchange.client import DirectoryClient
+from autosmime.exchange.contacts import Contacts
+from autosmime.exchange.harvest import Harvested, harvest
+from autosmime.exchange.lookup import DEFAULT_TTL, Found, find_certificate
+from autosmime.exchange.transparency import LogWitness
+from autosmime.smime.models import ReadResult, VerifyResult
+
+
+def vault_roots(home: Path) -> list[x509.Certificate]:
+    """The self-signed ends of the chains this vault holds."""
+    from autosmime.vault.store import VAULT_FILE, Vault
+
+    if not (home / VAULT_FILE).exists():
+        return []
+    roots = []
+    for e in Vault.open(home, create=False).entries():
+        for c in e.chain:
+            if c.issuer == c.subject and c not in roots:
+                roots.append(c)
+    return roots
+
+
+def lookup(home: Path, address: str, *, directory: str | None = None, extra_roots: Sequence[x509.Certificate] = (),
+           ttl: int = DEFAULT_TTL, smimea: bool = False) -> Found:
+    from autosmime.agent.publish import directory_url
+
+    roots = [*vault_roots(home), *extra_roots]
+    contacts = Contacts(home)
+    try:
+        url: str | None = directory_url(home, directory)
+    except UsageError:
+        url = None
+    if url is None:
+        return find_certificate(address, contacts, roots, smimea=smimea, ttl=ttl)
+    with DirectoryClient(url) as client:
+        return find_certificate(address, contacts, roots, witness=LogWitness.open(home, client), ttl=ttl,
+                                smimea=smimea)
+
+
+def harvest_verified(home: Path, result: ReadResult | VerifyResult) -> list[Harvested]:
+    """Add the From-matching signer of each good signature in ``result`` to the contacts."""
+    return harvest(result, Contacts(home))

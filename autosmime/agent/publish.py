@@ -1,0 +1,166 @@
+"""Publish my certificate in a key directory, confirming the mailed token by myself over IMAP.
+
+    >>> from autosmime.agent.publish import publish
+    >>> outcome = publish(home, "http://127.0.0.1:8480")     # doctest: +SKIP
+    >>> outcome.leaf_index                                    # doctest: +SKIP
+    7
+
+The flow: POST the active encryption certificate's chain; if the directory
+mailed a token (no fast path), wait for that mail in INBOX (found by its
+X-Autosmime-Directory header carrying our request id, so no other mail is
+touched), answer the possession challenge with the vault's key, confirm, then
+delete the token mail. Finally look the address up through the log witness:
+publishing counts only once the log proves the certificate is there. Also:
+``unpublish`` (possession-signed) and ``monitor`` (my address's history in the
+log, with any certificate this vault never held flagged).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from autosmime.errors import CertificateSwapped, PublishRejected, UsageError
+from autosmime.exchange.client import DirectoryClient
+from autosmime.exchange.proofs import answer_challenge, monitor_request
+from autosmime.exchange.transparency import LogWitness
+from autosmime.mailbox.account import Account
+from autosmime.pki.select import cert_sha256, normalize_address
+
+TOKEN_HEADER = "X-Autosmime-Directory"
+TOKEN_WAIT = 120.0
+DEFAULT_FILE = "directory/default-url"
+
+
+@dataclass(frozen=True)
+class Published:
+    address: str
+    sha256: str
+    leaf_index: int
+    tree_size: int
+    mailbox_proof: str  # "mail" or "fast path"
+
+
+def directory_url(home: Path, given: str | None) -> str:
+    """--directory, else $AUTOSMIME_DIRECTORY, else the one last published to."""
+    url = given or os.environ.get("AUTOSMIME_DIRECTORY")
+    if not url and (home / DEFAULT_FILE).exists():
+        url = (home / DEFAULT_FILE).read_text().strip()
+    if not url:
+        raise UsageError("no key directory: give --directory URL (or set AUTOSMIME_DIRECTORY)")
+    return url.rstrip("/")
+
+
+def _remember_url(home: Path, url: str) -> None:
+    from autosmime._files import ensure_home, write_private
+
+    ensure_home(home)
+    (home / "directory").mkdir(mode=0o700, exist_ok=True)
+    write_private(home / DEFAULT_FILE, url.encode() + b"\n")
+
+
+def _parse_token_header(raw: bytes) -> dict[str, str]:
+    from email.parser import BytesHeaderParser
+
+    value = BytesHeaderParser().parsebytes(raw).get(TOKEN_HEADER, "")
+    items = [p.strip() for p in " ".join(str(value).split()).split(";")]
+    if not items or items[0] != "v1":
+        return {}
+    return {k.strip(): v.strip() for k, eq, v in (i.partition("=") for i in items[1:]) if eq}
+
+
+def pick_up_token(account: Account, password: str, request_id: str, timeout: float = TOKEN_WAIT) -> tuple[str, int]:
+    """(token, uid) of the directory's mail for ``request_id`` in INBOX; PublishRejected if none comes in time."""
+    from autosmime.mailbox.imap import ImapMailbox
+
+    with ImapMailbox.connect(account, password) as box:
+        uids = box.wait_for("INBOX", TOKEN_HEADER, f"request={request_id};", timeout=timeout, interval=0.25)
+        for uid, raw in box.fetch("INBOX", uids).items():
+            fields = _parse_token_header(raw)
+            if fields.get("request") == request_id and fields.get("token"):
+                return fields["token"], uid
+    raise PublishRejected(f"the directory's confirmation mail did not arrive within {timeout:.0f} s")
+
+
+def _delete_token_mail(account: Account, password: str, uid: int) -> None:
+    from autosmime.mailbox.imap import ImapMailbox
+
+    with ImapMailbox.connect(account, password) as box:
+        box.delete("INBOX", [uid])
+
+
+def publish(home: Path, url: str | None = None, *, account: Account | None = None, password: str | None = None,
+            token_wait: float = TOKEN_WAIT) -> Published:
+    from autosmime.mailbox.credentials import account_and_password
+    from autosmime.vault.store import Vault
+
+    url = directory_url(home, url)
+    account, password = account_and_password(home, account, password)
+    address = normalize_address(account.email)
+    pair = Vault.open(home, create=False).encryption_pair(address)
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pair.cert, *pair.chain)).decode()
+    with DirectoryClient(url) as client:
+        witness = LogWitness.open(home, client)
+        challenge = client.publish(chain_pem, address)
+        token, uid = None, None
+        if challenge.get("mail") == "sent":
+            token, uid = pick_up_token(account, password, str(challenge["request"]), token_wait)
+        done = client.confirm("publish", str(challenge["request"]), token=token,
+                              proof=answer_challenge(challenge, pair.key, pair.cert))
+        if uid is not None:
+            _delete_token_mail(account, password, uid)
+        sha = cert_sha256(pair.cert)
+        answer, _ = client.lookup(address)
+        proven = witness.verify_lookup(address, answer or {})
+        if sha not in {p.sha256 for p in proven}:
+            raise CertificateSwapped("the directory confirmed the publication but does not show the certificate")
+    _remember_url(home, url)
+    return Published(address, sha, int(done["leaf_index"]), int(done["tree_size"]),
+                     "mail" if token else "fast path")
+
+
+def unpublish(home: Path, url: str | None = None, *, account: Account | None = None) -> str:
+    """Withdraw my active certificate (possession-signed); returns its SHA-256."""
+    from autosmime.mailbox.account import load_account
+    from autosmime.vault.store import Vault
+
+    url = directory_url(home, url)
+    address = normalize_address((account or load_account(home)).email)
+    pair = Vault.open(home, create=False).encryption_pair(address)
+    sha = cert_sha256(pair.cert)
+    with DirectoryClient(url) as client:
+        challenge = client.unpublish(address, sha, "proof")
+        client.confirm("unpublish", str(challenge["request"]), proof=answer_challenge(challenge, pair.key, pair.cert))
+    return sha
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    leaf_index: int
+    op: str
+    sha256: str
+    when: str
+    mine: bool      # a certificate this vault holds (or held)
+
+
+def monitor(home: Path, url: str | None = None, *, account: Account | None = None) -> list[LogEvent]:
+    """Every log event for my address, each proven in the log; ``mine`` False is a certificate I never had."""
+    from autosmime.mailbox.account import load_account
+    from autosmime.vault.store import Vault
+
+    url = directory_url(home, url)
+    address = normalize_address((account or load_account(home)).email)
+    vault = Vault.open(home, create=False)
+    pair = vault.signing_pair(address)
+    held = {cert_sha256(e.cert) for e in vault.entries()}
+    with DirectoryClient(url) as client:
+        witness = LogWitness.open(home, client)
+        when, signed = monitor_request(address, pair.key, pair.cert)
+        events = witness.verify_events(address, client.monitor(address, when, signed))
+    return [LogEvent(int(e["idx"]), str(e["op"]), str(e["cert"]),
+                     _dt.datetime.fromtimestamp(int(e["ts"]), _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     e["cert"] in held) for e in events]

@@ -1,0 +1,96 @@
+"""Publishing with the mailed token: real Dovecot, the directory mails through the stack's SMTP relay, the client
+picks the token up over IMAP and confirms by itself."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from autosmime.agent import publish as flow
+from autosmime.errors import PublishRejected
+from autosmime.exchange.client import DirectoryClient
+from autosmime.exchange.proofs import answer_challenge
+from autosmime.mailbox.account import Account, save_account
+from autosmime.mailbox.imap import ImapMailbox
+from autosmime.vault.store import Vault
+from tests.exchange.conftest import start_directory
+
+pytestmark = pytest.mark.mailserver
+
+
+@pytest.fixture
+def mail_directory(pki, tmp_path, mailstack):
+    running = start_directory(pki, tmp_path, smtp=("127.0.0.1", mailstack._ports.relay))
+    yield running
+    running.stop()
+
+
+def device(tmp_path, mailstack, email, password, user) -> tuple:
+    home = tmp_path / email.split("@")[0]
+    home.mkdir()
+    pw = tmp_path / f"{home.name}.pw"
+    pw.write_text(password)
+    os.chmod(pw, 0o600)
+    account = Account(**{**mailstack.account(email).__dict__, "password_file": str(pw)})
+    save_account(home, account)
+    Vault.open(home, create=True).add(user.key, user.cert, user.chain)
+    return home, account
+
+
+def test_publish_with_mailed_token(mail_directory, pki, tmp_path, mailstack, mail_user):
+    email, password = mail_user
+    user = pki.user(email)                      # a trusted CA that is not a fast-path CA: the mail round trip
+    home, account = device(tmp_path, mailstack, email, password, user)
+    done = flow.publish(home, mail_directory.url, token_wait=30)
+    assert done.mailbox_proof == "mail" and done.address == email
+    with DirectoryClient(mail_directory.url) as client:
+        answer, _ = client.lookup(email)
+    assert answer["certificates"][0]["sha256"] == done.sha256
+    # The token mail is gone from INBOX once used.
+    with ImapMailbox.connect(account, password) as box:
+        assert box.search_header("INBOX", flow.TOKEN_HEADER, "v1") == []
+    # The owner's history shows that publication, and it is theirs.
+    [event] = flow.monitor(home)
+    assert event.op == "publish" and event.mine and event.leaf_index == done.leaf_index
+    # Withdrawn with a possession proof: the same 404 as never published.
+    flow.unpublish(home)
+    with DirectoryClient(mail_directory.url) as client, pytest.raises(Exception, match="no certificate"):
+        client.lookup(email)
+    assert [e.op for e in flow.monitor(home)] == ["publish", "unpublish"]
+
+
+def test_token_is_bound_to_its_request_and_single_use(mail_directory, pki, tmp_path, mailstack):
+    alice_email, alice_pw = mailstack.fresh_user()
+    mallory_email, mallory_pw = mailstack.fresh_user()
+    alice = pki.user(alice_email)
+    mallory = pki.user(mallory_email)
+    with DirectoryClient(mail_directory.url) as client:
+        a = client.publish(alice.chain_pem)
+        m = client.publish(mallory.chain_pem)
+        a_token, _ = flow.pick_up_token(mailstack.account(alice_email), alice_pw, a["request"], 30)
+        m_token, _ = flow.pick_up_token(mailstack.account(mallory_email), mallory_pw, m["request"], 30)
+        # Mallory's own mailbox token does not confirm a request for Alice's address.
+        with pytest.raises(PublishRejected, match="token"):
+            client.confirm("publish", a["request"], token=m_token, proof=answer_challenge(a, alice.key, alice.cert))
+        # The token without the key proves nothing either.
+        with pytest.raises(PublishRejected):
+            client.confirm("publish", a["request"], token=a_token)
+        client.confirm("publish", a["request"], token=a_token, proof=answer_challenge(a, alice.key, alice.cert))
+        # Replaying the used token fails.
+        with pytest.raises(PublishRejected, match="no such request"):
+            client.confirm("publish", a["request"], token=a_token, proof=answer_challenge(a, alice.key, alice.cert))
+
+
+def test_unpublish_by_mailed_manage_token_for_a_lost_key(mail_directory, pki, tmp_path, mailstack):
+    email, password = mailstack.fresh_user()
+    user = pki.user(email)
+    home, account = device(tmp_path, mailstack, email, password, user)
+    done = flow.publish(home, mail_directory.url, token_wait=30)
+    with DirectoryClient(mail_directory.url) as client:
+        ch = client.unpublish(email, done.sha256, "mail")
+        assert "proof" not in ch
+        token, _ = flow.pick_up_token(account, password, ch["request"], 30)
+        client.confirm("unpublish", ch["request"], token=token)
+        with pytest.raises(Exception, match="no certificate"):
+            client.lookup(email)
