@@ -16,8 +16,8 @@ The rules (what Thunderbird's NSS accepts for e-mail, not the WebPKI server prof
 
 * the leaf: extendedKeyUsage absent means any use, present it must hold
   emailProtection or anyExtendedKeyUsage; keyUsage, when present, must allow
-  digitalSignature or nonRepudiation to sign, keyEncipherment or keyAgreement
-  to encrypt; it must not be a CA (basicConstraints cA), unless it is itself a
+  digitalSignature or nonRepudiation to sign, keyEncipherment (RSA) or
+  keyAgreement (EC, X25519) to encrypt; it must not be a CA (basicConstraints cA), unless it is itself a
   trust anchor;
 * every CA below the anchor: basicConstraints cA true (critical or not),
   keyCertSign when keyUsage is present, emailProtection or
@@ -83,7 +83,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x448, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from autosmime.errors import ExpiredSigner, UntrustedSigner
@@ -262,11 +262,27 @@ def _leaf_problem(cert: x509.Certificate, f: _Facts, purpose: Purpose, is_anchor
     if f.ku is not None:
         if purpose == "sign" and not (f.ku.digital_signature or f.ku.content_commitment):
             return "is not for signing: its key usage allows neither digitalSignature nor nonRepudiation"
-        if purpose == "encrypt" and not (f.ku.key_encipherment or f.ku.key_agreement):
-            return "is not for encryption: its key usage allows neither keyEncipherment nor keyAgreement"
+        if purpose == "encrypt":
+            return _encryption_usage_problem(cert, f.ku)
     if f.bc is not None and f.bc.ca and not is_anchor:
         return "is a CA certificate (basicConstraints cA), not a mailbox certificate"
     return None
+
+
+def _encryption_usage_problem(cert: x509.Certificate, ku: x509.KeyUsage) -> str | None:
+    # As NSS (CERT_CheckKeyUsage, KU_KEY_ENCIPHERMENT_OR_AGREEMENT): an RSA key must allow
+    # keyEncipherment, a key-agreement key (EC, X25519, X448) keyAgreement; others either.
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    if isinstance(key, rsa.RSAPublicKey):
+        return None if ku.key_encipherment else "is not for encryption: its key usage lacks keyEncipherment"
+    if isinstance(key, (ec.EllipticCurvePublicKey, x25519.X25519PublicKey, x448.X448PublicKey)):
+        return None if ku.key_agreement else "is not for encryption: its key usage lacks keyAgreement"
+    if ku.key_encipherment or ku.key_agreement:
+        return None
+    return "is not for encryption: its key usage allows neither keyEncipherment nor keyAgreement"
 
 
 def _ca_problem(f: _Facts) -> str | None:
