@@ -250,3 +250,18 @@ class LogForked(LogVerificationError):
 
 class CertificateSwapped(LogVerificationError):
     """The directory answered with a certificate its log does not show for that address."""
+
+
+# --- certificate authority server --------------------------------------------
+
+
+class CAServerError(AutosmimeError):
+    """The certificate authority server could not be set up or started."""
+
+
+class CADirError(CAServerError):
+    """The CA directory is missing, incomplete or cannot be opened."""
+
+
+class DNSZoneError(CAServerError):
+    """A DNS zone file could not be read."""

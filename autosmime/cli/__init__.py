@@ -107,9 +107,9 @@ def home_dir(ctx: click.Context) -> Path:
 
 
 def _register() -> None:
-    from autosmime.cli import account, backup, engine, keys
+    from autosmime.cli import account, backup, ca, engine, keys
 
-    for module in (engine, account, keys, backup):
+    for module in (engine, account, keys, backup, ca):
         module.register(cli)
 
 
