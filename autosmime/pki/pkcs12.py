@@ -233,6 +233,7 @@ def _gpgsm_misderives(bmp_password: bytes, salt: bytes, iterations: int, key_len
 
 
 def _pkcs12_pbe_algs(safe_contents: bytes):
+    """The encryption algorithm of each shrouded key bag, nested ones included."""
     for bag in ap12.SafeContents.load(safe_contents):
         kind = bag["bag_id"].native
         if kind == "pkcs8_shrouded_key_bag":
@@ -351,7 +352,8 @@ def _unpad(data: bytes, block: int) -> bytes:
 
 
 class _Reader:
-    def __init__(self, password: bytes | None, require_protected: bool) -> None:
+    def __init__(self, password: bytes | None, require_protected: bool, max_iterations: int = READ_ITERATION_LIMIT) -> None:
+        self.max_iterations = max_iterations
         self.password = password or b""
         # PKCS#12 PBE and the MAC use the BMPString form; an absent password is zero bytes.
         self.bmp = _bmp(self.password) if password is not None else b""
@@ -369,8 +371,7 @@ class _Reader:
             key_len = alg.key_length
         except (ValueError, KeyError, TypeError, NotImplementedError) as e:
             raise UnsupportedAlgorithm(str(alg["algorithm"].dotted), "PKCS#12 encryption") from e
-        if not 1 <= iterations <= READ_ITERATION_LIMIT:
-            raise KeyFileError(f"PKCS#12 iteration count {iterations} is out of range")
+        self.check_iterations(iterations, "PKCS#12 iteration count")
         if kdf == "pbkdf2":
             prf = alg.kdf_hmac
             if prf not in _HASHES:
@@ -409,8 +410,7 @@ class _Reader:
         if hash_name not in _HASHES:
             raise UnsupportedAlgorithm(str(hash_name), "PKCS#12 MAC")
         iterations = mac_data["iterations"].native
-        if not 1 <= iterations <= READ_ITERATION_LIMIT:
-            raise KeyFileError(f"PKCS#12 MAC iteration count {iterations} is out of range")
+        self.check_iterations(iterations, "PKCS#12 MAC iteration count")
         salt = mac_data["mac_salt"].native
         expected = mac_data["mac"]["digest"].native
         candidates = [self.bmp]
@@ -421,6 +421,31 @@ class _Reader:
                 self.bmp = bmp
                 return
         raise WrongPassword("the password does not open the PKCS#12 file")
+
+    def check_iterations(self, iterations: object, what: str) -> None:
+        if not isinstance(iterations, int) or not 1 <= iterations <= self.max_iterations:
+            raise KeyFileError(f"{what} {iterations} is out of range (at most {self.max_iterations:,} accepted here)")
+
+    def check_costs(self, pfx: ap12.Pfx, content: bytes) -> None:
+        """Every iteration count in sight (the MAC's, each encryptedData's, each shrouded key bag's
+        outside one) within the limit, before the first derivation: a file over it costs nothing."""
+        mac_data = pfx["mac_data"]
+        if not isinstance(mac_data, core.Void) and mac_data.native is not None:
+            self.check_iterations(mac_data["iterations"].native, "PKCS#12 MAC iteration count")
+        for info in ap12.AuthenticatedSafe.load(content):
+            ctype = info["content_type"].native
+            if ctype == "encrypted_data":
+                algs = [info["content"]["encrypted_content_info"]["content_encryption_algorithm"]]
+            elif ctype == "data":
+                algs = list(_pkcs12_pbe_algs(info["content"].native))
+            else:
+                continue
+            for alg in algs:
+                try:
+                    iterations = alg.kdf_iterations
+                except (ValueError, KeyError, TypeError, NotImplementedError):
+                    continue  # unsupported: refused where it is used, before any derivation
+                self.check_iterations(iterations, "PKCS#12 iteration count")
 
     def bags(self, safe_contents: bytes, found: list) -> None:
         for bag in ap12.SafeContents.load(safe_contents):
@@ -460,14 +485,18 @@ class _Reader:
             raise KeyFileError(f"PKCS#12 private key cannot be used: {e}") from None
 
 
-def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = True) -> list[KeyPair]:
+def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = True,
+              max_iterations: int = READ_ITERATION_LIMIT) -> list[KeyPair]:
     """EVERY key in a PKCS#12 file with its certificate; the other certificates form each chain.
 
     ``require_protected`` refuses (BackupRejected) a file without a MAC or
     with an unencrypted key: ``cryptography`` would open such a file with any
     password, so a planted file could inject a stranger's key.
+    ``max_iterations`` caps every key derivation (KeyFileError above it,
+    checked before the first one where the count is visible): an untrusted
+    file gets what its legitimate writer uses, not ten million.
     """
-    reader = _Reader(password, require_protected)
+    reader = _Reader(password, require_protected, max_iterations)
     try:
         pfx = ap12.Pfx.load(data)
         if pfx["auth_safe"]["content_type"].native != "data":
@@ -475,6 +504,7 @@ def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = 
         content = pfx["auth_safe"]["content"].native
         if not isinstance(content, bytes):
             raise ValueError("authSafe content is not an OCTET STRING")
+        reader.check_costs(pfx, content)
         reader.check_mac(pfx, content)
         found: list = []
         encrypted_any = False

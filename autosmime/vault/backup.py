@@ -31,6 +31,7 @@ from autosmime.errors import (
     BackupRejected,
     MailboxError,
     NoBackupFound,
+    WrongRecoveryCode,
 )
 from autosmime.mailbox.credentials import account_and_password
 from autosmime.mailbox.imap import ImapMailbox
@@ -241,15 +242,16 @@ def restore(home: Path, *, code: str, account=None, password=None) -> RestoreRes
     rejected: list[tuple[int, BackupRejected]] = []
     backup = None
     for uid, raw in candidates:
-        try:
-            backup = fmt.verify_message(raw, code=code, address=account.email, seq_seen=seen)
+        try:  # no diagnosis per candidate: planted messages would each cost a PKCS#12 derivation
+            backup = fmt.verify_message(raw, code=code, address=account.email, seq_seen=seen, diagnose=False)
             break
         except BackupRejected as e:
             rejected.append((uid, e))
     if backup is None:
         for uid, e in rejected[1:]:
             log.debug("older key backup (message UID %d) is invalid too: %s", uid, e)
-        raise rejected[0][1]
+        newest = rejected[0][1]  # the one error shown is worth the derivation that words it
+        raise fmt.diagnose(candidates[0][1], code) if isinstance(newest, WrongRecoveryCode) else newest
     for uid, e in rejected:
         log.warning("skipped a newer key backup that is not valid (message UID %d): %s", uid, e)
 

@@ -69,11 +69,15 @@ class KdfParams:
     iterations: int = 3
     lanes: int = 4
 
-    # Bounds a reader accepts. The lower ones are Argon2's own minimums: the MAC
-    # key only needs the code to be secret, the cost is defence in depth.
-    MAX_MEMORY_KIB = 256 * 1024
-    MAX_ITERATIONS = 16
-    MAX_LANES = 16
+    # The ceiling a reader accepts (docs/backup-format.md §4): the cost every v1 backup is
+    # written with, no more. Anyone can plant messages in the folder, and every candidate
+    # costs one derivation before it can be told from a real backup: at the ceiling that is
+    # ~0.2 s of one core, where the old 256 MiB x 16 passes cost ~4 s. The lower bounds are
+    # Argon2's own minimums: the MAC key only needs the code to be secret, the cost is
+    # defence in depth.
+    MAX_MEMORY_KIB = 64 * 1024
+    MAX_ITERATIONS = 3
+    MAX_LANES = 4
 
     def check(self) -> None:
         ok = (
@@ -367,15 +371,22 @@ def read_message_id(raw: bytes) -> str:
     return (email.message_from_bytes(raw, policy=email.policy.compat32).get("Message-ID") or "").strip()
 
 
-def authenticate(raw: bytes, *, code: str, address: str) -> Unverified:
+_BAD_MAC = "the recovery code does not open this backup (or its manifest was altered)"
+
+
+def authenticate(raw: bytes, *, code: str, address: str, diagnose: bool = False) -> Unverified:
     """Shape, MAC, p12 hash and address: the message was written with ``code`` for ``address``.
 
-    Does not open the PKCS#12; :func:`verify_message` does everything.
+    Does not open the PKCS#12; :func:`verify_message` does everything. One
+    Argon2id derivation at most, and nothing at all when the manifest's
+    parameters exceed the ceiling. A MAC that does not verify raises
+    WrongRecoveryCode; ``diagnose`` words it better (see :func:`diagnose`)
+    at the cost of the PKCS#12 MAC derivation.
     """
     found = read_message(raw)
     m = found.manifest
     if not hmac.compare_digest(manifest_mac(mac_key(code, m.salt, m.kdf), m), found.mac):
-        raise _diagnose_bad_mac(found, code)
+        raise _diagnose_bad_mac(found, code) if diagnose else WrongRecoveryCode(_BAD_MAC)
     if not hmac.compare_digest(hashlib.sha256(found.p12).hexdigest(), m.p12_sha256):
         raise BackupRejected("the backup's PKCS#12 attachment was altered or truncated")
     if not _same_address(m.address, address):
@@ -383,19 +394,25 @@ def authenticate(raw: bytes, *, code: str, address: str) -> Unverified:
     return found
 
 
-def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0) -> Backup:
+def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0, diagnose: bool = True) -> Backup:
     """Every check, in order: shape, MAC, p12 hash, address, protected PKCS#12, fingerprints, sequence.
 
     ``code`` is the recovery code in its canonical shown form. Raises
     WrongRecoveryCode, RolledBackBackup or BackupRejected; never returns a
     backup whose keys have not been authenticated by the code.
+
+    Each key derivation of the message runs once at most, and only within
+    the ceilings (Argon2id :class:`KdfParams`, PKCS#12 ``PFX_ITERATIONS``).
+    A caller examining many candidates passes ``diagnose=False`` (a bad MAC
+    is then WrongRecoveryCode at no further cost) and calls :func:`diagnose`
+    for the one rejection it shows.
     """
     from autosmime.pki.pkcs12 import parse_pfx
 
-    found = authenticate(raw, code=code, address=address)
+    found = authenticate(raw, code=code, address=address, diagnose=diagnose)
     m = found.manifest
     try:
-        pairs = parse_pfx(found.p12, code.encode("utf-8"), require_protected=True)
+        pairs = parse_pfx(found.p12, code.encode("utf-8"), require_protected=True, max_iterations=PFX_ITERATIONS)
     except WrongPassword:
         raise BackupRejected("the backup's PKCS#12 attachment does not open with the recovery code") from None
     except KeyFileError as e:
@@ -408,17 +425,33 @@ def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0) ->
     return Backup(m, tuple(pairs), found.p12)
 
 
+def diagnose(raw: bytes, code: str) -> BackupRejected:
+    """The error to show for a message whose manifest MAC did not verify with ``code``.
+
+    For the one rejection a caller reports, after ``verify_message(...,
+    diagnose=False)`` raised WrongRecoveryCode: costs the PKCS#12 MAC
+    derivation (at most ``PFX_ITERATIONS``), never the Argon2id again.
+    """
+    try:
+        found = read_message(raw)
+    except BackupRejected as e:
+        return e
+    return _diagnose_bad_mac(found, code)
+
+
 def _diagnose_bad_mac(found: Unverified, code: str) -> BackupRejected:
     """Tell "wrong code" from "altered manifest" for the user; never used to accept anything.
 
     The manifest MAC cannot separate the two, but the PKCS#12 (protected by the
     same code) can: if it opens, the code was right and the manifest is not
-    the one written with it.
+    the one written with it. The PKCS#12 is untrusted here: a file asking for
+    more than ``PFX_ITERATIONS`` (what every backup is written with) is not
+    derived at all.
     """
     from autosmime.pki.pkcs12 import parse_pfx
 
     try:
-        parse_pfx(found.p12, code.encode("utf-8"), require_protected=True)
+        parse_pfx(found.p12, code.encode("utf-8"), require_protected=True, max_iterations=PFX_ITERATIONS)
     except WrongPassword:
         return WrongRecoveryCode("the recovery code does not open this backup")
     except BackupRejected as e:  # e.g. a planted unprotected PKCS#12

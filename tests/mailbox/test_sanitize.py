@@ -211,8 +211,8 @@ def _cli(home, *args: str) -> subprocess.CompletedProcess:
 def test_pending_backup_reason_is_stored_and_shown_clean(hostile_imap, tmp_path):
     """The provider's text becomes the pending reason: stored and printed without its escapes."""
     from autosmime.mailbox.account import save_account
+    from autosmime.pki.pkcs12 import build_pfx
     from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
-    from autosmime.vault.pkcs12 import build_pfx
 
     home = tmp_path / "home"
     pw = tmp_path / "pw"

@@ -11,6 +11,7 @@ import email
 import email.policy
 import functools
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -86,3 +87,34 @@ def rewrite_folder(account, password, transform) -> None:
         for uid in sorted(originals):
             box.append(folder, transform(originals[uid]))
         box.delete(folder, uids)
+
+
+def planted_backup(address: str, seq: int, *, kdf=None, pfx_iterations: int = 10_000_000) -> bytes:
+    """A backup message planted by someone without the code, asking for the most work it can.
+
+    Well-formed in every way a reader can check before deriving: a manifest with
+    ``kdf`` (default: the ceiling a reader accepts) and its own salt, and a PKCS#12
+    (protected, MAC'd, encrypted) whose MAC claims ``pfx_iterations``. Made with
+    the planter's own code, so its manifest MAC never verifies with ours.
+    """
+    from asn1crypto import pkcs12 as ap12
+
+    from autosmime.pki.pkcs12 import build_pfx
+    from autosmime.vault import format as fmt
+    from autosmime.vault.recovery import new_code
+
+    ceiling = fmt.KdfParams(fmt.KdfParams.MAX_MEMORY_KIB, fmt.KdfParams.MAX_ITERATIONS, fmt.KdfParams.MAX_LANES)
+    kdf = kdf or ceiling
+    theirs = new_code()
+    pair = new_pair(address)
+    pfx = ap12.Pfx.load(build_pfx([pair], theirs.encode(), iterations=1))
+    mac_data = pfx["mac_data"]  # the count is only a claim: checking it would cost the derivation
+    mac_data["iterations"] = pfx_iterations
+    p12 = ap12.Pfx({"version": "v3", "auth_safe": pfx["auth_safe"], "mac_data": mac_data}).dump(force=True)
+    raw = fmt.build_message(address=address, seq=seq, p12=p12,
+                            certificates=[fmt.CertRecord.of(pair[1], "active")], code=theirs, kdf=ceiling)
+    if kdf != ceiling:  # past the ceiling no writer goes: claim it in the manifest (its MAC is wrong anyway)
+        manifest = json.loads(attachment(raw, "application/json"))
+        manifest["kdf"].update(memory_kib=kdf.memory_kib, iterations=kdf.iterations, lanes=kdf.lanes)
+        raw = replace_part(raw, "application/json", json.dumps(manifest).encode())
+    return raw
