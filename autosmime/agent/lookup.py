@@ -52,7 +52,7 @@ def lookup(home: Path, address: str, *, directory: str | None = None, extra_root
     if url is None:
         return find_certificate(address, contacts, roots, smimea=smimea, ttl=ttl)
     with DirectoryClient(url) as client:
-        return find_certificate(address, contacts, roots, witness=LogWitness.open(home, client), ttl=ttl,
+        return find_certificate(address, contacts, roots, directory=lambda: LogWitness.open(home, client), ttl=ttl,
                                 smimea=smimea)
 
 

@@ -111,6 +111,10 @@ def _register() -> None:
 
     for module in (engine, account, keys, backup, ca):
         module.register(cli)
+    from autosmime.cli import directory, exchange  # commands import their libraries when run
+
+    directory.register(cli)
+    exchange.register(cli)
 
 
 _register()

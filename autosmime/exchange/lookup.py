@@ -1,7 +1,7 @@
 """Find the certificate to encrypt to: local contacts first, then the directory (cached), then SMIMEA.
 
     >>> from autosmime.exchange.lookup import find_certificate
-    >>> found = find_certificate("bob@example.test", contacts, roots, witness=witness)   # doctest: +SKIP
+    >>> found = find_certificate("bob@example.test", contacts, roots, directory=lambda: witness)   # doctest: +SKIP
     >>> found.source, found.cert.serial_number                                          # doctest: +SKIP
     ('directory', 1234...)
 
@@ -42,14 +42,17 @@ class Found:
 
 
 def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Certificate], *,
-                     witness: LogWitness | None = None, ttl: int = DEFAULT_TTL, smimea: bool = False,
+                     directory: Callable[[], LogWitness] | None = None, ttl: int = DEFAULT_TTL, smimea: bool = False,
                      smimea_lookup: Callable[[str], list[x509.Certificate]] | None = None,
                      now: int | None = None) -> Found:
-    """The certificate to encrypt to for ``address``; NoKey (with the reasons) if none is usable."""
+    """The certificate to encrypt to for ``address``; NoKey (with the reasons) if none is usable.
+
+    ``directory`` opens the log witness of the directory, called only when the directory is needed.
+    """
     address = normalize_address(address)
     when = int(now if now is not None else time.time())
     notes: list[str] = []
-    cache = contacts.cached_lookup(address, ttl, when) if witness is not None else None
+    cache = contacts.cached_lookup(address, ttl, when) if directory is not None else None
 
     def attempt(source: str, certs: list[x509.Certificate], info: dict | None) -> Found | None:
         statuses = {f["sha256"]: f.get("status", "unknown") for f in (info or {}).get("found", [])}
@@ -69,8 +72,8 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
         found = attempt("contacts", [c.cert for c in local], cache)
         if found is not None:
             return found
-    if witness is not None and cache is None:
-        info = _ask_directory(address, contacts, witness, when)
+    if directory is not None and cache is None:
+        info = _ask_directory(address, contacts, directory(), when)
         directory_certs = [c.cert for c in contacts.certificates(address)
                            if c.sha256 in {f["sha256"] for f in info["found"]}]
         if directory_certs:

@@ -1,0 +1,90 @@
+"""``autosmime publish``, ``lookup`` and ``monitor``: my certificate in the key directory, and others' from it.
+
+    $ autosmime --home ~/.as publish --directory http://127.0.0.1:8480
+    $ autosmime --home ~/.as lookup bob@example.test --json
+    $ autosmime --home ~/.as monitor
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from autosmime.cli import home_dir
+
+
+def register(group: click.Group) -> None:
+    for command in (publish, lookup, monitor):
+        group.add_command(command)
+
+
+_DIRECTORY = click.option("--directory", metavar="URL", envvar="AUTOSMIME_DIRECTORY",
+                          help="The key directory (default: the one last published to).")
+
+
+@click.command()
+@_DIRECTORY
+@click.pass_context
+def publish(ctx: click.Context, directory: str | None) -> None:
+    """Publish my encryption certificate (confirms the directory's mail by itself)."""
+    from autosmime.agent.publish import publish as run
+
+    done = run(home_dir(ctx), directory)
+    click.echo(f"published {done.address} {done.sha256} at log entry {done.leaf_index} "
+               f"(log size {done.tree_size}, mailbox proven by {done.mailbox_proof})")
+
+
+@click.command()
+@click.argument("address")
+@_DIRECTORY
+@click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Extra CA (PEM) trusted for recipients' certificates; repeatable.")
+@click.option("--smimea", is_flag=True, help="Also ask DNS (SMIMEA) when nothing else is found.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def lookup(ctx: click.Context, address: str, directory: str | None, trust: tuple[Path, ...], smimea: bool,
+           as_json: bool) -> None:
+    """The certificate to encrypt to for ADDRESS: contacts, then the directory (proven in its log)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from autosmime.agent.lookup import lookup as run
+    from autosmime.pki.keys import load_certificates, read_file
+    from autosmime.pki.select import cert_sha256
+
+    roots = [c for p in trust for c in load_certificates(read_file(p))]
+    found = run(home_dir(ctx), address, directory=directory, extra_roots=roots, smimea=smimea)
+    sha = cert_sha256(found.cert)
+    if as_json:
+        click.echo(json.dumps({
+            "address": found.address, "source": found.source, "sha256": sha,
+            "not_before": found.cert.not_valid_before_utc.isoformat(),
+            "not_after": found.cert.not_valid_after_utc.isoformat(),
+            "certificate_pem": found.cert.public_bytes(serialization.Encoding.PEM).decode(), "notes": found.notes,
+        }, indent=2))
+        return
+    click.echo(f"{found.address} {sha} from {found.source}, valid until "
+               f"{found.cert.not_valid_after_utc:%Y-%m-%d}")
+    for note in found.notes:
+        click.echo(f"autosmime: {note}", err=True)
+
+
+@click.command()
+@_DIRECTORY
+@click.pass_context
+def monitor(ctx: click.Context, directory: str | None) -> None:
+    """My address's history in the directory's log; exit 1 if it shows a certificate I never held."""
+    from autosmime.agent.publish import monitor as run
+
+    events = run(home_dir(ctx), directory)
+    foreign = 0
+    for e in events:
+        mark = "mine" if e.mine else "NOT MINE"
+        foreign += not e.mine
+        click.echo(f"{e.leaf_index:>8}  {e.when}  {e.op:<9}  {e.sha256}  {mark}")
+    if not events:
+        click.echo("no entries for this address", err=True)
+    if foreign:
+        click.echo(f"autosmime: warning: {foreign} log entries name certificates this device never held", err=True)
+        ctx.exit(1)

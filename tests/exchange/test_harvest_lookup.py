@@ -1,0 +1,83 @@
+"""Harvesting from verified mail (only the From-matching signer), and the lookup order with its cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from autosmime import smime
+from autosmime.errors import NoKey
+from autosmime.exchange.client import DirectoryClient
+from autosmime.exchange.contacts import Contacts
+from autosmime.exchange.harvest import harvest
+from autosmime.exchange.lookup import find_certificate
+from autosmime.exchange.transparency import LogWitness
+from autosmime.pki.select import cert_sha256
+from tests.exchange.conftest import publish_fast
+
+
+def mail(sender: str) -> bytes:
+    return (f"From: <{sender}>\r\nTo: <me@example.test>\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain\r\n\r\nhello\r\n").encode()
+
+
+def test_harvest_takes_the_from_signer_only(pki, tmp_path):
+    alice = pki.user("alice@example.test")
+    signed = smime.sign(mail("alice@example.test"), alice.key, alice.cert)
+    contacts = Contacts(tmp_path)
+    result = smime.read(signed, trust_roots=[pki.ca])
+    [h] = harvest(result, contacts)
+    assert (h.address, h.outcome) == ("alice@example.test", "new")
+    assert harvest(smime.verify(signed, [pki.ca]), contacts)[0].outcome == "known"
+    # Someone else's signature on a mail from mallory: the signer does not match From, nothing is learnt.
+    mallory_mail = smime.sign(mail("mallory@example.test"), alice.key, alice.cert)
+    result = smime.read(mallory_mail, trust_roots=[pki.ca], require_from_match=False)
+    assert harvest(result, contacts) == []
+    assert Contacts(tmp_path).certificates("mallory@example.test") == []
+
+
+def test_newer_harvested_certificate_is_reported_not_preferred(pki, tmp_path):
+    old = pki.user("alice@example.test")
+    new = pki.user("alice@example.test")
+    contacts = Contacts(tmp_path)
+    harvest(smime.verify(smime.sign(mail(old.address), old.key, old.cert), [pki.ca]), contacts)
+    [h] = harvest(smime.verify(smime.sign(mail(new.address), new.key, new.cert), [pki.ca]), contacts)
+    assert h.outcome == "changed"
+    found = find_certificate("alice@example.test", contacts, [pki.ca])
+    assert found.cert == old.cert and any("held back" in n for n in found.notes)
+    contacts.accept("alice@example.test", cert_sha256(new.cert))
+    assert find_certificate("alice@example.test", contacts, [pki.ca]).cert == new.cert  # newest once accepted
+
+
+def test_lookup_order_and_cache(directory, pki, tmp_path):
+    bob = publish_fast(directory.url, pki, "bob@example.test")
+    contacts = Contacts(tmp_path)
+    calls = []
+
+    def open_witness():
+        calls.append(1)
+        return LogWitness.open(tmp_path, DirectoryClient(directory.url))
+
+    found = find_certificate("bob@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_000)
+    assert found.source == "directory" and found.cert == bob.cert and len(calls) == 1
+    # Within the TTL: from the contacts, no directory.
+    found = find_certificate("bob@example.test", contacts, [pki.fast_ca], directory=open_witness, now=2_000)
+    assert found.source == "contacts" and len(calls) == 1
+    # Not published: NoKey, and the "none" is cached too.
+    with pytest.raises(NoKey):
+        find_certificate("nobody@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_000)
+    with pytest.raises(NoKey):
+        find_certificate("nobody@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_500)
+    assert len(calls) == 2
+    # A harvested certificate comes first, without asking the directory.
+    carol = pki.user("carol@example.test")
+    harvest(smime.verify(smime.sign(mail(carol.address), carol.key, carol.cert), [pki.ca]), contacts)
+    assert find_certificate("carol@example.test", contacts, [pki.ca], directory=open_witness).source == "contacts"
+    assert len(calls) == 2
+
+
+def test_untrusted_or_unusable_certificates_are_not_chosen(pki, tmp_path):
+    contacts = Contacts(tmp_path)
+    evil = pki.user("dave@example.test", issuer="evil")
+    contacts.add("dave@example.test", evil.cert, source="manual")
+    with pytest.raises(NoKey, match="dave@example.test"):
+        find_certificate("dave@example.test", contacts, [pki.ca])
