@@ -29,7 +29,8 @@ from autosmime.exchange.client import DirectoryClient
 from autosmime.exchange.proofs import answer_challenge, monitor_request
 from autosmime.exchange.transparency import LogWitness
 from autosmime.mailbox.account import Account
-from autosmime.pki.select import cert_sha256, normalize_address
+from autosmime.pki.certs import fingerprint
+from autosmime.pki.select import normalize_address
 
 TOKEN_HEADER = "X-Autosmime-Directory"
 TOKEN_WAIT = 120.0
@@ -113,7 +114,7 @@ def publish(home: Path, url: str | None = None, *, account: Account | None = Non
                               proof=answer_challenge(challenge, pair.key, pair.cert))
         if uid is not None:
             _delete_token_mail(account, password, uid)
-        sha = cert_sha256(pair.cert)
+        sha = fingerprint(pair.cert)
         answer, _ = client.lookup(address)
         proven = witness.verify_lookup(address, answer or {})
         if sha not in {p.sha256 for p in proven}:
@@ -131,7 +132,7 @@ def unpublish(home: Path, url: str | None = None, *, account: Account | None = N
     url = directory_url(home, url)
     address = normalize_address((account or load_account(home)).email)
     pair = Vault.open(home, create=False).encryption_pair(address)
-    sha = cert_sha256(pair.cert)
+    sha = fingerprint(pair.cert)
     with DirectoryClient(url) as client:
         challenge = client.unpublish(address, sha, "proof")
         client.confirm("unpublish", str(challenge["request"]), proof=answer_challenge(challenge, pair.key, pair.cert))
@@ -156,7 +157,7 @@ def monitor(home: Path, url: str | None = None, *, account: Account | None = Non
     address = normalize_address((account or load_account(home)).email)
     vault = Vault.open(home, create=False)
     pair = vault.signing_pair(address)
-    held = {cert_sha256(e.cert) for e in vault.entries()}
+    held = {fingerprint(e.cert) for e in vault.entries()}
     with DirectoryClient(url) as client:
         witness = LogWitness.open(home, client)
         when, signed = monitor_request(address, pair.key, pair.cert)

@@ -50,12 +50,12 @@ def lookup(ctx: click.Context, address: str, directory: str | None, trust: tuple
     from cryptography.hazmat.primitives import serialization
 
     from autosmime.agent.lookup import lookup as run
+    from autosmime.pki.certs import fingerprint
     from autosmime.pki.keys import load_certificates, read_file
-    from autosmime.pki.select import cert_sha256
 
     roots = [c for p in trust for c in load_certificates(read_file(p))]
     found = run(home_dir(ctx), address, directory=directory, extra_roots=roots, smimea=smimea)
-    sha = cert_sha256(found.cert)
+    sha = fingerprint(found.cert)
     if as_json:
         click.echo(json.dumps({
             "address": found.address, "source": found.source, "sha256": sha,

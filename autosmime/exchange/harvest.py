@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 
 from autosmime.exchange.contacts import Contacts
-from autosmime.pki.select import cert_sha256, normalize_address
+from autosmime.pki.certs import fingerprint
+from autosmime.pki.select import normalize_address
 from autosmime.smime.models import ReadResult, VerifyResult
 
 __all__ = ["Harvested", "harvest"]
@@ -43,6 +44,6 @@ def harvest(result: ReadResult | VerifyResult, contacts: Contacts) -> list[Harve
                 continue
             seen = signer.signing_time.timestamp() if signer.signing_time else time.time()
             outcome = contacts.add(sender, signer.cert, source="harvested", seen_at=int(min(seen, time.time())))
-            out.append(Harvested(sender, cert_sha256(signer.cert), outcome))
+            out.append(Harvested(sender, fingerprint(signer.cert), outcome))
             break
     return out

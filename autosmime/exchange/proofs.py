@@ -23,7 +23,7 @@ from cryptography import x509
 from autosmime import smime
 from autosmime.errors import AutosmimeError, PublishRejected
 from autosmime.pki import possession
-from autosmime.pki.select import cert_sha256
+from autosmime.pki.certs import fingerprint
 
 __all__ = ["answer_challenge", "monitor_request"]
 
@@ -31,11 +31,11 @@ __all__ = ["answer_challenge", "monitor_request"]
 def _expected_prefix(challenge: dict, cert: x509.Certificate) -> bytes:
     # Everything but the nonce must be what we asked for.
     return possession.statement(str(challenge.get("op")), str(challenge.get("request")), str(challenge.get("address")),
-                                cert_sha256(cert), b"").rsplit(b"nonce: ", 1)[0] + b"nonce: "
+                                fingerprint(cert), b"").rsplit(b"nonce: ", 1)[0] + b"nonce: "
 
 
 def _check_statement(text: bytes, challenge: dict, cert: x509.Certificate) -> None:
-    if challenge.get("sha256") != cert_sha256(cert) or not text.startswith(_expected_prefix(challenge, cert)) \
+    if challenge.get("sha256") != fingerprint(cert) or not text.startswith(_expected_prefix(challenge, cert)) \
             or not text.endswith(b"\r\n") or text.count(b"\r\n") != 6:
         raise PublishRejected("the directory's challenge is not a statement about this request; not answered")
 

@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from autosmime.errors import NoKey, UntrustedSigner, UsageError
-from autosmime.pki.certcache import cert_der
-from autosmime.pki.validate import cert_addresses, validate
+from autosmime.pki.certs import cert_addresses, fingerprint
+from autosmime.pki.validate import validate
 
-__all__ = ["normalize_address", "address_label", "can_encrypt", "cert_sha256", "validate_for",
+__all__ = ["normalize_address", "address_label", "can_encrypt", "validate_for",
            "usable_for_encryption", "rank_key", "choose_recipient_cert"]
 
 _MAX_ADDRESS = 254
@@ -59,10 +59,6 @@ def normalize_address(address: str) -> str:
 def address_label(address: str) -> bytes:
     """The transparency log's label for an address: SHA-256("smimedir/label/v1" || normalised address)."""
     return hashlib.sha256(b"smimedir/label/v1" + normalize_address(address).encode()).digest()
-
-
-def cert_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert_der(cert)).hexdigest()
 
 
 def can_encrypt(cert: x509.Certificate) -> bool:
@@ -141,7 +137,7 @@ def choose_recipient_cert(address: str, candidates: Sequence[x509.Certificate], 
     usable: list[x509.Certificate] = []
     reasons: list[str] = []
     for cert in candidates:
-        digest = cert_sha256(cert)
+        digest = fingerprint(cert)
         why = usable_for_encryption(address, cert, roots, [*pool, *candidates], status=statuses.get(digest, "unknown"),
                                     at=at)
         if why is None:
@@ -151,4 +147,4 @@ def choose_recipient_cert(address: str, candidates: Sequence[x509.Certificate], 
     if not usable:
         detail = "; ".join(reasons) if reasons else "none known"
         raise NoKey(f"no usable encryption certificate for {address} ({detail})")
-    return max(usable, key=lambda c: rank_key(c, cert_sha256(c) in preferred))
+    return max(usable, key=lambda c: rank_key(c, fingerprint(c) in preferred))

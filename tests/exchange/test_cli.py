@@ -68,10 +68,10 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
     alice_home, _ = device(tmp_path, mailstack, alice_email, alice_pw, pki.user(alice_email))
 
     out = cli("publish", "--directory", served, home=bob_home).stdout
-    assert out.startswith(f"published {bob_email} {support.cert_sha256(bob.cert)}") and "by mail" in out
+    assert out.startswith(f"published {bob_email} {support.fingerprint(bob.cert)}") and "by mail" in out
 
     found = json.loads(cli("lookup", bob_email, "--directory", served, "--json", home=alice_home).stdout)
-    assert found["sha256"] == support.cert_sha256(bob.cert) and found["source"] == "directory"
+    assert found["sha256"] == support.fingerprint(bob.cert) and found["source"] == "directory"
     # The second lookup is answered from the cache, even with the directory gone.
     again = json.loads(cli("lookup", bob_email, "--directory", "http://127.0.0.1:9", "--json", home=alice_home).stdout)
     assert again["sha256"] == found["sha256"]

@@ -11,7 +11,7 @@ from autosmime.exchange.contacts import Contacts
 from autosmime.exchange.harvest import harvest
 from autosmime.exchange.lookup import find_certificate
 from autosmime.exchange.transparency import LogWitness
-from autosmime.pki.select import cert_sha256
+from autosmime.pki.certs import fingerprint
 from tests.exchange.conftest import publish_fast
 
 
@@ -44,7 +44,7 @@ def test_newer_harvested_certificate_is_reported_not_preferred(pki, tmp_path):
     assert h.outcome == "changed"
     found = find_certificate("alice@example.test", contacts, [pki.ca])
     assert found.cert == old.cert and any("held back" in n for n in found.notes)
-    contacts.accept("alice@example.test", cert_sha256(new.cert))
+    contacts.accept("alice@example.test", fingerprint(new.cert))
     assert find_certificate("alice@example.test", contacts, [pki.ca]).cert == new.cert  # newest once accepted
 
 

@@ -54,8 +54,8 @@ from autosmime import smime
 from autosmime.errors import AutosmimeError, UntrustedSigner, UsageError
 from autosmime.pki import possession
 from autosmime.pki.certcache import cert_der
+from autosmime.pki.certs import cert_addresses, key_roles
 from autosmime.pki.select import address_label, can_encrypt, normalize_address, validate_for
-from autosmime.pki.validate import cert_addresses
 from autosmime.servers.directory import mailer, revocation
 from autosmime.servers.directory.schema import bindings, certs, log_leaves, meta, open_engine, pending, upsert
 from autosmime.servers.directory.translog import TransparencyLog, event
@@ -266,7 +266,7 @@ class Directory:
                         "mail": "sent" if mail else "skipped", "expires": _iso(expires)}
         if pop:
             text = possession.statement(op, request_id, address, sha, nonce)
-            if _signs(leaf):
+            if "sign" in key_roles(leaf):
                 answer["proof"] = {"method": "sign", "statement_b64": _b64(text)}
             else:
                 enveloped = smime.encrypt(possession.statement_message(text, address), [leaf])
@@ -349,7 +349,7 @@ class Directory:
         leaf_der = self._leaf_der(row)
         if "statement_b64" in proof:  # the decrypted statement, for an encryption-only key
             returned = _unb64(proof["statement_b64"])
-            if _signs(x509.load_der_x509_certificate(leaf_der)) or not hmac.compare_digest(returned, expected):
+            if "sign" in key_roles(x509.load_der_x509_certificate(leaf_der)) or not hmac.compare_digest(returned, expected):
                 raise ApiError(403, "bad_proof", "the decrypted statement does not match")
             return
         if "signed_b64" not in proof:
@@ -427,14 +427,6 @@ def _normalized(address: str) -> str:
         return normalize_address(address)
     except UsageError as e:
         raise ApiError(400, "bad_address", str(e)) from None
-
-
-def _signs(cert: x509.Certificate) -> bool:
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return bool(ku.digital_signature)
 
 
 def _unb64(value: object) -> bytes:

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization  # serialization is used by the tests too
 
 from autosmime.exchange.proofs import answer_challenge
+from autosmime.pki.certs import fingerprint  # noqa: F401 (re-exported for the tests)
 from autosmime.pki.profiles import PrivateKey, make_ca, make_mailbox_cert, new_key
-from autosmime.pki.select import cert_sha256  # noqa: F401 (re-exported for the tests)
 from autosmime.servers.directory.service import Config, Limits
 
 

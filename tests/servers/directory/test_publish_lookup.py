@@ -126,7 +126,7 @@ def test_missing_or_wrong_possession_proof(api, pki):
     assert confirm(api, second, support.proof_for(user, challenge)).status_code == 403
     assert confirm(api, challenge, support.proof_for(user, challenge)).status_code == 200
     assert api.get("/v1/certs/by-email/heidi@example.test").json()["certificates"][0]["sha256"] == \
-        support.cert_sha256(user.cert)
+        support.fingerprint(user.cert)
 
 
 def test_confirm_is_single_use(api, pki):
@@ -153,7 +153,7 @@ def test_preference(api, pki):
     second, _ = publish_fast(api, pki, "ken@example.test")
     entries = api.get("/v1/certs/by-email/ken@example.test").json()["certificates"]
     assert len(entries) == 2 and not any(e["preferred"] for e in entries)
-    sha = support.cert_sha256(first.cert)
+    sha = support.fingerprint(first.cert)
     ch = api.post("/v1/prefer", json={"address": "ken@example.test", "sha256": sha}).json()
     assert confirm(api, ch, support.signed_by(second, ch), op="prefer").status_code == 403   # not that cert's key
     assert confirm(api, ch, support.proof_for(first, ch), op="prefer").status_code == 200
