@@ -8,14 +8,17 @@ Without key options, the commands use the keys in this device's vault.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import write_private
-from autosmime.errors import NoKey, UsageError
+from autosmime.errors import KeyFileError, NoKey, UsageError
 from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file, read_first_line
 
 _in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -33,11 +36,28 @@ def _read_input(in_file: Path | None) -> bytes:
     return stream.read()
 
 
-def _write_output(data: bytes, out_file: Path | None) -> None:
+@contextlib.contextmanager
+def _open_input(in_file: Path | None) -> Iterator[BinaryIO]:
+    """:func:`_read_input` as a stream, for a command that reads as it goes (a file is closed after)."""
+    if in_file is None:
+        stream = click.get_binary_stream("stdin")
+        if stream.isatty():
+            raise UsageError("no input: pipe a message in or use --in FILE")
+        yield stream
+        return
+    try:
+        f = open(in_file, "rb")
+    except OSError as e:
+        raise KeyFileError(f"cannot read {in_file}: {e.strerror}") from None
+    with f:
+        yield f
+
+
+def _write_output(data: bytes | Iterable[bytes], out_file: Path | None) -> None:
     """Only after success, and atomically for files: a failure leaves nothing behind."""
     if out_file is None:
         out = click.get_binary_stream("stdout")
-        out.write(data)
+        out.writelines((data,) if isinstance(data, bytes) else data)
         out.flush()
         return
     try:
@@ -213,14 +233,14 @@ def encrypt(ctx, to, self_cert, modern, sign_first, key, cert, p12, password_fil
 @click.pass_context
 def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
     """Decrypt a message with your key(s)."""
-    from autosmime.smime import decrypt as do_decrypt
+    from autosmime.smime.decrypt import decrypt_stream
 
     pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
-    data = _read_input(in_file)
-    result = do_decrypt(data, pairs)
-    _write_output(result.message, out_file)
-    if result.report.weak:
-        click.echo(f"autosmime: warning: weak encryption ({result.report.content_algorithm})", err=True)
+    with _open_input(in_file) as source:  # read as it is decoded: a large message is held once
+        report, message = decrypt_stream(source, pairs)
+    _write_output(message, out_file)
+    if report.weak:
+        click.echo(f"autosmime: warning: weak encryption ({report.content_algorithm})", err=True)
 
 
 @click.command()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,7 +54,7 @@ from autosmime.smime._cms.enveloped_recipients import (
     read_recipient_infos,
     recipient_info_der,
 )
-from autosmime.smime._cms.enveloped_walk import walk_enveloped
+from autosmime.smime._cms.enveloped_walk import walk_enveloped, walk_enveloped_head
 
 __all__ = ["DecryptResult", "PrivateKey", "Profile", "decrypt", "encrypt"]
 
@@ -143,7 +143,7 @@ class _Envelope:
     recipient_count: int
     keyless_kinds: list[str]  # kekri/pwri/ori: opened by a shared key or password, not by ours
     cipher: ContentCipher | UnsupportedAlgorithm
-    ciphertext: bytes | memoryview
+    ciphertext: bytes | memoryview | list  # a list: chunks of a streamed message, opened lazily
     mac: bytes
     aad: bytes
 
@@ -305,12 +305,65 @@ def decrypt(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None
 def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
                    ) -> tuple[list[bytes], DecryptResult]:
     """:func:`decrypt`, with the plaintext as pieces to be joined (``result.content`` is empty)."""
-    envelope = _parse(der)
-    return _open(envelope, keys)
+    pieces, result = _open(_parse(der), keys)
+    assert isinstance(pieces, list)  # the ciphertext was whole: so is the plaintext
+    return pieces, result
+
+
+def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
+                   ) -> tuple[Iterator[bytes], DecryptResult] | bytes:
+    """:func:`decrypt_pieces` of a ContentInfo arriving in pieces (as base64 decodes it), or,
+    for a layout other than the common one, the whole ContentInfo for the general path.
+
+    The common layout (see :mod:`autosmime.smime._cms.enveloped_walk`) keeps only the
+    ciphertext, once, as it arrives; the plaintext comes out piece by piece as the
+    iterator is consumed, after every check has passed.
+    """
+    it = iter(chunks)
+    head = b""
+    need = _HEAD
+    while True:
+        parts = [head]
+        size = len(head)
+        for chunk in it:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= need:
+                break
+        head = b"".join(parts)
+        try:
+            tag, _, total = _der.read_tlv(head, 0, _UNBOUNDED)
+        except ValueError:  # BER or no ASN.1 at all: the general path judges
+            tag, total = -1, 0
+        walked = walk_enveloped_head(head, total) if tag == _der.SEQUENCE else None
+        if walked is not None:
+            break
+        if tag != _der.SEQUENCE or size < need or need >= _MAX_HEAD:
+            return b"".join([head, *it])
+        need *= 4
+    slots, cipher, start = walked
+    ciphertext = [head[start:]]
+    received = len(head)
+    del head
+    for chunk in it:
+        received += len(chunk)
+        if received > total:
+            break
+        ciphertext.append(chunk)
+    if received != total:
+        raise MalformedMessage("not a valid CMS encrypted message "
+                               f"({'data after its end' if received > total else 'truncated'})")
+    pieces, result = _open(_Envelope(False, slots, len(slots), [], cipher, ciphertext, b"", b""), keys)
+    return iter(pieces), result
+
+
+_HEAD = 16 * 1024  # enough for the fields before the ciphertext of nearly every message
+_MAX_HEAD = 4 * 1024 * 1024  # a recipient list longer than this goes the general way
+_UNBOUNDED = 1 << 62
 
 
 def _open(envelope: _Envelope, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
-          ) -> tuple[list[bytes], DecryptResult]:
+          ) -> tuple[Iterable[bytes], DecryptResult]:
     unsupported: UnsupportedAlgorithm | None = None
     damaged = False  # a key unwrapped a checked CEK (OAEP, key agreement) that did not open the content
     named = False  # a slot named one of the user's certificates
@@ -326,7 +379,10 @@ def _open(envelope: _Envelope, keys: Sequence[tuple[PrivateKey, x509.Certificate
         if cek is None:
             continue
         try:
-            plaintext = cipher.open_pieces(cek, envelope.ciphertext, envelope.mac, envelope.aad)
+            if isinstance(envelope.ciphertext, list):
+                plaintext: Iterable[bytes] = cipher.open_chunks(cek, envelope.ciphertext)
+            else:
+                plaintext = cipher.open_pieces(cek, envelope.ciphertext, envelope.mac, envelope.aad)
         except Rejected:
             # OAEP and key agreement check the key they unwrap, so the content itself is
             # damaged; a PKCS#1 v1.5 stand-in key says nothing: the slot may be bogus.

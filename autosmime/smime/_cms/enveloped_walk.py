@@ -53,9 +53,32 @@ _SKI_TAG = 0x80  # [0] IMPLICIT SubjectKeyIdentifier in a ktri rid
 def walk_enveloped(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
     """(one slot per RecipientInfo, the content cipher, the ciphertext as a view of ``der``), or None."""
     raw = _c_walk_enveloped(der) if _c_walk_enveloped is not None else py_walk_enveloped_raw(der)
+    opened = _open_raw(raw)
+    if opened is None:
+        return None
+    assert raw is not None
+    return opened[0], opened[1], memoryview(der)[raw[4]:raw[5]]
+
+
+def walk_enveloped_head(head, total: int) -> tuple[list[Slot], ContentCipher, int] | None:
+    """:func:`walk_enveloped` of a DER ContentInfo of ``total`` octets of which only the first
+    ones, ``head``, have arrived: (slots, cipher, where the ciphertext starts), or None when
+    the layout is another one or ``head`` does not yet reach the ciphertext.
+    """
+    try:
+        raw = _walk(head, total)
+    except ValueError:
+        return None
+    if raw is None or raw[4] > len(head):  # every field before the ciphertext must be complete
+        return None
+    opened = _open_raw(raw)
+    return None if opened is None else (opened[0], opened[1], raw[4])
+
+
+def _open_raw(raw: RawEnvelope | None) -> tuple[list[Slot], ContentCipher] | None:
     if raw is None:
         return None
-    recipients, content_type, cipher_oid, iv, ct_start, ct_end = raw
+    recipients, content_type, cipher_oid, iv, _, _ = raw
     known = _AES_CBC.get(cipher_oid)
     if content_type != _DATA or known is None:
         return None
@@ -71,7 +94,7 @@ def walk_enveloped(der) -> tuple[list[Slot], ContentCipher, memoryview] | None:
             return None
         slots.append(Slot(rid, "rsa", "rsaes_pkcs1v15", False, encrypted_key))
     name, key_size = known
-    return slots, ContentCipher(name, key_size, iv, 0, False), memoryview(der)[ct_start:ct_end]
+    return slots, ContentCipher(name, key_size, iv, 0, False)
 
 
 # (recipients, content type OID TLV, cipher OID TLV, IV, ciphertext start, end), where each
@@ -91,8 +114,10 @@ def py_walk_enveloped_raw(der) -> RawEnvelope | None:
         return None
 
 
-def _walk(der) -> RawEnvelope | None:
-    end = len(der)
+def _walk(der, end: int | None = None) -> RawEnvelope | None:
+    """The walk of ``der``, or of its first octets when ``end`` (the whole length) is given:
+    read_tlv reads a TLV's header from them and lets its value run on to ``end``."""
+    end = len(der) if end is None else end
     start, info_end = _der.expect(der, 0, end, _der.SEQUENCE)
     if info_end != end or der[start:start + len(_ENVELOPED_DATA)] != _ENVELOPED_DATA:
         return None
