@@ -107,9 +107,9 @@ def home_dir(ctx: click.Context) -> Path:
 
 
 def _register() -> None:
-    from autosmime.cli import account, backup, ca, engine, keys
+    from autosmime.cli import account, backup, ca, devstack, engine, enroll, keys
 
-    for module in (engine, account, keys, backup, ca):
+    for module in (engine, account, keys, backup, ca, enroll, devstack):
         module.register(cli)
     from autosmime.cli import directory, exchange  # commands import their libraries when run
 

@@ -1,0 +1,1 @@
+"""The agent: where flows run (account and credential resolution, mailbox sessions, backups)."""

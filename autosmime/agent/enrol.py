@@ -1,0 +1,440 @@
+"""Enrol, renew and revoke S/MIME certificates over ACME for S/MIME (RFC 8823): the flows.
+
+    >>> from autosmime.agent.enrol import enrol_home
+    >>> result = enrol_home(home, ca_url="https://ca.example/directory")       # doctest: +SKIP
+    >>> result.cert.subject                                                     # doctest: +SKIP
+
+The protocol pieces live in :mod:`autosmime.enroll`; this module ties them to the
+user's mailbox and vault. :func:`enrol` is the flow itself and takes everything
+open and typed (an ACME client, a logged-in IMAP session, an SMTP sender, the
+vault), so any caller that already holds sessions can run it. :func:`enrol_home`,
+:func:`renew_home` and :func:`revoke_home` resolve the account, password, CA
+account and DNS for a home directory and then call it.
+
+One enrolment: note INBOX's UIDNEXT, order (``email`` identifier), fetch the
+authorization (the CA mails the challenge then or on the challenge POST; after
+``early_post_after`` seconds without mail the POST goes out first), watch INBOX
+(IDLE, else polling) for a challenge that arrived after the order, check it
+(headers, DKIM when a resolver is available), reply through the user's own SMTP
+server so their provider signs it, POST the challenge, wait for ``valid``,
+finalise with a CSR for a key made here, store key + chain in the vault (the
+previous key stays, retired), remove the challenge and the reply from INBOX and
+Sent, and trigger a backup. A reply the CA rejects is retried once with a new
+order and the other token reading, which is then remembered for that CA.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from autosmime.enroll.challenges import (
+    DnsFunc,
+    Reading,
+    check_dkim,
+    looks_like_challenge,
+    other_reading,
+    parse_challenge_mail,
+    readings_agree,
+    response_digest,
+    response_mail,
+    zone_dnsfunc,
+)
+from autosmime.enroll.client import REASONS, AcmeClient, account_key_pem, load_account_key, new_account_key
+from autosmime.enroll.messages import ari_cert_id
+from autosmime.enroll.renewal import renewal_due
+from autosmime.errors import (
+    ChallengeMailInvalid,
+    ChallengeMailTimeout,
+    EnrollmentError,
+    NoKey,
+    ReplyRejected,
+    UsageError,
+)
+
+log = logging.getLogger(__name__)
+
+KeyType = Literal["rsa3072", "rsa2048", "rsa4096", "p256"]
+KEY_TYPES: tuple[str, ...] = ("rsa3072", "rsa2048", "rsa4096", "p256")
+DEFAULT_CA_STATE = "acme_default_ca"
+DNS_ZONE_ENV = "AUTOSMIME_DNS_ZONE"      # a zone file answering DKIM look-ups (the embedded stack)
+Sender = Callable[[bytes, str, list[str]], None]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long to wait, in seconds."""
+
+    mail: float = 600.0              # for the challenge mail
+    early_post_after: float = 20.0   # then POST the challenge anyway (CAs that mail only after the POST)
+    validation: float = 300.0        # for the CA to see the reply and issue
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    address: str
+    cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    reading: Reading          # the token reading the CA accepted
+    seconds: float
+    backup: str | None = None  # the backup's one-line status
+
+
+def new_cert_key(key_type: str) -> Any:
+    """The certificate's key, made on this device."""
+    if key_type == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    sizes = {"rsa2048": 2048, "rsa3072": 3072, "rsa4096": 4096}
+    if key_type not in sizes:
+        raise UsageError(f"unknown key type {key_type!r} (use one of {', '.join(KEY_TYPES)})")
+    return rsa.generate_private_key(65537, sizes[key_type])
+
+
+def make_csr(key: Any, address: str) -> bytes:
+    """A CSR naming only ``address`` (rfc822Name SAN): the CA sets the subject per its profile."""
+    if not address.isascii():
+        raise UsageError("addresses with non-ASCII characters are not supported for enrolment yet")
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+# --- watching INBOX -------------------------------------------------------------------------
+
+
+class InboxWatch:
+    """New mail in INBOX after a starting point: IMAP IDLE when offered, else NOOP polling.
+
+    Works on an :class:`autosmime.mailbox.imap.ImapMailbox` session (its IMAPClient).
+    """
+
+    folder = "INBOX"
+
+    def __init__(self, box: Any) -> None:
+        self.box = box
+        self._client = box._client      # IDLE is not part of ImapMailbox's API (yet)
+        self._idle = b"IDLE" in self._client.capabilities()
+        self.box._select(self.folder)
+        self.since = self._uid_next()
+
+    def _uid_next(self) -> int:
+        with self.box._errors("STATUS INBOX"):
+            status = self._client.folder_status(self.folder, [b"UIDNEXT"])
+        return int(status[b"UIDNEXT"])
+
+    def new_uids(self) -> list[int]:
+        """UIDs that arrived since the last call (or since the watch began)."""
+        with self.box._errors("SEARCH INBOX"):
+            uids = sorted(int(u) for u in self._client.search(["UID", f"{self.since}:*"]) if int(u) >= self.since)
+        if uids:
+            self.since = uids[-1] + 1
+        return uids
+
+    def wait(self, timeout: float) -> None:
+        """Block until the server reports something (or ``timeout``)."""
+        if timeout <= 0:
+            return
+        with self.box._errors("IDLE"):
+            if self._idle:
+                self._client.idle()
+                try:
+                    self._client.idle_check(timeout=timeout)
+                finally:
+                    self._client.idle_done()
+            else:
+                time.sleep(min(timeout, 0.25))
+                self._client.noop()
+
+
+def _sender_domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+# --- the flow -----------------------------------------------------------------------------
+
+
+def enrol(*, address: str, acme: AcmeClient, box: Any, send: Sender, vault: Any,
+          key_type: str = "rsa3072", reading: Reading = "string", dnsfunc: DnsFunc | None = None,
+          replaces: str | None = None, timeouts: Timeouts = Timeouts(),
+          backup: Callable[[], str] | None = None, on_reading: Callable[[Reading], None] | None = None
+          ) -> EnrolResult:
+    """Obtain a certificate for ``address`` and store it (with its new key) in ``vault``.
+
+    ``box`` is a logged-in IMAP session on the mailbox, ``send(raw, sender, recipients)``
+    submits through the user's SMTP server. ``dnsfunc`` answers DKIM key look-ups for
+    the CA's challenge mail; None skips DKIM (no resolver available). ``on_reading``
+    is told the token reading when the CA accepted the other one.
+    """
+    started = time.monotonic()
+    key = new_cert_key(key_type)
+    csr = make_csr(key, address)
+    try:
+        chain_pem = _attempt(address, acme, box, send, csr, reading, dnsfunc, replaces, timeouts)
+        used = reading
+    except ReplyRejected as e:
+        if getattr(e, "aligned", True):
+            raise
+        used = other_reading(reading)
+        log.info("the CA rejected the %s token reading; retrying once with the %s reading", reading, used)
+        chain_pem = _attempt(address, acme, box, send, csr, used, dnsfunc, replaces, timeouts)
+        if on_reading is not None:
+            on_reading(used)
+    certs = x509.load_pem_x509_certificates(chain_pem.encode())
+    cert, chain = certs[0], tuple(certs[1:])
+    vault.add(key, cert, chain, source="acme")
+    status = backup() if backup is not None else None
+    return EnrolResult(address, cert, chain, used, time.monotonic() - started, status)
+
+
+def _attempt(address: str, acme: AcmeClient, box: Any, send: Sender, csr: bytes, reading: Reading,
+             dnsfunc: DnsFunc | None, replaces: str | None, timeouts: Timeouts) -> str:
+    inbox = InboxWatch(box)                 # only mail after this point can be our challenge
+    order = acme.new_order(address, replaces=replaces)
+    authzr, challb = acme.email_challenge(order)
+    if authzr.body.status.name == "valid":  # a CA that reuses a fresh validation
+        return acme.finalize(order, csr, time.monotonic() + timeouts.validation)
+    chall = challb.chall
+    uid, mail, posted = _wait_for_challenge(inbox, box, acme, challb, address, chall.from_addr, dnsfunc, timeouts)
+    digest = response_digest(mail.token_part1, chall.token, acme.account_key, reading)
+    raw, reply_id = response_mail(mail, address, digest)
+    try:
+        send(raw, address, [mail.reply_address])
+        if not posted:
+            acme.answer(challb)
+        try:
+            acme.wait_valid(authzr, time.monotonic() + timeouts.validation)
+        except ReplyRejected as e:
+            e.aligned = readings_agree(mail.token_part1)  # type: ignore[attr-defined]
+            raise
+        return acme.finalize(order, csr, time.monotonic() + timeouts.validation)
+    finally:
+        _clean_up(box, uid, reply_id)
+
+
+def _wait_for_challenge(inbox: InboxWatch, box: Any, acme: AcmeClient, challb: Any, address: str,
+                        ca_from: str, dnsfunc: DnsFunc | None, timeouts: Timeouts) -> tuple[int, Any, bool]:
+    start = time.monotonic()
+    posted = False
+    while True:
+        for uid in inbox.new_uids():
+            raw = box.fetch(InboxWatch.folder, [uid]).get(uid)
+            if raw is None or not looks_like_challenge(raw):
+                continue
+            try:
+                mail = parse_challenge_mail(raw, expected_from=ca_from, address=address)
+            except ChallengeMailInvalid as e:
+                log.info("ignoring mail %d: %s", uid, e)   # another CA's, or someone else's
+                continue
+            if dnsfunc is not None:
+                check_dkim(raw, _sender_domain(mail.sender), dnsfunc)   # a forged challenge stops here
+            else:
+                log.info("no DNS resolver for DKIM: the challenge mail's signature was not checked")
+            return uid, mail, posted
+        waited = time.monotonic() - start
+        if not posted and waited >= timeouts.early_post_after:
+            acme.answer(challb)
+            posted = True
+        if waited >= timeouts.mail:
+            raise ChallengeMailTimeout(f"no challenge mail from {ca_from} arrived for {address} after waiting "
+                                       f"{waited:.0f} s (check the spam folder and that the CA can reach you)")
+        next_event = timeouts.mail - waited
+        if not posted:
+            next_event = min(next_event, timeouts.early_post_after - waited)
+        inbox.wait(max(0.05, min(1.0, next_event)))
+
+
+def _clean_up(box: Any, challenge_uid: int, reply_id: str) -> None:
+    """Remove the challenge from INBOX and our reply from Sent (where a provider files it)."""
+    try:
+        box.delete(InboxWatch.folder, [challenge_uid])
+        sent = _sent_folder(box)
+        if sent:
+            uids = box.search_header(sent, "Message-ID", reply_id)
+            box.delete(sent, uids)
+    except Exception as e:   # tidying must not turn an issued certificate into a failure
+        log.warning("could not remove the challenge mail or the reply: %s", e)
+
+
+def _sent_folder(box: Any) -> str | None:
+    try:
+        with box._errors("LIST"):
+            found = box._client.find_special_folder(b"\\Sent")
+    except Exception:
+        return None
+    return str(found) if found else None
+
+
+# --- resolution for a home directory ----------------------------------------------------------
+
+
+def _dnsfunc_for(ca_url: str, record: dict) -> DnsFunc | None:
+    zone = os.environ.get(DNS_ZONE_ENV) or record.get("dns_zone")
+    if zone:
+        return zone_dnsfunc(zone)
+    from urllib.parse import urlsplit
+
+    from autosmime.mailbox.account import is_loopback
+
+    if is_loopback(urlsplit(ca_url).hostname or ""):
+        return None     # a loopback CA without a zone file: nothing to resolve its key with
+    import dkim.dnsplug
+
+    return dkim.dnsplug.get_txt
+
+
+def client_for(vault: Any, ca_url: str, *, trust: str | None = None) -> tuple[AcmeClient, dict]:
+    """An ACME client with this vault's account at ``ca_url`` (created and registered on first use)."""
+    record = vault.acme_account(ca_url) or {}
+    trust = trust or record.get("trust")
+    if record.get("key"):
+        jwk = load_account_key(record["key"].encode())
+    else:
+        jwk = new_account_key()
+        vault.update_acme_account(ca_url, key=account_key_pem(jwk).decode())
+    client = AcmeClient(ca_url, jwk, kid=record.get("kid"), trust=trust)
+    kid = client.register()
+    changes: dict[str, Any] = {}
+    if kid != record.get("kid"):
+        changes["kid"] = kid
+    if trust and trust != record.get("trust"):
+        changes["trust"] = str(trust)
+    if changes:
+        vault.update_acme_account(ca_url, **changes)
+    return client, vault.acme_account(ca_url) or {}
+
+
+def _default_ca(vault: Any, ca_url: str | None) -> str:
+    url = ca_url or vault.state.get(DEFAULT_CA_STATE)
+    if not url:
+        raise UsageError("no certificate authority yet: pass --ca URL (the CA's ACME directory)")
+    return str(url)
+
+
+def _run(home: Path, ca_url: str | None, trust: str | None, action: Callable[..., Any]) -> Any:
+    from autosmime.mailbox.credentials import account_and_password
+    from autosmime.mailbox.imap import ImapMailbox
+    from autosmime.mailbox.smtp import send as smtp_send
+    from autosmime.vault.store import Vault
+
+    account, password = account_and_password(Path(home))
+    vault = Vault.open(Path(home))
+    url = _default_ca(vault, ca_url)
+    if trust:
+        trust = str(Path(trust).expanduser().absolute())
+        if not Path(trust).is_file():
+            raise UsageError(f"--ca-trust: no such file {trust}")
+    acme, record = client_for(vault, url, trust=trust)
+
+    def send(raw: bytes, sender: str, recipients: list[str]) -> None:
+        smtp_send(account, password, raw, sender, recipients)
+
+    def backup() -> str:
+        from autosmime.vault.backup import backup_after_change
+
+        return backup_after_change(vault)
+
+    with ImapMailbox.connect(account, password) as box:
+        result = action(account=account, vault=vault, acme=acme, record=record, url=url, box=box, send=send,
+                        backup=backup)
+    return result
+
+
+def enrol_home(home: Path, *, ca_url: str | None = None, trust: str | None = None,
+               key_type: str = "rsa3072", timeouts: Timeouts = Timeouts()) -> EnrolResult:
+    """Enrol the account configured in ``home`` at the CA (``ca_url``, else the last one used)."""
+    def action(*, account, vault, acme, record, url, box, send, backup):
+        result = enrol(address=account.email, acme=acme, box=box, send=send, vault=vault, key_type=key_type,
+                       reading=record.get("token_reading", "string"), dnsfunc=_dnsfunc_for(url, record),
+                       timeouts=timeouts, backup=backup,
+                       on_reading=lambda r: vault.update_acme_account(url, token_reading=r))
+        vault.update_state(**{DEFAULT_CA_STATE: url})
+        return result
+
+    if key_type not in KEY_TYPES:
+        raise UsageError(f"unknown key type {key_type!r} (use one of {', '.join(KEY_TYPES)})")
+    return _run(Path(home), ca_url, trust, action)
+
+
+@dataclass(frozen=True)
+class RenewDecision:
+    due: bool
+    when: _dt.datetime
+    source: str            # "ARI" or "2/3 of the lifetime"
+
+
+def decide_renewal(acme: AcmeClient, cert: x509.Certificate, now: _dt.datetime | None = None) -> RenewDecision:
+    """ARI's window if the CA offers one (an unreachable ARI falls back), else 2/3 of the lifetime."""
+    try:
+        window = acme.renewal_window(cert)
+    except EnrollmentError as e:
+        log.info("no renewal information from the CA (%s); using 2/3 of the lifetime", e)
+        window = None
+    due, when = renewal_due(cert.not_valid_before_utc, cert.not_valid_after_utc, window,
+                            seed=cert.fingerprint(hashes.SHA256()), now=now)
+    return RenewDecision(due, when, "ARI" if window else "2/3 of the lifetime")
+
+
+def _current(vault: Any, address: str) -> Any:
+    entries = [e for e in vault.entries() if e.email == address.lower() and e.status == "active"]
+    if not entries:
+        raise NoKey(f"no active certificate for {address} in the vault; run `autosmime enroll` first")
+    return max(entries, key=lambda e: (e.cert.not_valid_before_utc, e.added))
+
+
+def renew_home(home: Path, *, force: bool = False, key_type: str | None = None,
+               timeouts: Timeouts = Timeouts()) -> tuple[RenewDecision, EnrolResult | None]:
+    """Renew the account's certificate at the CA it came from, with a new key, when due (or ``force``)."""
+    def action(*, account, vault, acme, record, url, box, send, backup):
+        entry = _current(vault, account.email)
+        decision = decide_renewal(acme, entry.cert)
+        if not (decision.due or force):
+            return decision, None
+        try:
+            replaces = ari_cert_id(entry.cert) if decision.source == "ARI" else None
+        except ValueError:
+            replaces = None
+        kind = key_type or _key_type_of(entry.key)
+        result = enrol(address=account.email, acme=acme, box=box, send=send, vault=vault, key_type=kind,
+                       reading=record.get("token_reading", "string"), dnsfunc=_dnsfunc_for(url, record),
+                       replaces=replaces, timeouts=timeouts, backup=backup,
+                       on_reading=lambda r: vault.update_acme_account(url, token_reading=r))
+        return decision, result
+
+    return _run(Path(home), None, None, action)
+
+
+def _key_type_of(key: Any) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "p256"
+    size = getattr(key, "key_size", 3072)
+    return {2048: "rsa2048", 4096: "rsa4096"}.get(size, "rsa3072")
+
+
+def revoke_home(home: Path, *, reason: str = "superseded") -> tuple[x509.Certificate, str | None]:
+    """Revoke the account's active certificate at the CA it came from; the key stays (revoked) in the vault."""
+    if reason not in REASONS:
+        raise UsageError(f"unknown revocation reason {reason!r}")
+    from autosmime.mailbox.credentials import account_and_password
+    from autosmime.vault.backup import backup_after_change
+    from autosmime.vault.store import Vault
+
+    account, _password = account_and_password(Path(home))
+    vault = Vault.open(Path(home))
+    url = _default_ca(vault, None)
+    acme, _record = client_for(vault, url)
+    entry = _current(vault, account.email)
+    acme.revoke(entry.cert, REASONS[reason])
+    vault.set_status(entry.fingerprint, "revoked")
+    return entry.cert, backup_after_change(vault)

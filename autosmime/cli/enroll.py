@@ -1,0 +1,81 @@
+"""``autosmime enroll``, ``renew``, ``revoke``: certificates over ACME for S/MIME (RFC 8823).
+
+    $ autosmime --home ~/.autosmime enroll --ca https://ca.example/acme/directory
+    $ autosmime --home ~/.autosmime renew            # only when due (ARI, else 2/3 of the lifetime)
+    $ autosmime --home ~/.autosmime revoke --reason keyCompromise
+
+The flows are in :mod:`autosmime.agent.enrol`; this module parses and prints.
+Output: one line on stdout saying what happened; the backup status on stderr.
+"""
+
+from __future__ import annotations
+
+import click
+
+from autosmime.cli import home_dir
+
+KEY_TYPES = ("rsa3072", "rsa2048", "rsa4096", "p256")
+REVOKE_REASONS = ("keyCompromise", "superseded", "cessationOfOperation")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(enroll)
+    group.add_command(renew)
+    group.add_command(revoke)
+
+
+def _describe(cert) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    issuer = cert.issuer.rfc4514_string()
+    until = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"issued by {issuer}, valid until {until}, SHA-256 {cert.fingerprint(hashes.SHA256()).hex()}"
+
+
+def _backup_line(status: str | None) -> None:
+    if status:
+        click.echo(f"autosmime: {status}", err=True)
+
+
+@click.command()
+@click.option("--ca", "ca_url", metavar="URL", help="The CA's ACME directory URL (default: the last one used).")
+@click.option("--ca-trust", metavar="PEM", type=click.Path(dir_okay=False),
+              help="CA certificates to trust for the CA's HTTPS (a private CA).")
+@click.option("--key-type", type=click.Choice(KEY_TYPES), default="rsa3072", show_default=True,
+              help="The new key, made on this device.")
+@click.pass_context
+def enroll(ctx: click.Context, ca_url: str | None, ca_trust: str | None, key_type: str) -> None:
+    """Get an S/MIME certificate for your address, answering the CA's challenge mail automatically."""
+    from autosmime.agent.enrol import enrol_home
+
+    result = enrol_home(home_dir(ctx), ca_url=ca_url, trust=ca_trust, key_type=key_type)
+    click.echo(f"enrolled {result.address}: {_describe(result.cert)}")
+    _backup_line(result.backup)
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Renew now, even if not due.")
+@click.pass_context
+def renew(ctx: click.Context, force: bool) -> None:
+    """Renew the certificate with a new key when due (the old key is kept to read old mail)."""
+    from autosmime.agent.enrol import renew_home
+
+    decision, result = renew_home(home_dir(ctx), force=force)
+    when = decision.when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if result is None:
+        click.echo(f"not due: renewal at {when} ({decision.source}); use --force to renew now")
+        return
+    click.echo(f"renewed {result.address}: {_describe(result.cert)}")
+    _backup_line(result.backup)
+
+
+@click.command()
+@click.option("--reason", type=click.Choice(REVOKE_REASONS), default="superseded", show_default=True)
+@click.pass_context
+def revoke(ctx: click.Context, reason: str) -> None:
+    """Revoke the active certificate (its key stays in the vault to read old mail)."""
+    from autosmime.agent.enrol import revoke_home
+
+    cert, status = revoke_home(home_dir(ctx), reason=reason)
+    click.echo(f"revoked ({reason}): {_describe(cert)}")
+    _backup_line(status)
