@@ -1,0 +1,163 @@
+"""End to end on real servers: Dovecot + Postfix (DKIM-signing) + the CA (SQLite) + the client.
+
+enroll -> certificate in the vault -> in the backup -> renew -> the old key retained and still
+decrypting; revoke; and the clear errors (CA unreachable, no challenge mail, reply rejected).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from autosmime.agent.enrol import Timeouts, client_for, enrol
+from autosmime.errors import CAUnreachable, ChallengeMailTimeout, ReplyRejected
+from autosmime.mailbox.account import load_account
+from autosmime.mailbox.credentials import get_password
+from autosmime.mailbox.imap import ImapMailbox
+from autosmime.mailbox.smtp import send as smtp_send
+from autosmime.vault.store import Vault
+from tests.enroll.conftest import add_account, run_cli
+
+
+def _client_env(stack: dict[str, str]) -> dict[str, str]:
+    return {"AUTOSMIME_DNS_ZONE": stack["DNS_ZONE"]}   # the client checks the CA's DKIM too
+
+
+def _active(home: Path, address: str):  # type: ignore[no-untyped-def]
+    return [e for e in Vault.open(home, create=False).entries() if e.email == address]
+
+
+def test_enroll_backup_renew_revoke(devstack: dict[str, str], tmp_path: Path) -> None:
+    home = tmp_path / "alice"
+    address = add_account(home, devstack, "alice")
+    r = run_cli("--home", str(home), "enroll", "--ca", devstack["CA_URL"], env=_client_env(devstack))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"enrolled {address}: issued by ")
+    assert "key backup 1 stored" in r.stderr
+
+    # In the vault, chaining to the stack's S/MIME root.
+    [first] = _active(home, address)
+    assert first.status == "active" and first.source == "acme"
+    root = x509.load_pem_x509_certificate(Path(devstack["CA_TRUST"]).read_bytes())
+    assert first.chain and first.chain[-1] == root
+    san = first.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == [address]
+    assert first.key.key_size == 3072
+
+    # In the backup, and the challenge mail is gone from INBOX.
+    account = load_account(home)
+    password = get_password(account, home)
+    with ImapMailbox.connect(account, password) as box:
+        assert box.search_header(account.backup_folder, "Subject", "") != []
+        assert box.search_header("INBOX", "Subject", "ACME:") == []
+        assert box.search_header("Sent", "Subject", "ACME:") == []
+
+    # A message encrypted to the first certificate.
+    from autosmime.smime.decrypt import decrypt
+    from autosmime.smime.encrypt import encrypt
+
+    plain = f"From: bob@{devstack['DOMAIN']}\r\nTo: {address}\r\nSubject: old\r\n\r\nsecret\r\n".encode()
+    sealed = encrypt(plain, [first.cert])
+
+    # Not due yet: renew does nothing.
+    r = run_cli("--home", str(home), "renew", env=_client_env(devstack))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("not due: renewal at ")
+
+    # Forced renewal: a new key and certificate; the old one retired but kept, and still decrypting.
+    r = run_cli("--home", str(home), "renew", "--force", env=_client_env(devstack))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"renewed {address}: ")
+    assert "key backup 2 stored" in r.stderr
+    entries = _active(home, address)
+    assert len(entries) == 2
+    old = next(e for e in entries if e.fingerprint == first.fingerprint)
+    new = next(e for e in entries if e.fingerprint != first.fingerprint)
+    assert old.status == "retired" and new.status == "active"
+    assert new.cert.public_key().public_numbers() != first.cert.public_key().public_numbers()
+    keys = Vault.open(home, create=False).decryption_keys()
+    assert b"secret" in decrypt(sealed, keys).message
+
+    # Revoke the current certificate: the key stays (revoked).
+    r = run_cli("--home", str(home), "revoke", "--reason", "superseded", env=_client_env(devstack))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("revoked (superseded): ")
+    statuses = {e.fingerprint: e.status for e in _active(home, address)}
+    assert statuses == {first.fingerprint: "retired", new.fingerprint: "revoked"}
+
+
+def test_ca_unreachable_is_one_clear_line(devstack: dict[str, str], tmp_path: Path) -> None:
+    from autosmime.devstack._procs import free_ports
+
+    home = tmp_path / "bob"
+    add_account(home, devstack, "bob")
+    dead = f"http://127.0.0.1:{free_ports(1)[0]}/acme/directory"
+    r = run_cli("--home", str(home), "enroll", "--ca", dead)
+    assert r.returncode == 1
+    assert r.stderr.startswith("autosmime: error: the CA at 127.0.0.1:") and "cannot be reached" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_plain_http_to_a_remote_ca_is_refused(devstack: dict[str, str], tmp_path: Path) -> None:
+    home = tmp_path / "bob2"
+    add_account(home, devstack, "bob")
+    r = run_cli("--home", str(home), "enroll", "--ca", "http://ca.example.org/acme/directory")
+    assert r.returncode == 2
+    assert "only loopback addresses may use http" in r.stderr
+
+
+def _session(home: Path, stack: dict[str, str], name: str):  # type: ignore[no-untyped-def]
+    add_account(home, stack, name)
+    account = load_account(home)
+    password = get_password(account, home)
+    vault = Vault.open(home)
+    acme, _record = client_for(vault, stack["CA_URL"])
+
+    def send(raw: bytes, sender: str, rcpts: list[str]) -> None:
+        smtp_send(account, password, raw, sender, rcpts)
+
+    return account, password, vault, acme, send
+
+
+def test_no_challenge_mail_says_how_long_it_waited(devstack: dict[str, str], tmp_path: Path) -> None:
+    # carol's session watches carol's INBOX while the order is for dave: the CA mails dave.
+    account, password, vault, acme, send = _session(tmp_path / "carol", devstack, "carol")
+    with ImapMailbox.connect(account, password) as box, pytest.raises(ChallengeMailTimeout) as info:
+        enrol(address=f"dave@{devstack['DOMAIN']}", acme=acme, box=box, send=send, vault=vault,
+              key_type="p256", timeouts=Timeouts(mail=2.0, early_post_after=0.5, validation=10))
+    assert "no challenge mail from " in str(info.value) and "after waiting 2 s" in str(info.value)
+    assert vault.entries() == []
+
+
+def test_a_wrong_digest_is_reply_rejected(devstack: dict[str, str], tmp_path: Path) -> None:
+    account, password, vault, acme, send = _session(tmp_path / "erin", devstack, "erin")
+    sent: list[bytes] = []
+
+    def tampering_send(raw: bytes, sender: str, rcpts: list[str]) -> None:
+        lines = raw.split(b"\r\n")
+        i = lines.index(b"-----BEGIN ACME RESPONSE-----")
+        lines[i + 1] = b"A" * 43                      # a well-formed digest of something else
+        sent.append(b"\r\n".join(lines))
+        send(sent[-1], sender, rcpts)
+
+    with ImapMailbox.connect(account, password) as box, pytest.raises(ReplyRejected) as info:
+        enrol(address=account.email, acme=acme, box=box, send=tampering_send, vault=vault, key_type="p256",
+              timeouts=Timeouts(mail=30, early_post_after=10, validation=30))
+    assert "rejected the challenge reply" in str(info.value)
+    assert len(sent) == 1                           # 24-byte token-part1: both readings agree, no retry
+    assert vault.entries() == []
+    with ImapMailbox.connect(account, password) as box:
+        assert box.search_header("INBOX", "Subject", "ACME:") == []   # the challenge is cleaned up anyway
+
+
+def test_an_unreachable_ca_during_client_setup(tmp_path: Path) -> None:
+    from autosmime.devstack._procs import free_ports
+    from autosmime.enroll.client import AcmeClient, new_account_key
+
+    client = AcmeClient(f"http://127.0.0.1:{free_ports(1)[0]}/acme/directory", new_account_key())
+    with pytest.raises(CAUnreachable, match="cannot be reached while reading the directory"):
+        client.register()
+
+
