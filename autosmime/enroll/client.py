@@ -219,7 +219,8 @@ class AcmeClient:
                 response = client._post_as_get(order.uri)
                 body = messages.Order.from_json(response.json())
         with self._errors("downloading the certificate"):
-            cert = client._post_as_get(body.certificate, content_type=PEM_CHAIN)
+            cert = client._post_as_get(body.certificate, headers={"Content-Type": acme_client.ClientNetwork.
+                                                                  JOSE_CONTENT_TYPE, "Accept": PEM_CHAIN})
         return cert.text
 
     # --- after issuance ------------------------------------------------------------------
