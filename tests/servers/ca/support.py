@@ -54,6 +54,9 @@ class ACMETestClient:
     def thumbprint(self) -> str:
         return b64url(self.jwk.public_key().thumbprint())
 
+    def forget_nonce(self) -> None:
+        self._nonce = None
+
     def nonce(self) -> str:
         if self._nonce:
             n, self._nonce = self._nonce, None
