@@ -84,6 +84,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x448, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from autosmime.errors import ExpiredSigner, UntrustedSigner
@@ -131,6 +132,9 @@ class ValidatedPath:
 
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 _MAX_DEPTH = 8  # certificates above the leaf
+# Candidate issuers tried per search: a message may carry many certificates with one subject
+# (cross-certificates), and each try costs a signature check. Real paths need a handful.
+_MAX_EDGES = 200
 _MIN_RSA_BITS = 2048
 # Critical extensions we understand, so may accept. policyConstraints and inhibitAnyPolicy only
 # restrict policy processing, which e-mail validation does not do (mozilla::pkix ignores them too).
@@ -343,6 +347,8 @@ class _Search:
         self.pool = [c for c in unique_certificates(pool) if cert_der(c) not in self.root_ders]
         self.when: _dt.datetime | None = None
         self.reason: tuple[int, str] | None = None
+        self.edges = 0
+        self.signatures: dict[tuple[bytes, bytes], str | None] = {}  # both passes: time plays no part
 
     def run(self, when: _dt.datetime) -> _Found:
         found = self._find(when)
@@ -358,7 +364,7 @@ class _Search:
         raise UntrustedSigner(reason)
 
     def _find(self, when: _dt.datetime | None) -> _Found | None:
-        self.when, self.reason = when, None
+        self.when, self.reason, self.edges = when, None, 0
         f = _facts(self.leaf)
         is_anchor = cert_der(self.leaf) in self.root_ders
         problem = _leaf_problem(self.leaf, f, self.purpose, is_anchor)
@@ -393,11 +399,17 @@ class _Search:
         if depth > _MAX_DEPTH:
             self._fail(depth, f"the path from {_label(self.leaf)} is longer than {_MAX_DEPTH} certificates")
             return None
-        seen = {cert_der(c) for c in path}
+        # A key appears once in a path (RFC 4158 §2.4.2): this cuts loops of cross-certificates.
+        seen = {_spki(c) for c in path}
         for issuer in self.pool:
-            if issuer.subject != tip.issuer or cert_der(issuer) in seen:
+            if issuer.subject != tip.issuer or _spki(issuer) in seen:
                 continue
             tried = True
+            self.edges += 1
+            if self.edges > _MAX_EDGES:
+                self._fail(_MAX_DEPTH + 2, f"{_label(self.leaf)} comes with too many candidate issuers"
+                                           f" (more than {_MAX_EDGES} tried)")
+                return None
             problem = self._issuer_problem(issuer, tip)
             if problem is not None:
                 self._fail(depth + 1, problem)
@@ -414,7 +426,7 @@ class _Search:
     def _anchor_problem(self, anchor: x509.Certificate, child: x509.Certificate) -> str | None:
         if not _valid_at(anchor, self.when):
             return f"the trusted root {_label(anchor)} is not valid at {_iso(self.when)}"
-        problem = _signature_problem(child, anchor)
+        problem = self._signature(child, anchor)
         return None if problem is None else f"{_label(child)} {problem}"
 
     def _issuer_problem(self, issuer: x509.Certificate, child: x509.Certificate) -> str | None:
@@ -423,8 +435,14 @@ class _Search:
         problem = _ca_problem(_facts(issuer))
         if problem is not None:
             return f"{_label(issuer)} {problem}"
-        problem = _signature_problem(child, issuer)
+        problem = self._signature(child, issuer)
         return None if problem is None else f"{_label(child)} {problem}"
+
+    def _signature(self, child: x509.Certificate, issuer: x509.Certificate) -> str | None:
+        key = (cert_der(child), cert_der(issuer))
+        if key not in self.signatures:
+            self.signatures[key] = _signature_problem(child, issuer)
+        return self.signatures[key]
 
     def _notes(self, path: _Path) -> tuple[Note, ...]:
         notes: list[Note] = []
@@ -463,6 +481,14 @@ def _path_problem(path: _Path) -> str | None:
                 if problem is not None:
                     return f"{_label(c)} breaks the name constraints of {_label(path[i])}: {problem}"
     return None
+
+
+@per_certificate(1024)
+def _spki(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, UnsupportedAlgorithm):  # an unusable key: unique, so never "seen" by mistake
+        return cert_der(cert)
 
 
 def _oid_name(oid: x509.ObjectIdentifier) -> str:

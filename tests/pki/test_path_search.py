@@ -1,0 +1,59 @@
+"""The path search itself: bounded work on hostile certificate pools, and the reason it reports.
+
+    $ python -m pytest tests/pki/test_path_search.py -q
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from autosmime.errors import UntrustedSigner
+from autosmime.pki import validate as validate_module
+from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
+from autosmime.pki.validate import validate
+
+NOW = dt.datetime.now(dt.UTC)
+MESH = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Mesh")])
+
+
+def _ca(public_key, signer) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(MESH).issuer_name(MESH).public_key(public_key)
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(signer, hashes.SHA256()))
+
+
+def test_a_mesh_of_cross_certificates_is_refused_after_bounded_work(monkeypatch):
+    # 12 keys, each certified by every other under one name: 132 certificates and more than
+    # 10^8 paths of depth 8, none reaching the root. The search must give up, not try them all.
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(12)]
+    mesh = [_ca(a.public_key(), b) for a in keys for b in keys if a is not b]
+    _, root = make_ca("Unrelated Root", new_key("ec"))
+    fake_ca = (x509.CertificateBuilder().subject_name(MESH).issuer_name(MESH).public_key(keys[0].public_key())
+               .serial_number(1).not_valid_before(NOW - dt.timedelta(days=1))
+               .not_valid_after(NOW + dt.timedelta(days=30)).sign(keys[0], hashes.SHA256()))
+    leaf = make_mailbox_cert("mesh@example.test", new_key("ec").public_key(), keys[0], fake_ca)
+    checks = []
+    real = validate_module._signature_problem
+    monkeypatch.setattr(validate_module, "_signature_problem", lambda c, i: checks.append(1) or real(c, i))
+    with pytest.raises(UntrustedSigner, match="too many candidate issuers"):
+        validate(leaf, mesh, [root])
+    assert len(checks) <= validate_module._MAX_EDGES  # signature results are shared by both passes
+
+
+def test_the_most_specific_reason_is_reported():
+    root_key, root = make_ca("Reason Root", new_key("ec"))
+    inter_key, inter = make_ca("Reason Intermediate", new_key("ec"), issuer_key=root_key, issuer_cert=root,
+                               not_before=NOW - dt.timedelta(days=40), days=10)
+    leaf = make_mailbox_cert("r@example.test", new_key("ec").public_key(), inter_key, inter)
+    with pytest.raises(UntrustedSigner, match="Reason Intermediate"):  # expired, named
+        validate(leaf, [inter], [root])
+    with pytest.raises(UntrustedSigner, match="issuer CN=Reason Intermediate is neither trusted nor among"):
+        validate(leaf, [], [root])
