@@ -62,6 +62,7 @@ class DevStack:
     mail: MailStack | None = None
     pids: dict[int, str] = field(default_factory=dict)       # pid -> marker in its command line
     env: dict[str, str] = field(default_factory=dict)
+    ca_db: str | None = None          # the CA's SQLAlchemy URL (default: SQLite in DIR/ca)
     _ports: dict[str, int] = field(default_factory=dict)
 
     def port(self, name: str) -> int:
@@ -118,7 +119,8 @@ def _ca_start(stack: DevStack) -> dict[str, str]:
     with open(zone, "a") as out:
         out.write((ca_dir / "dns.zone").read_text())
     http = stack.port("ca-http")
-    argv = stack.python("ca", "serve", "--dir", str(ca_dir), "--db", f"sqlite:///{ca_dir / 'ca.sqlite'}",
+    db = stack.ca_db or f"sqlite:///{ca_dir / 'ca.sqlite'}"
+    argv = stack.python("ca", "serve", "--dir", str(ca_dir), "--db", db,
                         "--listen", f"127.0.0.1:{http}", "--smtp", f"127.0.0.1:{stack.mail._ports.relay}",
                         "--inbound-smtp", f"127.0.0.1:{stack.port('ca-inbound')}", "--dns-zone", str(zone))
     stack.launch("ca", argv, ready_port=http, marker=str(ca_dir))
@@ -151,8 +153,11 @@ def _running(state: dict) -> list[int]:
             if _procs.alive(int(pid)) and marker in _procs.cmdline(int(pid))]
 
 
-def up(base: Path, users: Sequence[str] = DEFAULT_USERS) -> dict[str, str]:
-    """Start the whole stack in ``base``; returns the environment it printed. Daemons keep running."""
+def up(base: Path, users: Sequence[str] = DEFAULT_USERS, *, ca_db: str | None = None) -> dict[str, str]:
+    """Start the whole stack in ``base``; returns the environment it printed. Daemons keep running.
+
+    ``ca_db``: the CA's database URL (e.g. PostgreSQL for the tests); SQLite by default.
+    """
     base = Path(base).absolute()
     if not users:
         raise DevStackError("--users: at least one user")
@@ -165,7 +170,7 @@ def up(base: Path, users: Sequence[str] = DEFAULT_USERS) -> dict[str, str]:
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
     _check_traversable(base)
-    stack = DevStack(base)
+    stack = DevStack(base, ca_db=ca_db)
     try:
         routes: dict[str, int] = {}
         for service in SERVICES:

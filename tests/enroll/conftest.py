@@ -25,8 +25,7 @@ def ca_available() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def devstack() -> Iterator[dict[str, str]]:
+def _stack(ca_db: str | None = None) -> Iterator[dict[str, str]]:
     if not dovecot_available():
         pytest.skip("dovecot is not installed")
     if not ca_available():
@@ -36,12 +35,24 @@ def devstack() -> Iterator[dict[str, str]]:
     # In the system temp dir, not pytest's 0700 tmp_path: Dovecot's unprivileged processes must reach it.
     base = Path(tempfile.mkdtemp(prefix="autosmime-devstack-"))
     os.chmod(base, 0o755)
-    env = up(base / "stack", users=["alice", "bob", "carol", "dave", "erin", "frank"])
+    env = up(base / "stack", users=["alice", "bob", "carol", "dave", "erin", "frank"], ca_db=ca_db)
     try:
         yield {**env, "DIR": str(base / "stack")}
     finally:
         down(base / "stack")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def devstack() -> Iterator[dict[str, str]]:
+    """The stack with the CA on SQLite."""
+    yield from _stack()
+
+
+@pytest.fixture(scope="session")
+def devstack_pg(postgres_url: str) -> Iterator[dict[str, str]]:
+    """The stack with the CA on PostgreSQL."""
+    yield from _stack(postgres_url)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -30,7 +30,14 @@ def _active(home: Path, address: str):  # type: ignore[no-untyped-def]
 
 
 def test_enroll_backup_renew_revoke(devstack: dict[str, str], tmp_path: Path) -> None:
-    home = tmp_path / "alice"
+    enroll_backup_renew_revoke(devstack, tmp_path / "alice")
+
+
+def test_enroll_backup_renew_revoke_postgres(devstack_pg: dict[str, str], tmp_path: Path) -> None:
+    enroll_backup_renew_revoke(devstack_pg, tmp_path / "alice")
+
+
+def enroll_backup_renew_revoke(devstack: dict[str, str], home: Path) -> None:
     address = add_account(home, devstack, "alice")
     r = run_cli("--home", str(home), "enroll", "--ca", devstack["CA_URL"], env=_client_env(devstack))
     assert r.returncode == 0, r.stderr
