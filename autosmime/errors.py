@@ -265,3 +265,18 @@ class CADirError(CAServerError):
 
 class DNSZoneError(CAServerError):
     """A DNS zone file could not be read."""
+
+
+# --- signature verdicts (issue 9) --------------------------------------------
+
+
+class BadDigest(BadSignature):
+    """The content was changed after signing: its digest differs from the signed one."""
+
+
+class TimeMismatch(SignatureError):
+    """The signing time and the message's Date differ by more than an hour (an old body under a new date)."""
+
+
+class WeakAlgorithm(UnsupportedAlgorithm):
+    """The message uses an algorithm refused as too weak (SHA-1 signatures)."""

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
+import email.utils
 import json
 import os
 import re
@@ -59,6 +61,11 @@ RESULTS_ENV = "AUTOSMIME_BENCH_RESULTS"
 # -- the messages -----------------------------------------------------------------
 
 
+def _date_now() -> str:
+    """Dated now: verify holds Date to within an hour of the signing time (Thunderbird's rule)."""
+    return email.utils.format_datetime(datetime.datetime.now(datetime.UTC))
+
+
 def make_message(size: int) -> bytes:
     """A realistic mail of about ``size`` bytes: a short text part and a base64 attachment.
 
@@ -69,7 +76,7 @@ def make_message(size: int) -> bytes:
     text = (b"Hello Bob,\r\n\r\nthe figures you asked for are attached.\r\n\r\n-- \r\nAlice\r\n")
     header = (
         f"From: Alice <{SENDER}>\r\nTo: Bob <bob@example.test>\r\nSubject: benchmark\r\n"
-        "Date: Thu, 01 Jan 2026 00:00:00 +0000\r\nMessage-ID: <bench@example.test>\r\n"
+        f"Date: {_date_now()}\r\nMessage-ID: <bench@example.test>\r\n"
         "MIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="bench-boundary"\r\n\r\n'
     ).encode()

@@ -156,15 +156,16 @@ def sign(ctx, key, cert, p12, password_file, chain, opaque, pss, in_file, out_fi
 @click.command()
 @click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trusted root certificate(s); repeatable.")
-@click.option("--at", "at", metavar="TIME", help="Validate as of this ISO 8601 time (old mail).")
+@click.option("--at", "at", metavar="TIME",
+              help="Validate as of this ISO 8601 time (old mail); the Date header is then not held to the signing time.")
 @click.option("--signer-cert-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the signer's certificate (PEM) to FILE.")
+              help="Write the signer's certificate (PEM) to FILE: the signer From names.")
 @click.option("--allow-from-mismatch", is_flag=True, help="Accept a signer whose certificate does not name From.")
 @_in
 @_out
 @click.pass_context
 def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_file):
-    """Verify a signed message; print the inner message."""
+    """Verify a signed message; print the inner message (exit 1 unless the signature is good)."""
     from autosmime.smime import verify as do_verify
 
     if not trust:
@@ -172,8 +173,8 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_fi
     roots = [c for path in trust for c in load_certificates(read_file(path))]
     when = _parse_at(at)
     data = _read_input(in_file)
-    result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch)
-    if signer_cert_out:
+    result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch, check_date=when is None)
+    if signer_cert_out and result.signer_cert is not None:
         _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
@@ -245,22 +246,38 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
 
 @click.command()
 @_with(_key_opts)
-@click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--at", "at", metavar="TIME")
+@click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Trusted root certificate(s); repeatable.")
+@click.option("--at", "at", metavar="TIME",
+              help="Validate as of this ISO 8601 time (old mail); the Date header is then not held to the signing time.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print every layer's record and the content as one JSON document (docs/engine.md).")
 @_in
 @_out
 @click.pass_context
-def read(ctx, key, cert, p12, password_file, trust, at, in_file, out_file):
-    """Decrypt and verify through every layer (sign-then-encrypt, triple wrap)."""
+def read(ctx, key, cert, p12, password_file, trust, at, as_json, in_file, out_file):
+    """Open every layer: print the content, and a summary on stderr.
+
+    Exit 0 when the signature nearest the content is good or there is no S/MIME
+    signature; 1 when it is not good or the content could not be decrypted.
+    """
+    import json
+
     from autosmime.smime import read as do_read
 
     pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
     roots = [c for path in trust for c in load_certificates(read_file(path))]
+    when = _parse_at(at)
     data = _read_input(in_file)
-    result = do_read(data, keys=pairs, trust_roots=roots, at=_parse_at(at))
-    _write_output(result.message, out_file)
-    for sig in result.signatures:
-        click.echo(f"autosmime: good signature from {sig.signer_address}", err=True)
+    result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None)
+    if as_json:
+        _write_output((json.dumps(result.to_json(), indent=2) + "\n").encode(), out_file)
+    elif result.message is not None:
+        _write_output(result.message, out_file)
+    click.echo(f"autosmime: {result.summary}", err=True)
+    if result.exit_code:
+        # Not ctx.exit(): the group runs click with standalone_mode=False, which turns that into a return value.
+        raise SystemExit(result.exit_code)
 
 
 def register(group: click.Group) -> None:

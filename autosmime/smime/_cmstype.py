@@ -44,6 +44,18 @@ def cms_kind(der: bytes) -> str:
     raise UnsupportedAlgorithm(_NAMES.get(oid, oid), "CMS content type")
 
 
+_AUTH_ENVELOPED_OID = _der.oid("1.2.840.113549.1.9.16.1.23")
+
+
+def is_auth_enveloped(der: bytes) -> bool:
+    """AuthEnvelopedData rather than EnvelopedData, for a blob :func:`cms_kind` calls "enveloped".
+
+    The content type OID follows the ContentInfo's SEQUENCE header (2 to 6 octets, or
+    BER's 2): it lies within the first 24 octets, where nothing else can hold its 13.
+    """
+    return _AUTH_ENVELOPED_OID in bytes(der[:24])
+
+
 _LEADING_SPACE = re.compile(rb"\s*")
 # What bare CMS can start with: DER's SEQUENCE tag, PEM's dashes, or whitespace before either.
 _CMS_FIRST_BYTES = frozenset(b"0- \t\r\n\x0b\x0c")

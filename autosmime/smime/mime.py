@@ -487,6 +487,25 @@ def split_signed_view(msg: Message) -> SignedParts:
     return SignedParts(content, signature)
 
 
+def body_parts(msg: Message, limit: int = 64) -> list[bytes]:
+    """The body parts of a multipart message, each as received with CRLF line ends.
+
+    Parts after the closing delimiter, or beyond ``limit``, are not returned; a body
+    without its closing delimiter still yields the parts before the last delimiter.
+    """
+    boundary = msg.content_param("boundary")
+    if not boundary:
+        raise MalformedMessage(f"{msg.mime_type} without a boundary")
+    src = msg._source
+    found = find_delimiters(src, boundary.encode(), msg._start)
+    parts: list[bytes] = []
+    for (_, a, close), (b, _, _) in zip(found, found[1:]):
+        if close or len(parts) >= limit:
+            break
+        parts.append(to_crlf(bytes(src[a:b])))
+    return parts
+
+
 def pkcs7_der(msg: Message) -> bytes:
     if msg.transfer_encoding == "base64":  # decoded from the raw message, without cutting the body out
         return _b64_decode(msg._source, msg._start)

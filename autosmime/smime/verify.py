@@ -1,94 +1,344 @@
-"""Verify a signed message: the signature, the signer's chain, and the From address.
+"""Verify a signed message: the signature, the signer's chain, From, and Date.
 
     >>> from autosmime.smime import verify
     >>> result = verify(open("signed.eml", "rb").read(), trust_roots=[ca])   # doctest: +SKIP
-    >>> result.signer_address, result.from_matches                          # doctest: +SKIP
-    ('alice@example.test', True)
+    >>> result.signer_address, result.from_matches, result.verdict          # doctest: +SKIP
+    ('alice@example.test', True, 'good')
 
 Verification runs on the raw bytes of the signed part, never a re-serialised
 copy. ``at`` validates the signer's chain as of another moment, for old mail
 signed with a certificate that has expired since.
+
+Thunderbird's rules, which a signature must pass to be good:
+
+- **From**: the header block the signature belongs to holds exactly one field
+  named ``From`` (no ``From :``, no second one, which a reader could show
+  instead), with exactly one mailbox, named by the signer's certificate. That
+  block is the signed entity's own when it carries a From (a message/rfc822
+  entity, or protected headers written into the signed part), else the one of
+  the message the signature sits in.
+- **Several SignerInfos**: the signer that counts is the one whose certificate
+  names From; its failure makes the message bad whatever the others say.
+- **Date**: a signingTime more than one hour away from the Date header is
+  ``time-mismatch`` (an old signed body replayed under a new date); a Date that
+  cannot be read is too. ``check_date=False`` relaxes it.
+
+:func:`verify` raises the typed error of any verdict but good;
+:func:`check_classified` returns the verdict instead, for :func:`read`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import email.utils
 from collections.abc import Sequence
-from email.utils import getaddresses
+from dataclasses import dataclass
+from email.headerregistry import Address
 from functools import lru_cache
 
 from cryptography import x509
 
-from autosmime.errors import MalformedMessage, SignerMismatch
+from autosmime.errors import (
+    AutosmimeError,
+    BadDigest,
+    ExpiredSigner,
+    MalformedMessage,
+    SignerMismatch,
+    TimeMismatch,
+    UnsupportedAlgorithm,
+    UntrustedSigner,
+    WeakAlgorithm,
+)
 from autosmime.pki.validate import cert_addresses, validate_signer
 from autosmime.smime import mime
 from autosmime.smime._cms import signed as _signed
 from autosmime.smime._cmstype import Classified, classify
+from autosmime.smime._scan import split_header
 from autosmime.smime.models import SignerReport, VerifyResult
 
+MAX_DATE_SKEW = _dt.timedelta(hours=1)  # Thunderbird's VERIFY_TIME_MISMATCH bound
 
-def from_address(msg: mime.Message) -> str | None:
-    field = msg.raw_header("From")
-    return None if field is None else _first_address(field)
+
+# -- verdicts --------------------------------------------------------------------------
+
+def verdict_of(error: BaseException) -> str:
+    """The verdict word (docs/engine.md) for a typed error of the engine."""
+    if isinstance(error, BadDigest):
+        return "bad-digest"
+    if isinstance(error, WeakAlgorithm):
+        return "weak-algorithm"
+    if isinstance(error, UnsupportedAlgorithm):
+        return "unsupported"
+    if isinstance(error, TimeMismatch):
+        return "time-mismatch"
+    if isinstance(error, SignerMismatch):
+        return "from-mismatch"
+    if type(error).__name__.startswith("Revoked"):  # pki's revocation error, when it has one
+        return "revoked"
+    if isinstance(error, ExpiredSigner):
+        return "expired"
+    if isinstance(error, UntrustedSigner):
+        return "untrusted"
+    return "bad-signature"
+
+
+# -- the header block a signature belongs to ------------------------------------------
+
+@dataclass(slots=True)
+class HeaderBlock:
+    """Header fields (each with its CRLF), and the next block outwards to fall back to for Date."""
+
+    fields: Sequence[bytes]
+    outer: HeaderBlock | None = None
+
+    def named(self, name: bytes) -> list[bytes]:
+        """Every field whose name, blanks stripped and any case, is ``name`` (lower case)."""
+        out = []
+        for f in self.fields:
+            colon = f.find(b":")
+            if colon > 0 and f[:colon].strip().lower() == name:
+                out.append(f)
+        return out
+
+    def date_field(self) -> bytes | None:
+        block: HeaderBlock | None = self
+        while block is not None:
+            dates = block.named(b"date")
+            if dates:
+                return dates[0]
+            block = block.outer
+        return None
+
+
+def _fields_of(data) -> list[bytes]:
+    """The header fields at the start of an entity; none when it does not start with a header."""
+    try:
+        return split_header(data)[0]
+    except ValueError:
+        return []
+
+
+def message_block(msg: mime.Message, prefix: int = 0) -> HeaderBlock:
+    """The header block of ``msg`` that a signature inside it answers to.
+
+    Its first ``prefix`` fields were put back from outside an encryption layer; the rest
+    came out of it, and win when they carry a From (protected headers).
+    """
+    fields = msg.fields
+    if not prefix:
+        return HeaderBlock(fields)
+    outer = HeaderBlock(fields[:prefix])
+    inner = HeaderBlock(fields[prefix:], outer)
+    return inner if inner.named(b"from") else outer
+
+
+def signer_headers(content, outer: HeaderBlock | None) -> HeaderBlock | None:
+    """The header block whose From and Date the signature over ``content`` answers to: the
+    signed entity's own when it carries a From, else ``outer`` (the enclosing message's)."""
+    own = HeaderBlock(_fields_of(content), outer)
+    if _is_rfc822(own.fields):  # RFC 8551 3.1: the whole message wrapped to protect its headers
+        start = split_header(content)[2]
+        own = HeaderBlock(_fields_of(memoryview(content)[start:]), outer)
+    return own if own.named(b"from") else outer
+
+
+def _is_rfc822(fields: Sequence[bytes]) -> bool:
+    for f in fields:
+        name, _, value = f.partition(b":")
+        if name.strip().lower() == b"content-type":
+            return value.split(b";")[0].strip().lower() == b"message/rfc822"
+    return False
+
+
+def from_binding(block: HeaderBlock | None) -> tuple[str | None, str | None]:
+    """(the one From address, lower case; or None and why the block does not bind one)."""
+    if block is None:
+        return None, "the message has no From header"
+    froms = block.named(b"from")
+    if not froms:
+        return None, "the message has no From header"
+    if len(froms) > 1:
+        return None, "the message has more than one From header"
+    field = froms[0]
+    if field[:field.find(b":")] != field[:field.find(b":")].strip():
+        return None, "the From header's name is not exactly 'From'"
+    address = _single_mailbox(bytes(field))
+    if address is None:
+        return None, "the From header does not hold exactly one readable address"
+    return address, None
 
 
 @lru_cache(maxsize=256)  # the email package's address parser is slow, and From repeats per sender
-def _first_address(field: bytes) -> str | None:
+def _single_mailbox(field: bytes) -> str | None:
     value = mime.field_value(field)
     if not value:
         return None
-    addrs = [a for _, a in getaddresses([value]) if a]
-    return addrs[0].lower() if addrs else None
+    try:
+        parsed = email.utils.getaddresses([value], strict=True)
+    except TypeError:  # an older Python without strict=
+        parsed = email.utils.getaddresses([value])
+    addrs = [a for _, a in parsed]
+    if len(addrs) != 1 or not addrs[0] or "@" not in addrs[0]:
+        return None
+    try:
+        Address(addr_spec=addrs[0])
+    except (ValueError, IndexError, TypeError):
+        return None
+    return addrs[0].lower()
 
+
+def from_address(msg: mime.Message) -> str | None:
+    """The single From address of ``msg``, or None (missing, several, unreadable)."""
+    return from_binding(HeaderBlock(msg.fields))[0]
+
+
+@lru_cache(maxsize=256)
+def _date_value(field: bytes) -> _dt.datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(mime.field_value(field))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=_dt.UTC)
+
+
+def date_problem(block: HeaderBlock | None, signing_time: _dt.datetime | None) -> str | None:
+    """Why the Date header and the signing time disagree, or None.
+
+    No signing time (it is optional) or no Date header at all: nothing to compare.
+    """
+    if signing_time is None or block is None:
+        return None
+    field = block.date_field()
+    if field is None:
+        return None
+    when = _date_value(bytes(field))
+    if when is None:
+        return "the Date header cannot be read, so the signing time cannot be checked against it"
+    skew = abs(when - signing_time)
+    if int(skew.total_seconds()) > MAX_DATE_SKEW.total_seconds():
+        minutes = int(skew.total_seconds()) // 60
+        return (f"signed at {signing_time.isoformat()} but dated {when.isoformat()} ({minutes} minutes apart): "
+                "an old signed body may have been resent under a new date")
+    return None
+
+
+# -- verification --------------------------------------------------------------------
 
 def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
-           require_from_match: bool = True, extra_certs: Sequence[x509.Certificate] = (),
-           detached_content: bytes | None = None) -> VerifyResult:
-    """Verify the outermost signature layer of ``message``.
+           require_from_match: bool = True, check_date: bool = True,
+           extra_certs: Sequence[x509.Certificate] = (), detached_content: bytes | None = None) -> VerifyResult:
+    """Verify the outermost signature layer of ``message``; return it only when good.
 
-    Raises BadSignature, UntrustedSigner, ExpiredSigner, SignerMismatch,
-    UnsupportedAlgorithm or MalformedMessage.
+    Raises BadSignature (BadDigest), UntrustedSigner (ExpiredSigner), SignerMismatch,
+    TimeMismatch, UnsupportedAlgorithm (WeakAlgorithm) or MalformedMessage.
     """
     return verify_classified(classify(message), trust_roots, at, require_from_match=require_from_match,
-                             extra_certs=extra_certs, detached_content=detached_content)
+                             check_date=check_date, extra_certs=extra_certs, detached_content=detached_content)
 
 
 def verify_classified(layer: Classified, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
-                      require_from_match: bool = True, extra_certs: Sequence[x509.Certificate] = (),
+                      require_from_match: bool = True, check_date: bool = True,
+                      extra_certs: Sequence[x509.Certificate] = (),
                       detached_content: bytes | None = None) -> VerifyResult:
-    """:func:`verify` of a message already classified (by :func:`read`, which classified it anyway)."""
+    """:func:`verify` of a message already classified."""
+    result = check_classified(layer, trust_roots, at, require_from_match=require_from_match, check_date=check_date,
+                              extra_certs=extra_certs, detached_content=detached_content)
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def check_classified(layer: Classified, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
+                     require_from_match: bool = True, check_date: bool = True,
+                     extra_certs: Sequence[x509.Certificate] = (), detached_content: bytes | None = None,
+                     prefix: int = 0, context: HeaderBlock | None = None) -> VerifyResult:
+    """The signature layer's result with its verdict, good or not.
+
+    Raises only when the layer cannot be opened at all (MalformedMessage: no signed content
+    to be had). ``prefix``: how many of the message's fields came from outside an
+    encryption layer (see :func:`message_block`); ``context``: the header block of the
+    message that holds this one as a part, for a signed part inside a multipart.
+    """
     msg = layer.msg
     if layer.kind != "signed":
         if layer.kind == "enveloped":
             raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
         raise MalformedMessage(f"not a signed message ({msg.mime_type})")
     outer: list[bytes] = []
-    if msg is None:  # bare CMS, as peers write it
-        result = _signed.verify(layer.der, detached_content, extra_certs)
-    else:
+    content = detached_content
+    der = layer.der
+    if msg is not None:
         outer = msg.outer_headers()
-        if layer.der is None:  # multipart/signed
-            parts = mime.split_signed_view(msg)  # the signed bytes as a view of ``message``: no copy
-            result = _signed.verify(parts.signature, parts.content, extra_certs)
-        else:
-            result = _signed.verify(layer.der, None, extra_certs)
-    if not result.signers:
-        raise MalformedMessage("the signature has no signers")
-    pool = list(result.certificates) + list(extra_certs)
-    reports = []
-    for s in result.signers:
-        chain = validate_signer(s.cert, pool, trust_roots, at)
-        reports.append(SignerReport(
-            cert=s.cert, chain=tuple(chain), addresses=tuple(cert_addresses(s.cert)),
-            signing_time=s.signing_time, digest_algorithm=s.digest_algorithm,
-            signature_algorithm=s.signature_algorithm, capabilities=tuple(s.capabilities)))
-    sender = from_address(msg) if msg is not None else None
-    matches = None
-    if sender is not None:
-        matches = any(sender in r.addresses for r in reports)
-        if require_from_match and not matches:
-            signer_addrs = ", ".join(a for r in reports for a in r.addresses) or "no address"
-            raise SignerMismatch(f"From is {sender} but the signer's certificate is for {signer_addrs}")
-    canonical = isinstance(result.content, memoryview)  # split_signed_view only views CRLF bytes
-    return VerifyResult(message=mime.rejoin(outer, result.content, canonical=canonical), signers=tuple(reports),
-                        from_address=sender, from_matches=matches)
+        if der is None:  # multipart/signed: the signed bytes as a view of the message, no copy
+            parts = mime.split_signed_view(msg)
+            content, der = parts.content, parts.signature
+    try:
+        signed = _signed.verify_each(der, content, extra_certs)
+    except AutosmimeError as e:
+        if content is None:
+            raise  # opaque: without the structure there is no content either
+        return _failed(outer, content, e)
+    if context is None and msg is not None:
+        context = message_block(msg, prefix)
+    return _judge(signed, outer, context, trust_roots, at, require_from_match, check_date, extra_certs)
+
+
+def _failed(outer: list[bytes], content, error: AutosmimeError) -> VerifyResult:
+    canonical = isinstance(content, memoryview)
+    return VerifyResult(message=mime.rejoin(outer, content, canonical=canonical), signers=(), from_address=None,
+                        from_matches=None, verdict=verdict_of(error), error=error)
+
+
+def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBlock | None,
+           trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None, require_from_match: bool,
+           check_date: bool, extra_certs: Sequence[x509.Certificate]) -> VerifyResult:
+    pool = list(signed.certificates) + list(extra_certs)
+    # Each SignerInfo in the order received, the failed ones with what went wrong.
+    failed = dict(signed.failures)
+    good = iter(signed.signers)
+    reports: list[tuple[SignerReport, AutosmimeError | None]] = []
+    for i in range(len(signed.signers) + len(failed)):
+        if i in failed:
+            cert, err = failed[i].cert, failed[i].error
+            reports.append((SignerReport(
+                cert=cert, chain=(), addresses=tuple(cert_addresses(cert)) if cert is not None else (),
+                signing_time=None, digest_algorithm="", signature_algorithm="",
+                verdict=verdict_of(err), detail=str(err)), err))
+            continue
+        s = next(good)
+        error: AutosmimeError | None = None
+        chain: tuple[x509.Certificate, ...] = ()
+        try:
+            chain = tuple(validate_signer(s.cert, pool, trust_roots, at))
+        except (UntrustedSigner, UnsupportedAlgorithm) as e:
+            error = e
+        reports.append((SignerReport(
+            cert=s.cert, chain=chain, addresses=tuple(cert_addresses(s.cert)), signing_time=s.signing_time,
+            digest_algorithm=s.digest_algorithm, signature_algorithm=s.signature_algorithm,
+            capabilities=tuple(s.capabilities), verdict="good" if error is None else verdict_of(error),
+            detail=str(error) if error else ""), error))
+    # Bare CMS has no headers at all: nothing to bind (the caller knows what it verified).
+    headers = signer_headers(signed.content, context) if context is not None else None
+    sender, from_problem = from_binding(headers) if context is not None else (None, None)
+
+    # The signer that counts: the one From names; failing that, the first good one, or the first.
+    chosen = next((r for r in reports if sender is not None and sender in r[0].addresses), None)
+    matches = None if sender is None else chosen is not None
+    if chosen is None:
+        chosen = next((r for r in reports if r[1] is None), reports[0])
+    primary, error = chosen
+    if error is None and require_from_match and context is not None:
+        if sender is None:
+            error = SignerMismatch(f"{from_problem}: the signer cannot be checked against it")
+        elif not matches:
+            signer_addrs = ", ".join(primary.addresses) or "no address"
+            error = SignerMismatch(f"From is {sender} but the signer's certificate is for {signer_addrs}")
+    if error is None and check_date:
+        problem = date_problem(headers, primary.signing_time)
+        if problem is not None:
+            error = TimeMismatch(problem)
+    ordered = (primary, *(r for r, _ in reports if r is not primary))
+    canonical = isinstance(signed.content, memoryview)  # split_signed_view only views CRLF bytes
+    return VerifyResult(message=mime.rejoin(outer, signed.content, canonical=canonical), signers=ordered,
+                        from_address=sender, from_matches=matches,
+                        verdict="good" if error is None else verdict_of(error), error=error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,11 +75,13 @@ def pki(tmp_path_factory) -> Pki:
     return Pki(d, ca_cert, d / "ca.pem", d / "other-ca.pem", users)
 
 
+# Signed now, dated now: a Date more than an hour from the signing time is a time-mismatch (Thunderbird's rule).
+_NOW = email.utils.format_datetime(dt.datetime.now(dt.UTC).replace(microsecond=0))
 MESSAGE = (b"From: Alice <alice@example.test>\r\n"
            b"To: Bob <bob@example.test>\r\n"
            b"Cc: carol@example.test\r\n"
            b"Subject: quarterly numbers\r\n"
-           b"Date: Sat, 28 Nov 2026 14:00:00 +0000\r\n"
+           b"Date: " + _NOW.encode() + b"\r\n"
            b"Message-ID: <1@example.test>\r\n"
            b"MIME-Version: 1.0\r\n"
            b"Content-Type: text/plain; charset=us-ascii\r\n"

@@ -85,7 +85,7 @@ def test_encrypt_sign_signs_and_encrypts_in_one_pass(pki, message, tmp_path):
         rc, out, err = run("read", "--key", reader.key_path, "--cert", reader.cert_path, "--trust", pki.ca_path,
                            stdin=enc)
         assert rc == 0 and out == message, err
-        assert "good signature from alice@example.test" in err
+        assert "encrypted; signed by alice@example.test (good)" in err
     (tmp_path / "in.eml").write_bytes(message)
     rc, out, err = run("encrypt", "--sign", "--modern", "--key", a.key_path, "--cert", a.cert_path,
                        "--to", b.cert_path, "--in", tmp_path / "in.eml", "--out", tmp_path / "out.eml")

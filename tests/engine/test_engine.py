@@ -112,7 +112,7 @@ def test_sign_then_encrypt_then_read(pki, message):
     wrapped = encrypt(sign(message, pki["alice"].key, pki["alice"].cert), [pki["bob"].cert],
                       sender_cert=pki["alice"].cert)
     opened = read(wrapped, keys=[pki["bob"].pair], trust_roots=[pki.ca_cert])
-    assert [layer.kind for layer in opened.layers] == ["enveloped", "signed"]
+    assert [layer.kind for layer in opened.layers] == ["enveloped", "clear-signed", "plain"]
     assert opened.message == message
     assert opened.signatures[0].signer_address == "alice@example.test"
 
@@ -122,7 +122,7 @@ def test_encrypted_inside_signed_and_triple_wrap(pki, message):
     inner = encrypt(sign(message, a.key, a.cert, opaque=True), [pki["bob"].cert])
     triple = sign(inner, a.key, a.cert)
     opened = read(triple, keys=[pki["bob"].pair], trust_roots=[pki.ca_cert])
-    assert [layer.kind for layer in opened.layers] == ["signed", "enveloped", "signed"]
+    assert [layer.kind for layer in opened.layers] == ["clear-signed", "enveloped", "opaque-signed", "plain"]
     assert opened.message == message
 
 

@@ -38,7 +38,7 @@ def test_the_sender_can_read_the_sent_copy(pki, message):
     out = sign_and_encrypt(message, alice.key, alice.cert, [pki["bob"].cert])
     for reader in ("alice", "bob"):
         opened = read(out, keys=[pki[reader].pair], trust_roots=[pki.ca_cert])
-        assert [layer.kind for layer in opened.layers] == ["enveloped", "signed"]
+        assert [layer.kind for layer in opened.layers] == ["enveloped", "clear-signed", "plain"]
         assert opened.message == message
     with pytest.raises(NotForMe):
         decrypt(out, [pki["carol"].pair])

@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import default as _default_policy
+from email.utils import format_datetime
 
 #: Headers that stay outside the S/MIME layer (the contract preserves them).
 OUTER = ("From", "To", "Subject", "Date", "Message-ID")
 
 _BOUNDARY = b"=-=interop-mixed=-="
+# The time of this run: peers sign now, and a Date over an hour from the signing time is a
+# time-mismatch (Thunderbird's rule, which autosmime applies).
+_DATE = format_datetime(datetime.now(UTC).replace(microsecond=0)).encode()
 
 
 def crlf(data: bytes) -> bytes:
@@ -48,7 +53,7 @@ def message(sender: str, recipient: str) -> bytes:
         f"To: Recipient <{recipient}>\r\n"
         "Subject: interop check =?utf-8?q?=E2=9C=93?=\r\n"
     ).encode() + (
-        b"Date: Sat, 28 Nov 2026 12:00:00 +0000\r\n"
+        b"Date: " + _DATE + b"\r\n"
         b"Message-ID: <interop-check@example.test>\r\n"
         b"MIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="' + _BOUNDARY + b'"\r\n'

@@ -28,7 +28,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import exceptions as _cryptography_exceptions
 from cryptography import x509
 
-from autosmime.errors import AutosmimeError, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
+from autosmime.errors import AutosmimeError, BadDigest, BadSignature, MalformedMessage, NoKey, UnsupportedAlgorithm
 from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.pki.certs import spki
 from autosmime.smime._cms import der as _der
@@ -50,7 +50,7 @@ from autosmime.smime._cms.signed_attrs import (
 )
 from autosmime.smime._cms.signed_walk import Walked, WalkedSigner, walk_signed
 
-__all__ = ["SignedResult", "SignerResult", "sign", "verify"]
+__all__ = ["SignedResult", "SignerFailure", "SignerResult", "sign", "verify", "verify_each"]
 
 
 @dataclass(slots=True)  # built per message: frozen construction costs 4x
@@ -62,12 +62,22 @@ class SignerResult:
     capabilities: tuple[str, ...]
 
 
+@dataclass(slots=True)
+class SignerFailure:
+    """A SignerInfo whose signature did not verify; ``cert`` when it could be found."""
+
+    cert: x509.Certificate | None
+    error: AutosmimeError
+
+
 @dataclass(slots=True)  # built per message: frozen construction costs 4x
 class SignedResult:
     content: bytes
     content_type: str
     signers: tuple[SignerResult, ...]
     certificates: tuple[x509.Certificate, ...]
+    # From verify_each only: the SignerInfos that failed, each at its index among all of them.
+    failures: tuple[tuple[int, SignerFailure], ...] = ()
 
 
 # What a hostile or broken DER can make asn1crypto and cryptography raise.
@@ -160,6 +170,19 @@ def _digest_algorithm_der(name: str) -> bytes:
 def verify(der: bytes, detached_content: bytes | None = None,
            extra_certs: Sequence[x509.Certificate] = (), *, allow_sha1: bool = False) -> SignedResult:
     """Math only: every SignerInfo must verify. No path validation here."""
+    result = verify_each(der, detached_content, extra_certs, allow_sha1=allow_sha1)
+    if result.failures:
+        raise result.failures[0][1].error
+    return result
+
+
+def verify_each(der: bytes, detached_content: bytes | None = None,
+                extra_certs: Sequence[x509.Certificate] = (), *, allow_sha1: bool = False) -> SignedResult:
+    """:func:`verify`, except that a SignerInfo that fails is listed in ``failures`` instead of
+    failing the whole: which signer matters is decided by the caller (the one From names).
+
+    Failures of the whole structure (unparsable, detached without content) still raise.
+    """
     try:
         return _verify(bytes(der), detached_content, extra_certs, allow_sha1)
     except AutosmimeError:
@@ -184,15 +207,40 @@ def _verify(der: bytes, detached_content: bytes | None, extra_certs: Sequence[x5
     else:
         content = walked.content
         if detached_content is not None and not hmac.compare_digest(content, bytes(detached_content)):
-            raise BadSignature("the supplied content differs from the content inside the signature")
+            raise BadDigest("the supplied content differs from the content inside the signature")
 
     carried = [c for c in map(_load_certificate, walked.certificates) if c is not None]
     pool = [*carried, *extra_certs]
     if not walked.signers:
         raise MalformedMessage("the signature has no signers")
-    signers = tuple(_verify_signer(si, content_type, content, pool, allow_sha1) for si in walked.signers)
+    signers: list[SignerResult] = []
+    failures: list[tuple[int, SignerFailure]] = []
+    for i, si in enumerate(walked.signers):
+        try:
+            signers.append(_verify_signer(si, content_type, content, pool, allow_sha1))
+        except (AutosmimeError, *_SIGNER_ERRORS) as e:
+            failures.append((i, SignerFailure(_signer_cert_or_none(si, pool), _as_autosmime(e))))
     return SignedResult(content=content, content_type=_content_type_name(walked.content_type),
-                        signers=signers, certificates=tuple(carried))
+                        signers=tuple(signers), certificates=tuple(carried), failures=tuple(failures))
+
+
+# What one SignerInfo's own fields can make the libraries raise; the whole structure parsed already.
+_SIGNER_ERRORS = (_cryptography_exceptions.UnsupportedAlgorithm, *_PARSE_ERRORS)
+
+
+def _as_autosmime(e: Exception) -> AutosmimeError:
+    if isinstance(e, AutosmimeError):
+        return e
+    if isinstance(e, _cryptography_exceptions.UnsupportedAlgorithm):
+        return UnsupportedAlgorithm(str(e) or "unknown", "key or algorithm")
+    return MalformedMessage(f"a SignerInfo cannot be parsed ({type(e).__name__})")
+
+
+def _signer_cert_or_none(si: WalkedSigner, pool: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    try:
+        return _find_signer(si, pool)
+    except (AutosmimeError, *_PARSE_ERRORS):
+        return None
 
 
 def _walk_asn1(der: bytes) -> Walked:
@@ -255,7 +303,7 @@ def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
             raise BadSignature("the content-type attribute differs from the signed content's type")
         expected = octet_string(single(attrs[OID_MESSAGE_DIGEST], "message-digest"))
         if not hmac.compare_digest(expected, _algs.digest(digest_alg, content)):
-            raise BadSignature("message-digest mismatch: the content was changed after signing")
+            raise BadDigest("message-digest mismatch: the content was changed after signing")
         if OID_CMS_ALGORITHM_PROTECTION in attrs:
             _check_algorithm_protection(single(attrs[OID_CMS_ALGORITHM_PROTECTION], "CMSAlgorithmProtection"), si)
         if OID_SIGNING_TIME in attrs:

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-from autosmime.errors import BadSignature, UnsupportedAlgorithm
+from autosmime.errors import BadSignature, UnsupportedAlgorithm, WeakAlgorithm
 from autosmime.smime._cms.keytypes import is_a
 
 # Names are asn1crypto's DigestAlgorithmId names, so the two never disagree.
@@ -52,7 +52,7 @@ def digest_name(algorithm: algos.DigestAlgorithm, *, allow_sha1: bool) -> str:
     """The digest's name, if autosmime computes it and policy allows it."""
     name = _oid_name(algorithm["algorithm"])
     if name in _WEAK and not (name == "sha1" and allow_sha1):
-        raise UnsupportedAlgorithm(name, "weak digest")
+        raise WeakAlgorithm(name, "weak digest")
     if name not in _HASHES and name != "shake256":
         raise UnsupportedAlgorithm(name, "digest algorithm")
     return name
