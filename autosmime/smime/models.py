@@ -27,6 +27,7 @@ class SignerReport:
     capabilities: tuple[str, ...] = ()
     verdict: str = "good"
     detail: str = ""
+    notes: tuple[str, ...] = ()  # deviations from the strict profile that are not failures (pki.validate)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ class Layer:
             if first.digest_algorithm:
                 algorithms = {"digest": first.digest_algorithm, "signature": first.signature_algorithm}
             signer = _signer_json(first, sig.signer_address)
-            signers = [dict(_signer_json(s, None), verdict=s.verdict, detail=s.detail) for s in sig.signers]
+            signers = [dict(_signer_json(s, None), verdict=s.verdict, detail=s.detail, notes=list(s.notes))
+                       for s in sig.signers]
         if self.decryption is not None:
             algorithms = {"content": self.decryption.content_algorithm, "key": self.decryption.key_algorithm}
         return {

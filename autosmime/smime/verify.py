@@ -49,7 +49,7 @@ from autosmime.errors import (
     UntrustedSigner,
     WeakAlgorithm,
 )
-from autosmime.pki.validate import cert_addresses, validate_signer
+from autosmime.pki.validate import cert_addresses, validate
 from autosmime.smime import mime
 from autosmime.smime._cms import signed as _signed
 from autosmime.smime._cmstype import Classified, classify
@@ -289,6 +289,14 @@ def _failed(outer: list[bytes], content, error: AutosmimeError) -> VerifyResult:
                         from_matches=None, verdict=verdict_of(error), error=error)
 
 
+def _validation_time(at: _dt.datetime | None, signing_time: _dt.datetime | None) -> _dt.datetime | None:
+    """When the chain must have been valid: ``at`` if given, else the signing time (as NSS
+    does), never later than now; None (now) without either."""
+    if at is not None or signing_time is None:
+        return at
+    return min(signing_time, _dt.datetime.now(_dt.UTC))
+
+
 def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBlock | None,
            trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None, require_from_match: bool,
            check_date: bool, extra_certs: Sequence[x509.Certificate]) -> VerifyResult:
@@ -308,15 +316,17 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
         s = next(good)
         error: AutosmimeError | None = None
         chain: tuple[x509.Certificate, ...] = ()
+        notes: tuple[str, ...] = ()
         try:
-            chain = tuple(validate_signer(s.cert, pool, trust_roots, at))
+            path = validate(s.cert, pool, trust_roots, at=_validation_time(at, s.signing_time), purpose="sign")
+            chain, notes = path.chain, tuple(str(n) for n in path.notes)
         except (UntrustedSigner, UnsupportedAlgorithm) as e:
             error = e
         reports.append((SignerReport(
             cert=s.cert, chain=chain, addresses=tuple(cert_addresses(s.cert)), signing_time=s.signing_time,
             digest_algorithm=s.digest_algorithm, signature_algorithm=s.signature_algorithm,
             capabilities=tuple(s.capabilities), verdict="good" if error is None else verdict_of(error),
-            detail=str(error) if error else ""), error))
+            detail=str(error) if error else "", notes=notes), error))
     # Bare CMS has no headers at all: nothing to bind (the caller knows what it verified).
     headers = signer_headers(signed.content, context) if context is not None else None
     sender, from_problem = from_binding(headers) if context is not None else (None, None)

@@ -174,3 +174,21 @@ def test_untrusted_from_signer_beside_a_trusted_other_is_untrusted(pki, message)
     c, m = pki["carol"], pki["mallory"]  # Mallory's certificate names alice@ but chains to another root
     opened = read(two_signers(message, c, m), trust_roots=[pki.ca_cert])
     assert opened.verdict == "untrusted" and opened.layers[0].signature.signer_cert == m.cert
+
+
+# -- the chain is valid at the signing time ---------------------------------------------------
+
+def test_chain_is_validated_at_the_signing_time(pki, message):
+    u = pki["expired"]  # valid for 30 days from 2023-01-01
+    when = dt.datetime(2023, 1, 15, 12, 0, tzinfo=dt.UTC)
+    m = mime.Message.parse(_dated(message, when - dt.datetime.now(dt.UTC)).replace(
+        b"alice@example.test>", b"expired@example.test>"))
+    entity = m.entity()
+    der = _signed._sign_at(entity, u.key, u.cert, (), detached=True, pss=False, now=when)
+    signed = mime.multipart_signed(m.outer_headers(), entity, der, "sha-256")
+    r = verify(signed, [pki.ca_cert])  # now, but the certificate was valid when it signed
+    assert r.verdict == "good" and r.signing_time == when
+    from autosmime.errors import ExpiredSigner
+
+    with pytest.raises(ExpiredSigner):  # an explicit moment wins
+        verify(signed, [pki.ca_cert], at=dt.datetime.now(dt.UTC))
