@@ -237,9 +237,9 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
     from autosmime.smime.decrypt import decrypt_stream
 
     pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
-    with _open_input(in_file) as source:  # read as it is decoded: a large message is held once
+    with _open_input(in_file) as source:  # read as it is decoded: a large message is never held whole
         report, message = decrypt_stream(source, pairs)
-    _write_output(message, out_file)
+        _write_output(message, out_file)  # a file is read again as this writes
     if report.weak:
         click.echo(f"autosmime: warning: weak encryption ({report.content_algorithm})", err=True)
 

@@ -29,14 +29,22 @@ def people():
     return out
 
 
-def _stream(message: bytes, keys) -> bytes:
-    report, pieces = decrypt_stream(io.BytesIO(message), keys)
+class Pipe(io.BytesIO):
+    """Input that can be read once, as from a pipe: the ciphertext is held, not read again."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def _stream(message: bytes, keys, source=io.BytesIO) -> bytes:
+    report, pieces = decrypt_stream(source(message), keys)
     return b"".join(pieces)
 
 
 def _same(message: bytes, keys) -> bytes:
     expected = decrypt(message, keys).message
-    assert _stream(message, keys) == expected
+    assert _stream(message, keys) == expected  # a file: read twice
+    assert _stream(message, keys, Pipe) == expected
     return expected
 
 
@@ -92,6 +100,8 @@ def _errors(message: bytes, keys):
         decrypt(message, keys)
     with pytest.raises(Exception) as streamed:
         decrypt_stream(io.BytesIO(message), keys)  # raised before any piece exists
+    with pytest.raises(type(streamed.value)):
+        decrypt_stream(Pipe(message), keys)
     return whole.value, streamed.value
 
 
@@ -128,3 +138,15 @@ def test_a_wrong_key_fails_before_any_piece(people):
         else:  # the stand-in key passed the padding check (1 in 256): garbage, never the secret
             assert b"secret secret" not in b"".join(pieces)
     assert refused
+
+
+def test_a_file_that_changes_between_the_passes_is_refused(people, tmp_path):
+    bob = people["bob"]
+    message = encrypt(FROM + b"Content-Type: text/plain\r\n\r\n" + b"words\r\n" * 100_000, [bob[1]])
+    path = tmp_path / "m.eml"
+    path.write_bytes(message)
+    with open(path, "rb") as f:
+        _, pieces = decrypt_stream(f, [bob])
+        path.write_bytes(message[:-400] + message[-78:])  # a shorter message in its place
+        with pytest.raises(MalformedMessage, match="changed"):
+            b"".join(pieces)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -143,7 +143,7 @@ class _Envelope:
     recipient_count: int
     keyless_kinds: list[str]  # kekri/pwri/ori: opened by a shared key or password, not by ours
     cipher: ContentCipher | UnsupportedAlgorithm
-    ciphertext: bytes | memoryview | list  # a list: chunks of a streamed message, opened lazily
+    ciphertext: bytes | memoryview | _Streamed
     mac: bytes
     aad: bytes
 
@@ -310,14 +310,19 @@ def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate
     return pieces, result
 
 
-def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
+def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]],
+                   again: Callable[[], Iterable] | None = None
                    ) -> tuple[Iterator[bytes], DecryptResult] | bytes:
     """:func:`decrypt_pieces` of a ContentInfo arriving in pieces (as base64 decodes it), or,
     for a layout other than the common one, the whole ContentInfo for the general path.
 
     The common layout (see :mod:`autosmime.smime._cms.enveloped_walk`) keeps only the
     ciphertext, once, as it arrives; the plaintext comes out piece by piece as the
-    iterator is consumed, after every check has passed.
+    iterator is consumed, after every check has passed. With ``again``, which yields
+    the same pieces from the start a second time (a file read anew), not even that:
+    the first pass measures the ciphertext and keeps its last blocks, the second
+    decrypts it. The input must not change in between; if its length does, the
+    plaintext iterator raises MalformedMessage.
     """
     it = iter(chunks)
     head = b""
@@ -342,19 +347,65 @@ def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certi
             return b"".join([head, *it])
         need *= 4
     slots, cipher, start = walked
-    ciphertext = [head[start:]]
+    kept: list | None = [head[start:]] if again is None else None
+    tail = head[start:][-_TAIL:]
     received = len(head)
     del head
     for chunk in it:
         received += len(chunk)
         if received > total:
             break
-        ciphertext.append(chunk)
+        if kept is not None:
+            kept.append(chunk)
+        tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
     if received != total:
         raise MalformedMessage("not a valid CMS encrypted message "
                                f"({'data after its end' if received > total else 'truncated'})")
+    length = total - start
+    if kept is not None:
+        ciphertext = _Streamed(_released(kept), length, tail)
+    else:
+        assert again is not None
+        ciphertext = _Streamed(_reread(again, start, length), length, tail)
     pieces, result = _open(_Envelope(False, slots, len(slots), [], cipher, ciphertext, b"", b""), keys)
     return iter(pieces), result
+
+
+@dataclass(slots=True)
+class _Streamed:
+    """Ciphertext that is not in memory as one piece: produced by ``chunks`` when consumed."""
+
+    chunks: Iterator[bytes]
+    length: int
+    tail: bytes  # its last _TAIL octets: the CBC padding is checked from them before anything is read
+
+
+_TAIL = 32  # two AES blocks
+
+
+def _released(chunks: list) -> Iterator[bytes]:
+    """The chunks, each let go of as it is handed out: the ciphertext shrinks as the plaintext grows."""
+    for i in range(len(chunks)):
+        chunk, chunks[i] = chunks[i], None
+        yield chunk
+
+
+def _reread(again: Callable[[], Iterable], skip: int, length: int) -> Iterator[bytes]:
+    """The ``length`` octets after the first ``skip`` of a second pass over the input."""
+    left = length
+    for chunk in again():
+        if skip:
+            if len(chunk) <= skip:
+                skip -= len(chunk)
+                continue
+            chunk, skip = chunk[skip:], 0
+        if len(chunk) > left:
+            left = -1
+            break
+        left -= len(chunk)
+        yield chunk
+    if left or skip:
+        raise MalformedMessage("the message changed while it was being decrypted")
 
 
 _HEAD = 16 * 1024  # enough for the fields before the ciphertext of nearly every message
@@ -379,8 +430,10 @@ def _open(envelope: _Envelope, keys: Sequence[tuple[PrivateKey, x509.Certificate
         if cek is None:
             continue
         try:
-            if isinstance(envelope.ciphertext, list):
-                plaintext: Iterable[bytes] = cipher.open_chunks(cek, envelope.ciphertext)
+            if isinstance(envelope.ciphertext, _Streamed):
+                streamed = envelope.ciphertext
+                plaintext: Iterable[bytes] = cipher.open_chunks(cek, streamed.chunks, streamed.length,
+                                                                streamed.tail)
             else:
                 plaintext = cipher.open_pieces(cek, envelope.ciphertext, envelope.mac, envelope.aad)
         except Rejected:

@@ -16,7 +16,7 @@ build a padding oracle out of the difference.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import algos, core
@@ -107,22 +107,22 @@ class ContentCipher:
             raise Rejected from None
 
 
-    def open_chunks(self, key: bytes, chunks: list) -> Iterator[bytes]:
-        """The plaintext of CBC ciphertext given as ``chunks``, produced as it is consumed.
+    def open_chunks(self, key: bytes, chunks: Iterable[bytes], length: int, tail: bytes) -> Iterator[bytes]:
+        """The plaintext of CBC ciphertext of ``length`` octets that ``chunks`` yields, ending
+        with ``tail`` (at least its last two blocks), produced as it is consumed.
 
         The padding is checked before this returns, from the last two blocks alone
         (CBC decrypts a block with its predecessor as IV), so :class:`Rejected` comes
-        before any plaintext and a caller writing the pieces out never writes a failure.
-        The chunks are released as they are decrypted.
+        before ``chunks`` is even started, and a caller writing the pieces out never
+        writes a failure.
         """
         if len(key) != self.key_size or self.tag_size:
             raise Rejected
         block = len(self.iv)
-        total = sum(map(len, chunks))
-        if not total or total % block:
+        if not length or length % block:
             raise Rejected
-        tail = _tail(chunks, 2 * block)
-        previous, last = (self.iv, tail) if total == block else (tail[:block], tail[block:])
+        tail = tail[-2 * block:]
+        previous, last = (self.iv, tail[-block:]) if length == block else (tail[:block], tail[block:])
         decryptor = Cipher(self._algorithm(key), modes.CBC(previous)).decryptor()
         unpadder = padding.PKCS7(block * 8).unpadder()
         try:
@@ -130,26 +130,14 @@ class ContentCipher:
         except ValueError:
             raise Rejected from None
         return _cbc_pieces(Cipher(self._algorithm(key), modes.CBC(self.iv)).decryptor(), chunks,
-                           total - block + kept)
+                           length - block + kept)
 
     def _algorithm(self, key: bytes):
         return TripleDES(key) if self.name in _LEGACY else algorithms.AES(key)
 
 
-def _tail(chunks: list, n: int) -> bytes:
-    """The last ``n`` octets of the chunks joined."""
-    parts: list = []
-    for chunk in reversed(chunks):
-        parts.append(chunk[-n:] if n < len(chunk) else chunk)
-        n -= len(parts[-1])
-        if n <= 0:
-            break
-    return b"".join(reversed(parts))
-
-
-def _cbc_pieces(decryptor, chunks: list, length: int) -> Iterator[bytes]:
-    for i, chunk in enumerate(chunks):
-        chunks[i] = None  # the ciphertext goes as its plaintext comes
+def _cbc_pieces(decryptor, chunks: Iterable[bytes], length: int) -> Iterator[bytes]:
+    for chunk in chunks:
         piece = decryptor.update(chunk)
         if len(piece) > length:
             piece = piece[:length]
