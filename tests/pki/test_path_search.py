@@ -57,3 +57,41 @@ def test_the_most_specific_reason_is_reported():
         validate(leaf, [inter], [root])
     with pytest.raises(UntrustedSigner, match="issuer CN=Reason Intermediate is neither trusted nor among"):
         validate(leaf, [], [root])
+
+
+def _ca_cert(subject: str, key, issuer: str, signer, path_length=None, nc=None) -> x509.Certificate:
+    b = (x509.CertificateBuilder().subject_name(_cn(subject)).issuer_name(_cn(issuer)).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+         .not_valid_after(NOW + dt.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True))
+    if nc:
+        b = b.add_extension(x509.NameConstraints(permitted_subtrees=[x509.RFC822Name(nc)], excluded_subtrees=None),
+                            critical=True)
+    return b.sign(signer, hashes.SHA256())
+
+
+def _cn(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+def test_self_issued_key_rollover_counts_for_neither_path_length_nor_name_constraints():
+    # RFC 5280 §6.1.4 (l) and §6.1.3 (b): a CA's key-rollover certificate (self-issued: its own
+    # name as subject and issuer) does not use up a pathLenConstraint of 0 above it, nor is its
+    # name checked against the constraints; the leaf below it still is.
+    root_key, old_key, new_key_ = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca_cert("Rollover Root", root_key, "Rollover Root", root_key)
+    old = _ca_cert("Rollover CA", old_key, "Rollover Root", root_key, path_length=0, nc="example.test")
+    rollover = _ca_cert("Rollover CA", new_key_, "Rollover CA", old_key)
+    fake_issuer = _ca_cert("Rollover CA", new_key_, "Rollover CA", new_key_)
+    good = make_mailbox_cert("a@example.test", new_key("ec").public_key(), new_key_, fake_issuer)
+    assert validate(good, [old, rollover], [root]).chain == (good, rollover, old, root)
+    bad = make_mailbox_cert("a@evil.test", new_key("ec").public_key(), new_key_, fake_issuer)
+    with pytest.raises(UntrustedSigner, match="name constraints"):
+        validate(bad, [old, rollover], [root])
+    # A second, non-self-issued CA below the pathlen-0 one is refused.
+    sub_key = ec.generate_private_key(ec.SECP256R1())
+    sub = _ca_cert("Sub CA", sub_key, "Rollover CA", new_key_)
+    deep = make_mailbox_cert("b@example.test", new_key("ec").public_key(), sub_key,
+                             _ca_cert("Sub CA", sub_key, "Sub CA", sub_key))
+    with pytest.raises(UntrustedSigner, match="pathLenConstraint"):
+        validate(deep, [old, rollover, sub], [root])
