@@ -1,0 +1,65 @@
+"""The engine commands start light: no mailbox, vault, network or server layer is imported.
+
+`autosmime --help`, `autosmime <engine command> --help` and a decrypt with key files run
+in a fresh interpreter; the modules it imported are read from ``sys.modules`` at exit.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+FORBIDDEN = ("autosmime.vault", "autosmime.mailbox", "autosmime.agent", "autosmime.enroll",
+             "autosmime.exchange", "autosmime.servers", "imapclient", "keyring", "sqlalchemy", "starlette")
+
+# Runs the CLI as `python -m autosmime` does, then reports every imported module.
+DRIVER = """
+import json, runpy, sys
+out, sys.argv = sys.argv[1], ["autosmime", *sys.argv[2:]]
+try:
+    runpy.run_module("autosmime", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+with open(out, "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+
+def _imported(tmp_path, *args, stdin: bytes = b"") -> list[str]:
+    out = tmp_path / "modules.json"
+    p = subprocess.run([sys.executable, "-c", DRIVER, str(out), "--home", str(tmp_path / "home"), *map(str, args)],
+                       input=stdin, capture_output=True, timeout=60)
+    assert out.exists(), p.stderr.decode()
+    return json.loads(out.read_text())
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+
+
+# The root module (autosmime/cli/__init__.py) imports every command group and, after each
+# command, the vault to retry a queued backup; it is being rewritten with lazy imports.
+ROOT_NOT_LAZY_YET = pytest.mark.xfail(
+    strict=True, reason="autosmime/cli/__init__.py imports cli.account (mailbox, imapclient, keyring) "
+                        "at start and autosmime.vault.store after every command")
+
+
+@ROOT_NOT_LAZY_YET
+@pytest.mark.parametrize("command", [[], ["sign"], ["verify"], ["encrypt"], ["decrypt"], ["read"]],
+                         ids=["root", "sign", "verify", "encrypt", "decrypt", "read"])
+def test_help_imports_no_heavy_layer(tmp_path, command):
+    assert _heavy(_imported(tmp_path, *command, "--help")) == []
+
+
+@ROOT_NOT_LAZY_YET
+def test_decrypt_with_key_files_imports_no_heavy_layer(tmp_path, pki):
+    from autosmime.smime import encrypt
+
+    bob = pki["carol"]
+    message = encrypt(b"From: a@example.test\r\nContent-Type: text/plain\r\n\r\nhi\r\n", [bob.cert])
+    modules = _imported(tmp_path, "decrypt", "--key", bob.key_path, "--cert", bob.cert_path, stdin=message)
+    assert "autosmime.smime.decrypt" in modules  # it really ran
+    assert _heavy(modules) == []
+    # What the decrypt command itself needs: not the signature verifier nor the signer.
+    assert "autosmime.smime.verify" not in modules and "autosmime.smime.sign" not in modules
