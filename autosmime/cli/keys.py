@@ -62,12 +62,20 @@ def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recov
 @click.command("export")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path), help="File whose first line is the export password.")
-@click.option("--legacy", is_flag=True, help="3DES and SHA-1, for old Windows, macOS and Android importers.")
+@click.option("--legacy", is_flag=True,
+              help="3DES and SHA-1, for old Windows, macOS and Android importers; adds one file per key for gpgsm 2.2.")
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty (files of the same name are replaced).")
 @click.pass_context
-def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, legacy: bool) -> None:
+def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, legacy: bool, force: bool) -> None:
     """Export every key (current and old) as one PKCS#12, plus the certificates as PEM."""
     from autosmime._files import write_private
-    from autosmime.vault.export import GPGSM_MAX_PASSWORD, export_all, new_export_password
+    from autosmime.vault.export import (
+        GPGSM_MAX_PASSWORD,
+        MIN_PASSWORD_CHARS,
+        export_all,
+        new_export_password,
+        password_too_short,
+    )
     from autosmime.vault.store import Vault
 
     vault = Vault.open(home_dir(ctx), create=False)
@@ -78,7 +86,10 @@ def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, le
         password = _read_password(password_file, "Export password")
         if not password:
             raise UsageError(f"the password file {password_file} is empty; an export needs a password")
-    files = export_all(vault, out_dir, password, legacy=legacy)
+    files = export_all(vault, out_dir, password, legacy=legacy, force=force)
+    if password_too_short(password):
+        click.echo(f"warning: the export password is shorter than {MIN_PASSWORD_CHARS} characters: whoever gets "
+                   "these files can guess it (leave out --password-file to have a strong one generated)", err=True)
     if legacy and len(password) > GPGSM_MAX_PASSWORD:
         click.echo(f"warning: gpgsm 2.2 refuses legacy PKCS#12 passwords over {GPGSM_MAX_PASSWORD} bytes: "
                    "this file will not import into gpgsm (other clients are not affected)", err=True)

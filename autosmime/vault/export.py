@@ -6,7 +6,11 @@
 
 One PKCS#12 with every key, current and old (old mail stays readable in the
 other client), plus each certificate as PEM and one PEM bundle of all of
-them. Every file is 0600 and written atomically.
+them. ``legacy`` (3DES, SHA-1 MAC) adds one PKCS#12 per key: gpgsm 2.2 reads
+a single private key per file (minip12.c stops at the second shrouded key bag
+with "a key has already been received"; 2.4 stops at the third), so a
+multi-key file imports nothing there. Every file is 0600 and written
+atomically, into a folder that is new or empty unless ``force``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ BUNDLE_NAME = "certificates.pem"
 # gpgsm 2.2 (minip12.c, string_to_key) refuses longer passwords for the legacy PKCS#12 key
 # derivation: a longer one makes a --legacy file it can never import.
 GPGSM_MAX_PASSWORD = 31
+#: a chosen export password shorter than this gets a warning (the generated one has 29 characters)
+MIN_PASSWORD_CHARS = 12
 
 
 def new_export_password() -> str:
@@ -39,12 +45,36 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._-]+", "_", text)[:80]
 
 
-def export_all(vault: Vault, out_dir: Path, password: bytes, *, legacy: bool = False) -> list[Path]:
-    """Write the export into ``out_dir`` (created 0700 if missing); return the files written."""
+def password_too_short(password: bytes) -> bool:
+    """True for an export password under MIN_PASSWORD_CHARS characters (guessable from the file alone).
+
+    >>> password_too_short(b"hunter2"), password_too_short(b"correct horse battery")
+    (True, False)
+    """
+    return len(password.decode("utf-8", errors="replace")) < MIN_PASSWORD_CHARS
+
+
+def _check_folder(out_dir: Path, force: bool) -> None:
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise VaultError(f"{out_dir} is not a folder")
+        if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+            raise VaultError(f"the export folder {out_dir} is not empty; choose a new one, or pass --force to "
+                             "write into it (files of the same name are replaced)")
+    except OSError as e:
+        raise VaultError(f"cannot read {out_dir}: {e.strerror}") from None
+
+
+def export_all(vault: Vault, out_dir: Path, password: bytes, *, legacy: bool = False,
+               force: bool = False) -> list[Path]:
+    """Write the export into ``out_dir`` (created 0700 if missing); return the files written, the
+    PKCS#12 with every key first. VaultError, with nothing written, if ``out_dir`` holds anything
+    and ``force`` is not set."""
     entries = vault.entries()
     if not entries:
         raise NoKey("the vault holds no keys to export")
     out_dir = Path(out_dir)
+    _check_folder(out_dir, force)
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
@@ -53,9 +83,13 @@ def export_all(vault: Vault, out_dir: Path, password: bytes, *, legacy: bool = F
     pfx = build_pfx([(e.key, e.cert, e.chain) for e in entries], password, legacy=legacy, friendly_names=names)
     written: list[tuple[Path, bytes]] = [(out_dir / EXPORT_NAME, pfx)]
     bundle, seen = [], set()
-    for e in entries:
+    for e, name in zip(entries, names):
+        stem = f"{_safe(e.email or 'cert')}-{e.fingerprint[:16]}"
         pem = e.cert.public_bytes(serialization.Encoding.PEM)
-        written.append((out_dir / f"{_safe(e.email or 'cert')}-{e.fingerprint[:16]}.pem", pem))
+        written.append((out_dir / f"{stem}.pem", pem))
+        if legacy:  # one key per file as well: what gpgsm 2.2 can read
+            single = build_pfx([(e.key, e.cert, e.chain)], password, legacy=True, friendly_names=[name])
+            written.append((out_dir / f"{stem}.p12", single))
         for cert in (e.cert, *e.chain):
             der = cert.public_bytes(serialization.Encoding.DER)
             if der not in seen:

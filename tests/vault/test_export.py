@@ -86,3 +86,39 @@ def test_cli_legacy_export_warns_of_a_password_gpgsm_refuses(home, tmp_path, len
     assert r.returncode == 0, r.stderr
     assert ("gpgsm" in r.stderr) is warned and password not in r.stderr + r.stdout
     assert len(parse_pfx((tmp_path / "o" / "autosmime-export.p12").read_bytes(), password.encode())) == 3
+
+
+def test_export_refuses_a_folder_that_is_not_empty(home, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    r = _run(sys.executable, "-m", "autosmime", "--home", str(home), "export", "--out", str(out))
+    assert r.returncode == 1 and "not empty" in r.stderr and "--force" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]      # nothing written
+    r = _run(sys.executable, "-m", "autosmime", "--home", str(home), "export", "--out", str(out), "--force")
+    assert r.returncode == 0, r.stderr
+    assert (out / "notes.txt").read_text() == "mine\n" and (out / "autosmime-export.p12").exists()
+    # an existing empty folder is fine without --force
+    (tmp_path / "empty").mkdir()
+    assert export_all(Vault.open(home), tmp_path / "empty", b"export-pw")[0].exists()
+
+
+@pytest.mark.parametrize("password, warned", [("short-pw123", True), ("twelve-chars", False), ("äöüäöüäöüäö", True)])
+def test_cli_export_warns_of_a_short_password(home, tmp_path, password, warned):
+    (tmp_path / "pw").write_text(password + "\n", encoding="utf-8")
+    r = _run(sys.executable, "-m", "autosmime", "--home", str(home), "export", "--out", str(tmp_path / "o"),
+             "--password-file", str(tmp_path / "pw"))
+    assert r.returncode == 0, r.stderr
+    assert ("shorter than 12 characters" in r.stderr) is warned, r.stderr
+    assert password not in r.stderr + r.stdout
+
+
+def test_legacy_export_adds_one_file_per_key(home, tmp_path):
+    files = export_all(Vault.open(home), tmp_path / "out", b"export-pw", legacy=True)
+    singles = [p for p in files if p.suffix == ".p12" and p.name != "autosmime-export.p12"]
+    assert len(singles) == 3
+    held = [parse_pfx(p.read_bytes(), b"export-pw") for p in singles]
+    assert all(len(pairs) == 1 for pairs in held)
+    assert {pairs[0].cert for pairs in held} == {p.cert for p in parse_pfx(files[0].read_bytes(), b"export-pw")}
+    assert not [p for p in export_all(Vault.open(home), tmp_path / "modern", b"export-pw") if p.name.endswith(".p12")][1:]

@@ -155,3 +155,42 @@ def test_cli_legacy_export_with_its_generated_password_imports_into_gpgsm(gpgsm,
     password = (out / "export-password.txt").read_bytes().strip()
     assert len(password) <= 31
     gpgsm.import_p12(out / "autosmime-export.p12", password, email)
+
+
+def _vault_with_rsa_keys(home: Path, emails: list[str]) -> None:
+    from autosmime.vault.importing import import_p12
+    from autosmime.vault.store import Vault
+
+    ca_key, ca = make_ca("gpgsm multi-key CA")
+    vault = Vault.open(home)
+    for email in emails:
+        key = new_key("rsa")  # gpgsm 2.2.40 has no ECC
+        pfx = build_pfx([(key, make_mailbox_cert(email, key.public_key(), ca_key, ca), (ca,))], b"in", iterations=1000)
+        import_p12(vault, pfx, b"in")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_cli_legacy_export_of_n_keys_imports_every_key_into_gpgsm(gpgsm, tmp_path, count):
+    """gpgsm 2.2 reads one private key per PKCS#12 ("a key has already been received" at the second), so
+    `export --legacy` writes one file per key beside the all-keys file; importing them gives gpgsm every key."""
+    import subprocess
+    import sys
+
+    emails = [f"legacy{count}-{i}@example.test" for i in range(count)]
+    home = tmp_path / "home"
+    _vault_with_rsa_keys(home, emails)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "autosmime", "--home", str(home), "export", "--out", str(out),
+                        "--legacy"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    password = (out / "export-password.txt").read_bytes().strip()
+    singles = sorted(p for p in out.glob("*.p12") if p.name != "autosmime-export.p12")
+    assert len(singles) == count
+    for email in emails:
+        [single] = [p for p in singles if p.name.startswith(email)]
+        assert [pair.cert for pair in parse_pfx(single.read_bytes(), password)][0].subject.rfc4514_string().endswith(
+            f"CN={email}")
+        gpgsm.import_p12(single, password, email)   # raises unless gpgsm now holds the secret key
+    # the all-keys file stays, for NSS, Windows and OpenSSL
+    assert len(parse_pfx((out / "autosmime-export.p12").read_bytes(), password)) == count
