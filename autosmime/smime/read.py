@@ -84,6 +84,8 @@ def read(message: bytes, *, keys: KeyList = (), trust_roots: Sequence[x509.Certi
             layers.append(Layer("plain", None, f"the content ({_type(layer)})"))
             if layer.msg is not None and layer.msg.mime_type.startswith("multipart/"):
                 _report_parts(layer.msg, message_block(layer.msg, prefix), "", 1, opts, layers)
+            if layer.msg is not None and prefix:
+                current = _protected_headers_win(layer.msg, prefix, current)
             break
         if current is None:
             break
@@ -155,6 +157,27 @@ def _rfc822_inside(content: bytes, msg: mime.Message | None) -> bytes | None:
     if inner.transfer_encoding not in ("7bit", "8bit", "binary", ""):
         body = mime.decode_body(body, inner.transfer_encoding)
     return mime.to_crlf(body) if body.strip() else None
+
+
+def _protected_headers_win(msg: mime.Message, prefix: int, content: bytes) -> bytes:
+    """The content without the outer copies of header fields that came out of the protection too.
+
+    An entity that carries its own From (header protection: the whole header block inside the
+    encryption or signature) would otherwise print two From fields, the outer, unprotected one
+    first, where a reader takes it.
+    """
+    fields = msg.fields
+    inner = {_field_name(f) for f in fields[prefix:]}
+    if b"from" not in inner:
+        return content
+    kept = [f for f in fields[:prefix] if _field_name(f) not in inner]
+    if len(kept) == prefix:
+        return content
+    return b"".join([*kept, *fields[prefix:], b"\r\n", msg.body])
+
+
+def _field_name(field: bytes) -> bytes:
+    return field.split(b":", 1)[0].strip().lower()
 
 
 def _foreign_encrypted(layer: Classified) -> bool:

@@ -289,6 +289,21 @@ def _failed(outer: list[bytes], content, error: AutosmimeError) -> VerifyResult:
                         from_matches=None, verdict=verdict_of(error), error=error)
 
 
+def _secure_headers(signed: _signed.SignedResult, outer: HeaderBlock | None) -> HeaderBlock | None:
+    """The header fields a verified signer signed as an RFC 7508 attribute, when they hold a From."""
+    for s in signed.signers:
+        fields = [f"{name}: {value}\r\n".encode() for name, value, status in s.secure_headers if status != "deleted"]
+        block = HeaderBlock(fields, outer)
+        if block.named(b"from"):
+            return block
+    return None
+
+
+def _duplicated_from(signed: _signed.SignedResult) -> bool:
+    return any(name.lower() == "from" and status == "duplicated"
+               for s in signed.signers for name, _, status in s.secure_headers)
+
+
 def _validation_time(at: _dt.datetime | None, signing_time: _dt.datetime | None) -> _dt.datetime | None:
     """When the chain must have been valid: ``at`` if given, else the signing time (as NSS
     does), never later than now; None (now) without either."""
@@ -330,6 +345,13 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
     # Bare CMS has no headers at all: nothing to bind (the caller knows what it verified).
     headers = signer_headers(signed.content, context) if context is not None else None
     sender, from_problem = from_binding(headers) if context is not None else (None, None)
+    secured = _secure_headers(signed, headers)
+    altered = None
+    if secured is not None:  # RFC 7508: the signed copy is what the signer vouched for
+        signed_sender, problem = from_binding(secured)
+        if sender is not None and signed_sender is not None and sender != signed_sender and _duplicated_from(signed):
+            altered = f"the From header ({sender}) differs from the signed copy of it ({signed_sender}, RFC 7508)"
+        headers, sender, from_problem = secured, signed_sender, problem
 
     # The signer that counts: the one From names; failing that, the first good one, or the first.
     chosen = next((r for r in reports if sender is not None and sender in r[0].addresses), None)
@@ -338,7 +360,9 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
         chosen = next((r for r in reports if r[1] is None), reports[0])
     primary, error = chosen
     if error is None and require_from_match and context is not None:
-        if sender is None:
+        if altered is not None:
+            error = SignerMismatch(altered)
+        elif sender is None:
             error = SignerMismatch(f"{from_problem}: the signer cannot be checked against it")
         elif not matches:
             signer_addrs = ", ".join(primary.addresses) or "no address"

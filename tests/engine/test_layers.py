@@ -184,3 +184,19 @@ def test_json_carries_binary_content_as_base64(pki, message):
     raw = message.replace(b"Hello Bob", b"Hello \xff Bob")
     doc = _read(pki, raw).to_json()
     assert doc["content_encoding"] == "base64" and base64.b64decode(doc["content"]) == raw
+
+
+def test_header_protection_inner_fields_replace_the_outer_copies(pki, message):
+    from autosmime.smime._cms import enveloped
+
+    inner = (b'Content-Type: text/plain; charset=us-ascii; hp="cipher"\r\n'
+             b"From: Alice <alice@example.test>\r\nSubject: the real subject\r\n\r\nsecret body\r\n")
+    der = enveloped.encrypt(inner, [pki["bob"].cert])
+    outer = [b"From: Alice <alice@example.test>\r\n", b"Subject: ...\r\n", b"To: bob@example.test\r\n"]
+    raw = mime.pkcs7_mime(outer, der, "enveloped-data")
+    opened = _read(pki, raw)
+    assert [(x.kind, x.verdict) for x in opened.layers] == [("enveloped", "good"), ("plain", None)]
+    head = mime.Message.parse(opened.message)
+    assert [f for f in head.fields if f.lower().startswith((b"from", b"subject"))] == [
+        b"From: Alice <alice@example.test>\r\n", b"Subject: the real subject\r\n"]
+    assert b"To: bob@example.test\r\n" in head.fields and opened.message.endswith(b"secret body\r\n")

@@ -192,3 +192,46 @@ def test_chain_is_validated_at_the_signing_time(pki, message):
 
     with pytest.raises(ExpiredSigner):  # an explicit moment wins
         verify(signed, [pki.ca_cert], at=dt.datetime.now(dt.UTC))
+
+
+# -- RFC 7508: header fields signed as an attribute -------------------------------------------
+
+def _with_secure_headers(message: bytes, user, fields: list[tuple[str, str, int]]) -> bytes:
+    from asn1crypto import core
+
+    from autosmime.smime._cms import der as _der
+    from autosmime.smime._cms.signed_attrs import OID_SECURE_HEADERS, _SecureHeaderFields
+    from tests.smime.test_signed import _attrs_of, _resign
+
+    m = mime.Message.parse(message)
+    entity = m.entity()
+    der = _signed.sign(entity, user.key, user.cert)
+    value = _SecureHeaderFields({"canon_algorithm": "relaxed", "fields": [
+        {"name": n, "value": v, "status": st} for n, v, st in fields]}).dump()
+    attr = _der.tlv(_der.SEQUENCE, core.ObjectIdentifier(OID_SECURE_HEADERS).dump(), _der.tlv(_der.SET, value))
+    der = _resign(der, user.key, [*_attrs_of(der).values(), attr])
+    return mime.multipart_signed(m.outer_headers(), entity, der, "sha-256")
+
+
+DUPLICATED, MODIFIED = 0, 2
+
+
+def test_rfc7508_signed_from_is_the_one_checked(pki, message):
+    a = pki["alice"]
+    alice = "Alice <alice@example.test>"
+    assert verify(_with_secure_headers(message, a, [("From", alice, DUPLICATED)]), [pki.ca_cert]).verdict == "good"
+    # A list rewrote From, and the signer said so (modified): the signed copy is checked.
+    listed = message.replace(b"From: Alice <alice@example.test>", b"From: The List <list@example.test>")
+    r = verify(_with_secure_headers(listed, a, [("From", alice, MODIFIED)]), [pki.ca_cert])
+    assert r.verdict == "good" and r.from_address == "alice@example.test"
+    # The signed copy names someone else than the signer.
+    with pytest.raises(SignerMismatch, match="bob@example.test"):
+        verify(_with_secure_headers(message, a, [("From", "Bob <bob@example.test>", MODIFIED)]), [pki.ca_cert])
+
+
+def test_rfc7508_duplicated_from_changed_in_transit_is_a_mismatch(pki, message):
+    a = pki["alice"]
+    signed = _with_secure_headers(message, a, [("From", "Alice <alice@example.test>", DUPLICATED)])
+    forged = signed.replace(b"From: Alice <alice@example.test>", b"From: Mallory <mallory@example.test>", 1)
+    with pytest.raises(SignerMismatch, match="differs from the signed copy"):
+        verify(forged, [pki.ca_cert])

@@ -38,12 +38,14 @@ from autosmime.smime._cms.signed_attrs import (
     OID_CMS_ALGORITHM_PROTECTION,
     OID_CONTENT_TYPE,
     OID_MESSAGE_DIGEST,
+    OID_SECURE_HEADERS,
     OID_SIGNING_TIME,
     OID_SMIME_CAPABILITIES,
     READ_ATTRIBUTES,
     capability_names_der,
     index_attribute_values,
     octet_string,
+    secure_header_fields,
     signed_attrs_der,
     signing_time_value,
     single,
@@ -60,6 +62,8 @@ class SignerResult:
     digest_algorithm: str
     signature_algorithm: str
     capabilities: tuple[str, ...]
+    # RFC 7508: (name, value, status) of the header fields signed as an attribute, if any.
+    secure_headers: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -288,6 +292,7 @@ def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
     cert = _find_signer(si, pool)
     signing_time = None
     capabilities: tuple[str, ...] = ()
+    secure_headers: tuple[tuple[str, str, str], ...] = ()
     if si.signed_attrs is None:
         if content_type != "1.2.840.113549.1.7.1":
             raise BadSignature("signed attributes are required for content other than data")
@@ -313,10 +318,12 @@ def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
             signing_time = signing_time.astimezone(_dt.UTC)
         if OID_SMIME_CAPABILITIES in attrs:
             capabilities = capability_names_der(attrs[OID_SMIME_CAPABILITIES])
+        if OID_SECURE_HEADERS in attrs:
+            secure_headers = secure_header_fields(single(attrs[OID_SECURE_HEADERS], "secure header fields"))
     scheme = _algs.verify_signature(cert.public_key(), si.signature_algorithm, digest_alg,
                                     si.signature, signed_bytes, allow_sha1=allow_sha1)
     return SignerResult(cert=cert, signing_time=signing_time, digest_algorithm=digest_alg,
-                        signature_algorithm=scheme, capabilities=capabilities)
+                        signature_algorithm=scheme, capabilities=capabilities, secure_headers=secure_headers)
 
 
 def _check_algorithm_protection(value: bytes, si: WalkedSigner) -> None:

@@ -30,10 +30,11 @@ OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
 OID_SMIME_CAPABILITIES = "1.2.840.113549.1.9.15"
 OID_CMS_ALGORITHM_PROTECTION = "1.2.840.113549.1.9.52"
+OID_SECURE_HEADERS = "1.2.840.113549.1.9.16.2.55"  # RFC 7508 SecureHeaderFields
 # The attributes whose values verification reads; others (Microsoft's 1.3.6.1.4.1.311.16.4 from
 # every NSS signer) are kept by type only, so their values need not parse.
 READ_ATTRIBUTES = frozenset({OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
-                             OID_CMS_ALGORITHM_PROTECTION})
+                             OID_CMS_ALGORITHM_PROTECTION, OID_SECURE_HEADERS})
 READ_ATTRIBUTE_TLVS = frozenset(_der.oid(dotted) for dotted in READ_ATTRIBUTES)
 
 _ECDH_SCHEMES = {
@@ -227,3 +228,38 @@ def _capability_name(oid: str) -> str:
         return _ECDH_SCHEMES[oid]
     name = algos.EncryptionAlgorithmId.map(oid)
     return name if isinstance(name, str) and name != oid else oid
+
+
+# -- RFC 7508: header fields signed as an attribute ------------------------------------------
+
+class _HeaderField(core.Sequence):
+    _fields = [("name", core.VisibleString), ("value", core.UTF8String),
+               ("status", core.Integer, {"default": 0})]  # duplicated(0), deleted(1), modified(2)
+
+
+class _HeaderFields(core.SequenceOf):
+    _child_spec = _HeaderField
+
+
+class _Canon(core.Enumerated):
+    _map = {0: "simple", 1: "relaxed"}
+
+
+class _SecureHeaderFields(core.Set):
+    _fields = [("canon_algorithm", _Canon), ("fields", _HeaderFields)]
+
+SECURE_HEADER_STATUS = {0: "duplicated", 1: "deleted", 2: "modified"}
+
+
+@lru_cache(maxsize=64)
+def secure_header_fields(value: bytes) -> tuple[tuple[str, str, str], ...]:
+    """(name, value, status) of each header field an RFC 7508 SecureHeaderFields attribute signs.
+
+    Raises BadSignature when the attribute cannot be read: it is signed, so it is not advisory.
+    """
+    try:
+        parsed = _SecureHeaderFields.load(value, strict=True)
+        return tuple((f["name"].native, f["value"].native, SECURE_HEADER_STATUS.get(f["status"].native, "unknown"))
+                     for f in parsed["fields"])
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError):
+        raise BadSignature("the secure header fields attribute (RFC 7508) cannot be read") from None
