@@ -63,7 +63,7 @@ class Authority:
     domain: str
     mail_from: str
     dkim_selector: str
-    dkim_key_pem: bytes                  # PKCS#1, what dkimpy signs with (memory only)
+    dkim_key: rsa.RSAPrivateKey
     root_cert: x509.Certificate
     issuing_cert: x509.Certificate
     issuing_key: ec.EllipticCurvePrivateKey
@@ -147,10 +147,8 @@ class Authority:
             raise CADirError(f"unexpected key types in {d}")
         if issuing_key.public_key().public_numbers() != issuing.public_key().public_numbers():  # type: ignore[union-attr]
             raise CADirError(f"issuing-key.pem does not belong to issuing.pem in {d}")
-        dkim_pkcs1 = dkim_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                            serialization.NoEncryption())
         return cls(directory=d, name=config["name"], domain=config["domain"], mail_from=config["mail_from"],
-                   dkim_selector=config["dkim_selector"], dkim_key_pem=dkim_pkcs1, root_cert=root,
+                   dkim_selector=config["dkim_selector"], dkim_key=dkim_key, root_cert=root,
                    issuing_cert=issuing, issuing_key=issuing_key,
                    validity_days=int(config.get("validity_days", 365)))
 

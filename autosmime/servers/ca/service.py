@@ -491,7 +491,7 @@ class CAService:
         raw = mailmod.compose_challenge(self.authority.mail_from, row["identifier"], row["token1"],
                                         row["message_id"])
         signed = mailmod.dkim_sign(raw, selector=self.authority.dkim_selector, domain=self.authority.domain,
-                                   key_pem=self.authority.dkim_key_pem)
+                                   key=self.authority.dkim_key)
         try:
             self.outbox.send(self.authority.mail_from, row["identifier"], signed)
         except Exception as e:
