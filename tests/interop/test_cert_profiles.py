@@ -111,3 +111,33 @@ def test_autosmime_signed_with_each_profile_peers_verify(cell, autosmime, profil
         content, der = mime.split_signed(out) if form == "detached" else (None, mime.pkcs7_mime_der(out))
         got = profile.nss.verify(der, content)
     assert mime.crlf(got) == mime.entity(msg)
+
+
+REFUSED = [
+    ("eku-serverauth-only", "keyUsage = critical, digitalSignature, keyEncipherment\n"
+                            "extendedKeyUsage = serverAuth\nsubjectAltName = email:{email}", "emailProtection"),
+    ("keyusage-keycertsign-only", "keyUsage = critical, keyCertSign\nextendedKeyUsage = emailProtection\n"
+                                  "subjectAltName = email:{email}", "digitalSignature"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name,extensions,rule", REFUSED, ids=[r[0] for r in REFUSED])
+def test_openssl_signs_with_a_leaf_not_for_email_signing_autosmime_refuses(cell, autosmime, tmp_path,
+                                                                          name, extensions, rule, form):
+    from tests.interop.peers import AutosmimeFailed, User
+    from tests.pki.issuers import PASSWORD, openssl_issue, openssl_root
+
+    require("openssl")
+    cell("peer sign → autosmime verify (must reject)", "openssl", f"{name}, {form}")
+    email = "mallory@example.test"
+    root_key, root = openssl_root(tmp_path)
+    key, cert = openssl_issue(tmp_path, "mallory", "/CN=Mallory", extensions.format(email=email), root_key, root)
+    user = User(name="mallory", email=email, kind="rsa", key=key, cert=cert, p12=cert, p12_legacy=cert,
+                password=PASSWORD, password_file=cert)
+    msg = mime.message(email, email)
+    signed = OpenSSL(tmp_path / "openssl").sign(mime.entity(msg), user, detached=form == "detached",
+                                                outform="SMIME")
+    with pytest.raises(AutosmimeFailed) as e:
+        autosmime("verify", "--trust", root, stdin=mime.with_outer(msg, signed))
+    assert e.value.code == 1 and rule in e.value.stderr and "CN=Mallory" in e.value.stderr
