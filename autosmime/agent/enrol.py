@@ -30,6 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -86,7 +87,7 @@ class EnrolResult:
     cert: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     reading: Reading          # the token reading the CA accepted
-    seconds: float
+    seconds: float            # from the start until the certificate was in the vault (backup excluded)
     backup: str | None = None  # the backup's one-line status
 
 
@@ -118,14 +119,21 @@ class InboxWatch:
     """New mail in INBOX after a starting point: IMAP IDLE when offered, else NOOP polling.
 
     Works on an :class:`autosmime.mailbox.imap.ImapMailbox` session (its IMAPClient).
+    IDLE is left and re-entered after a short tick that grows from 0.1 s to 1 s: some
+    servers hold back IDLE notifications (Dovecot by 0.5 s), and a challenge usually
+    arrives within a second or two, so the first checks come quickly and later ones
+    settle to one a second.
     """
 
     folder = "INBOX"
+    first_tick = 0.1
+    max_tick = 1.0
 
     def __init__(self, box: Any) -> None:
         self.box = box
         self._client = box._client      # IDLE is not part of ImapMailbox's API (yet)
         self._idle = b"IDLE" in self._client.capabilities()
+        self._tick = self.first_tick
         self.box._select(self.folder)
         self.since = self._uid_next()
 
@@ -146,15 +154,19 @@ class InboxWatch:
         """Block until the server reports something (or ``timeout``)."""
         if timeout <= 0:
             return
+        timeout = min(timeout, self._tick)
+        self._tick = min(self._tick * 1.5, self.max_tick)
         with self.box._errors("IDLE"):
             if self._idle:
                 self._client.idle()
                 try:
-                    self._client.idle_check(timeout=timeout)
+                    seen = self._client.idle_check(timeout=timeout)
                 finally:
                     self._client.idle_done()
+                if not seen:   # Dovecot shows mail it has not announced yet only after a NOOP
+                    self._client.noop()
             else:
-                time.sleep(min(timeout, 0.25))
+                time.sleep(timeout)
                 self._client.noop()
 
 
@@ -178,39 +190,59 @@ def enrol(*, address: str, acme: AcmeClient, box: Any, send: Sender, vault: Any,
     is told the token reading when the CA accepted the other one.
     """
     started = time.monotonic()
-    key = new_cert_key(key_type)
-    csr = make_csr(key, address)
-    try:
-        chain_pem = _attempt(address, acme, box, send, csr, reading, dnsfunc, replaces, timeouts)
-        used = reading
-    except ReplyRejected as e:
-        if getattr(e, "aligned", True):
-            raise
-        used = other_reading(reading)
-        log.info("the CA rejected the %s token reading; retrying once with the %s reading", reading, used)
-        chain_pem = _attempt(address, acme, box, send, csr, used, dnsfunc, replaces, timeouts)
-        if on_reading is not None:
-            on_reading(used)
+    if key_type not in KEY_TYPES:
+        raise UsageError(f"unknown key type {key_type!r} (use one of {', '.join(KEY_TYPES)})")
+    if not address.isascii():        # refused before anything is sent
+        raise UsageError("addresses with non-ASCII characters are not supported for enrolment yet")
+    # The key is made while the order and the mail round trip are under way (RSA-3072 takes up to ~1 s).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        key_future = pool.submit(new_cert_key, key_type)
+        csr_cache: list[bytes] = []
+
+        def csr() -> bytes:
+            if not csr_cache:
+                csr_cache.append(make_csr(key_future.result(), address))
+                log.debug("key and CSR ready after %.3f s", time.monotonic() - started)
+            return csr_cache[0]
+
+        try:
+            chain_pem = _attempt(address, acme, box, send, csr, reading, dnsfunc, replaces, timeouts)
+            used = reading
+        except ReplyRejected as e:
+            if getattr(e, "aligned", True):
+                raise
+            used = other_reading(reading)
+            log.info("the CA rejected the %s token reading; retrying once with the %s reading", reading, used)
+            chain_pem = _attempt(address, acme, box, send, csr, used, dnsfunc, replaces, timeouts)
+            if on_reading is not None:
+                on_reading(used)
+        key = key_future.result()
     certs = x509.load_pem_x509_certificates(chain_pem.encode())
     cert, chain = certs[0], tuple(certs[1:])
     vault.add(key, cert, chain, source="acme")
+    seconds = time.monotonic() - started
+    log.debug("stored in the vault after %.3f s", seconds)
     status = backup() if backup is not None else None
-    return EnrolResult(address, cert, chain, used, time.monotonic() - started, status)
+    return EnrolResult(address, cert, chain, used, seconds, status)
 
 
-def _attempt(address: str, acme: AcmeClient, box: Any, send: Sender, csr: bytes, reading: Reading,
+def _attempt(address: str, acme: AcmeClient, box: Any, send: Sender, csr: Callable[[], bytes], reading: Reading,
              dnsfunc: DnsFunc | None, replaces: str | None, timeouts: Timeouts) -> str:
+    t0 = time.monotonic()
     inbox = InboxWatch(box)                 # only mail after this point can be our challenge
     order = acme.new_order(address, replaces=replaces)
     authzr, challb = acme.email_challenge(order)
+    log.debug("order placed after %.3f s", time.monotonic() - t0)
     if authzr.body.status.name == "valid":  # a CA that reuses a fresh validation
-        return acme.finalize(order, csr, time.monotonic() + timeouts.validation)
+        return acme.finalize(order, csr(), time.monotonic() + timeouts.validation)
     chall = challb.chall
     uid, mail, posted = _wait_for_challenge(inbox, box, acme, challb, address, chall.from_addr, dnsfunc, timeouts)
+    log.debug("challenge mail checked after %.3f s", time.monotonic() - t0)
     digest = response_digest(mail.token_part1, chall.token, acme.account_key, reading)
     raw, reply_id = response_mail(mail, address, digest)
     try:
         send(raw, address, [mail.reply_address])
+        log.debug("reply sent after %.3f s", time.monotonic() - t0)
         if not posted:
             acme.answer(challb)
         try:
@@ -218,7 +250,10 @@ def _attempt(address: str, acme: AcmeClient, box: Any, send: Sender, csr: bytes,
         except ReplyRejected as e:
             e.aligned = readings_agree(mail.token_part1)  # type: ignore[attr-defined]
             raise
-        return acme.finalize(order, csr, time.monotonic() + timeouts.validation)
+        log.debug("authorization valid after %.3f s", time.monotonic() - t0)
+        chain = acme.finalize(order, csr(), time.monotonic() + timeouts.validation)
+        log.debug("certificate issued after %.3f s", time.monotonic() - t0)
+        return chain
     finally:
         _clean_up(box, uid, reply_id)
 

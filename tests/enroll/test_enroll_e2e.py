@@ -170,3 +170,17 @@ def test_an_unreachable_ca_during_client_setup(tmp_path: Path) -> None:
         client.register()
 
 
+
+
+def test_rate_limited_is_its_own_clear_error(devstack: dict[str, str], tmp_path: Path) -> None:
+    from autosmime.errors import RateLimited
+
+    account, password, vault, acme, send = _session(tmp_path / "frank", devstack, "frank")
+    with pytest.raises(RateLimited) as info:
+        for _ in range(20):             # the CA allows a few challenge mails per address per hour
+            acme.new_order(account.email)
+    assert str(info.value).startswith("rate limited by the CA while ordering a certificate for frank@")
+    home = tmp_path / "frank"
+    r = run_cli("--home", str(home), "enroll", "--ca", devstack["CA_URL"], env=_client_env(devstack))
+    assert r.returncode == 1 and r.stderr.startswith("autosmime: error: rate limited by the CA")
+    assert len(r.stderr.splitlines()) == 1 and vault.entries() == []
