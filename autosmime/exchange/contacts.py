@@ -55,7 +55,7 @@ class Contacts:
             return {"version": 1, "addresses": {}, "directory": {}}
         return json.loads(self.path.read_text())
 
-    def _update(self, change) -> object:  # type: ignore[no-untyped-def]
+    def _update(self, change) -> object:
         ensure_home(self.home)
         with locked(self.home / LOCK):
             data = self._load()

@@ -127,7 +127,7 @@ def make_app(directory: Directory) -> Starlette:
             raise ApiError(400, "bad_request", "the body is not a JSON object")
         return data
 
-    def field(data: dict, name: str, kind: type = str, required: bool = True):  # type: ignore[no-untyped-def]
+    def field(data: dict, name: str, kind: type = str, required: bool = True):
         value = data.get(name)
         if value is None and not required:
             return None

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import httpx
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 log = logging.getLogger("autosmime.directory")
 
@@ -29,7 +28,7 @@ MAX_CRL_BYTES = 10 * 1024 * 1024
 def crl_url_of(cert: x509.Certificate) -> str | None:
     """The first http:// CRL distribution point of ``cert``."""
     try:
-        points = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except (x509.ExtensionNotFound, ValueError):
         return None
     for point in points:

@@ -139,7 +139,7 @@ def open_engine(db: str, *, create: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -156,7 +156,7 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def upsert(engine: Engine, table: Table):  # type: ignore[no-untyped-def]
+def upsert(engine: Engine, table: Table):
     """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL spell it the same)."""
     if is_sqlite(engine):
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert

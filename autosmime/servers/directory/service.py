@@ -164,7 +164,7 @@ class Directory:
             rows = conn.execute(query).all()
             return self._answer(conn, rows, {"sha256": sha256_hex}) if rows else None
 
-    def _answer(self, conn, rows, head: dict) -> dict:  # type: ignore[no-untyped-def]
+    def _answer(self, conn, rows, head: dict) -> dict:
         rows = sorted(rows, key=lambda r: (r.preferred, r.not_before, r.not_after), reverse=True)
         size, note = self.log.head(conn, at_least=max(r.leaf_index for r in rows) + 1)
         proofs = self.log.proofs(conn, [r.leaf_index for r in rows], size)
@@ -342,7 +342,7 @@ class Directory:
         return {"op": op, "address": row.address, "sha256": row.sha256, "leaf_index": index, "tree_size": size,
                 "inclusion": [_b64(p) for p in proof_nodes], "checkpoint": note}
 
-    def _check_proof(self, row, proof: dict | None) -> None:  # type: ignore[no-untyped-def]
+    def _check_proof(self, row, proof: dict | None) -> None:
         expected = possession.statement(row.op, row.id, row.address, row.sha256, bytes(row.nonce))
         if not isinstance(proof, dict):
             raise ApiError(403, "bad_proof", "a proof of key possession is required")
@@ -364,7 +364,7 @@ class Directory:
         if not hmac.compare_digest(possession.message_body(result.message), expected):
             raise ApiError(403, "bad_proof", "the signed statement does not match this request")
 
-    def _leaf_der(self, row) -> bytes:  # type: ignore[no-untyped-def]
+    def _leaf_der(self, row) -> bytes:
         if row.chain:
             return cert_der(x509.load_pem_x509_certificates(bytes(row.chain))[0])
         with self.engine.connect() as conn:
