@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
 from collections.abc import Collection, Mapping, Sequence
 
 from cryptography import x509
@@ -35,6 +36,8 @@ __all__ = ["normalize_address", "address_label", "can_encrypt", "validate_for",
            "usable_for_encryption", "rank_key", "choose_recipient_cert"]
 
 _MAX_ADDRESS = 254
+# Whitespace, controls, and the specials that would need quoting (which the directory does not accept).
+_FORBIDDEN = re.compile(r'[\s\x00-\x1f\x7f<>(),;:\\"\[\]]')
 
 
 def normalize_address(address: str) -> str:
@@ -44,11 +47,10 @@ def normalize_address(address: str) -> str:
     """
     text = address.strip()
     local, at, domain = text.rpartition("@")
-    if not at or not local or not domain or len(text) > _MAX_ADDRESS or any(c.isspace() or ord(c) < 32 for c in text) \
-            or any(c in '<>(),;:\\"[]' for c in text) or "@" in local:
+    if not at or not local or not domain or len(text) > _MAX_ADDRESS or _FORBIDDEN.search(text) or "@" in local:
         raise UsageError(f"not an e-mail address: {address!r}")
     try:
-        domain = domain.encode("idna").decode("ascii").lower()
+        domain = domain.lower() if domain.isascii() else domain.encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise UsageError(f"not an e-mail address (bad domain): {address!r}") from None
     if domain.startswith(".") or domain.endswith(".") or ".." in domain:

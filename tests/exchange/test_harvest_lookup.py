@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+
 import pytest
 
 from autosmime import smime
@@ -36,8 +38,9 @@ def test_harvest_takes_the_from_signer_only(pki, tmp_path):
 
 
 def test_newer_harvested_certificate_is_reported_not_preferred(pki, tmp_path):
-    old = pki.user("alice@example.test")
-    new = pki.user("alice@example.test")
+    now = _dt.datetime.now(_dt.UTC)
+    old = pki.user("alice@example.test", not_before=now - _dt.timedelta(days=2))
+    new = pki.user("alice@example.test", not_before=now - _dt.timedelta(days=1))
     contacts = Contacts(tmp_path)
     harvest(smime.verify(smime.sign(mail(old.address), old.key, old.cert), [pki.ca]), contacts)
     [h] = harvest(smime.verify(smime.sign(mail(new.address), new.key, new.cert), [pki.ca]), contacts)

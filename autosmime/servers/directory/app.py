@@ -36,6 +36,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -45,7 +46,8 @@ from starlette.routing import Route
 
 from autosmime.errors import UsageError
 from autosmime.pki.select import normalize_address
-from autosmime.servers.directory.ratelimit import Limit, RateLimiter, hashed
+from autosmime.servers.directory.ratelimit import hashed
+from autosmime.servers.directory.rawsql import Limit
 from autosmime.servers.directory.service import ApiError, Directory
 
 log = logging.getLogger("autosmime.directory")
@@ -68,17 +70,21 @@ def _error(e: ApiError) -> Response:
 
 
 def make_app(directory: Directory) -> Starlette:
-    limiter = RateLimiter(directory.engine)
     limits = directory.config.limits
+    sql = directory.sql
 
     def client_key(request: Request) -> str:
         return f"c:{request.client.host if request.client else '-'}"
 
-    def check(request: Request, extra: list[Limit], write: bool = False) -> None:
+    def check(request: Request, extra: list[Limit], write: bool = False, cur: Any = None) -> None:
+        """Count the request (committed at once); ApiError 429 when over a limit."""
         n, window = limits.writes_per_client if write else limits.lookups_per_client
         keys: list[Limit] = [(("w" if write else "r") + client_key(request), n, window), *extra]
-        with directory.engine.begin() as conn:
-            retry = limiter.hit(conn, keys, int(time.time()))
+        if cur is None:
+            with sql.session() as own:
+                retry = sql.hit(own, keys, int(time.time()))
+        else:
+            retry = sql.hit(cur, keys, int(time.time()))
         if retry is not None:
             raise ApiError(429, "rate_limited", "too many requests; retry later", retry_after=retry)
 
@@ -98,22 +104,26 @@ def make_app(directory: Directory) -> Starlette:
             address = normalize_address(request.path_params["address"])
         except UsageError as e:
             return _error(ApiError(400, "bad_address", str(e)))
-        try:
-            n, window = limits.lookups_per_address
-            check(request, [(hashed("a", address), n, window)])
-        except ApiError as e:
-            return _error(e)
-        return lookup_response(request, directory.lookup_email(address))
+        n, window = limits.lookups_per_address
+        with sql.session() as cur:  # one pooled connection for the count and the answer
+            try:
+                check(request, [(hashed("a", address), n, window)], cur=cur)
+            except ApiError as e:
+                return _error(e)
+            answer = directory.lookup(cur, "address", address)
+        return lookup_response(request, answer)
 
     async def by_sha256(request: Request) -> Response:
         digest = request.path_params["digest"].lower()
         if not _HEX64.fullmatch(digest):
             return _error(ApiError(400, "bad_digest", "expected 64 hex digits"))
-        try:
-            check(request, [])
-        except ApiError as e:
-            return _error(e)
-        return lookup_response(request, directory.lookup_sha256(digest))
+        with sql.session() as cur:
+            try:
+                check(request, [], cur=cur)
+            except ApiError as e:
+                return _error(e)
+            answer = directory.lookup(cur, "sha256", digest)
+        return lookup_response(request, answer)
 
     async def body_of(request: Request) -> dict:
         raw = await request.body()

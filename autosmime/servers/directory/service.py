@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -44,11 +45,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from autosmime import smime
 from autosmime.errors import AutosmimeError, UntrustedSigner, UsageError
@@ -56,8 +58,8 @@ from autosmime.pki import possession
 from autosmime.pki.certcache import cert_der
 from autosmime.pki.certs import cert_addresses, key_roles
 from autosmime.pki.select import address_label, can_encrypt, normalize_address, validate_for
-from autosmime.servers.directory import mailer, revocation
-from autosmime.servers.directory.schema import bindings, certs, log_leaves, meta, open_engine, pending, upsert
+from autosmime.servers.directory import mailer, ratelimit, revocation
+from autosmime.servers.directory.schema import bindings, certs, meta, open_engine, pending, upsert
 from autosmime.servers.directory.translog import TransparencyLog, event
 
 log = logging.getLogger("autosmime.directory")
@@ -100,6 +102,7 @@ class ApiError(AutosmimeError):
 NOT_FOUND = ApiError(404, "not_found", "no certificate is published for this request")
 
 
+@functools.lru_cache(maxsize=4096)  # the same validity dates and check times are formatted on every lookup
 def _iso(ts: int) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -140,56 +143,55 @@ class Directory:
         self.config = config
         self.engine = engine or open_engine(config.db)
         self.log = TransparencyLog(self.engine, load_log_key(self.engine, config.log_key), config.origin)
+        self.sql = self.log.sql
         self.trust = list(config.trust)
         self._fast_path = {cert_der(c) for c in config.fast_path_cas}
-        self._by_email = (
-            select(bindings.c.address, bindings.c.sha256, bindings.c.preferred, bindings.c.leaf_index, certs.c.der,
-                   certs.c.not_before, certs.c.not_after, certs.c.status, certs.c.checked_at, log_leaves.c.data)
-            .join(certs, certs.c.sha256 == bindings.c.sha256)
-            .join(log_leaves, log_leaves.c.idx == bindings.c.leaf_index)
-            .where(bindings.c.address == bindparam("a"), bindings.c.published == 1))
 
     # --- lookups -------------------------------------------------------------------
 
-    def lookup_email(self, address: str) -> dict | None:
-        with self.engine.connect() as conn:
-            rows = conn.execute(self._by_email, {"a": address}).all()
-            return self._answer(conn, rows, {"address": address}) if rows else None
+    def lookup(self, cur: Any, column: str, value: str) -> dict | None:
+        """The answer for a normalised address (``column`` "address") or a SHA-256 hex ("sha256"), or None.
 
-    def lookup_sha256(self, sha256_hex: str) -> dict | None:
-        query = (select(*self._by_email.selected_columns).join(certs, certs.c.sha256 == bindings.c.sha256)
-                 .join(log_leaves, log_leaves.c.idx == bindings.c.leaf_index)
-                 .where(bindings.c.sha256 == sha256_hex, bindings.c.published == 1))
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-            return self._answer(conn, rows, {"sha256": sha256_hex}) if rows else None
-
-    def _answer(self, conn, rows, head: dict) -> dict:
-        rows = sorted(rows, key=lambda r: (r.preferred, r.not_before, r.not_after), reverse=True)
-        size, note = self.log.head(conn, at_least=max(r.leaf_index for r in rows) + 1)
-        proofs = self.log.proofs(conn, [r.leaf_index for r in rows], size)
+        ``cur`` is a DB-API cursor from ``self.sql.session()`` (the request's, which also counted its limits).
+        """
+        rows = self.sql.lookup(cur, column, value)
+        if not rows:
+            return None
+        # address, sha256, preferred, leaf_index, der, not_before, not_after, status, checked_at, data
+        rows.sort(key=lambda r: (r[2], r[5], r[6]), reverse=True)
+        size, note = self.log.head(cur, at_least=max(r[3] for r in rows) + 1)
+        proofs = self.log.proofs(cur, [r[3] for r in rows], size)
         entries = [{
-            "address": r.address, "sha256": r.sha256, "der_b64": _b64(bytes(r.der)),
-            "not_before": _iso(r.not_before), "not_after": _iso(r.not_after), "preferred": bool(r.preferred),
-            "status": {"state": r.status, "checked_at": _iso(r.checked_at)},
-            "leaf_index": r.leaf_index, "leaf_b64": _b64(bytes(r.data)),
+            "address": r[0], "sha256": r[1], "der_b64": _b64(bytes(r[4])),
+            "not_before": _iso(r[5]), "not_after": _iso(r[6]), "preferred": bool(r[2]),
+            "status": {"state": r[7], "checked_at": _iso(r[8])},
+            "leaf_index": r[3], "leaf_b64": _b64(bytes(r[9])),
             "inclusion": [_b64(p) for p in proof],
         } for r, proof in zip(rows, proofs, strict=True)]
-        return {**head, "certificates": entries, "tree_size": size, "checkpoint": note}
+        return {column: value, "certificates": entries, "tree_size": size, "checkpoint": note}
+
+    def lookup_email(self, address: str) -> dict | None:
+        with self.sql.session() as cur:
+            return self.lookup(cur, "address", address)
+
+    def lookup_sha256(self, sha256_hex: str) -> dict | None:
+        with self.sql.session() as cur:
+            return self.lookup(cur, "sha256", sha256_hex)
 
     def consistency(self, old: int, new: int | None) -> dict:
         with self.engine.connect() as conn:
-            size, note = self.log.head(conn, fresh=True)
+            cur = conn.connection.cursor()
+            size, note = self.log.head(cur, fresh=True)
             new = size if new is None else new
             if not 0 < old <= new <= size:
                 raise ApiError(400, "bad_range", f"need 0 < from <= to <= {size}")
             to_note = note if new == size else self.log.checkpoint_note(conn, new)
-            proof = self.log.consistency(conn, old, new)
+            proof = self.log.consistency(cur, old, new)
         return {"from": old, "to": new, "proof": [_b64(p) for p in proof], "checkpoint": to_note}
 
     def checkpoint(self) -> str:
-        with self.engine.connect() as conn:
-            return self.log.head(conn, fresh=True)[1]
+        with self.sql.session() as cur:
+            return self.log.head(cur, fresh=True)[1]
 
     def log_key(self) -> dict:
         raw = self.log.public_key.public_bytes_raw()
@@ -336,8 +338,9 @@ class Directory:
                         .values(preferred=1)).rowcount != 1:
                     raise NOT_FOUND
                 index = self.log.append(conn, event("prefer", label, row.sha256, now))
-            size, note = self.log.head(conn, fresh=True)
-            proof_nodes = self.log.proofs(conn, [index], size)[0]
+            cur = conn.connection.cursor()
+            size, note = self.log.head(cur, fresh=True)
+            proof_nodes = self.log.proofs(cur, [index], size)[0]
         log.info("%s confirmed for %s (leaf %d)", op, row.sha256[:16], index)
         return {"op": op, "address": row.address, "sha256": row.sha256, "leaf_index": index, "tree_size": size,
                 "inclusion": [_b64(p) for p in proof_nodes], "checkpoint": note}
@@ -387,8 +390,9 @@ class Directory:
             raise ApiError(403, "bad_proof", "the monitor request is not signed for this address")
         with self.engine.connect() as conn:
             leaves = self.log.leaves_for(conn, address_label(address))
-            size, note = self.log.head(conn, fresh=True)
-            proofs = self.log.proofs(conn, [i for i, _ in leaves], size) if leaves else []
+            cur = conn.connection.cursor()
+            size, note = self.log.head(cur, fresh=True)
+            proofs = self.log.proofs(cur, [i for i, _ in leaves], size) if leaves else []
         events = [{"leaf_index": i, "leaf_b64": _b64(data), "inclusion": [_b64(p) for p in proof]}
                   for (i, data), proof in zip(leaves, proofs, strict=True)]
         return {"address": address, "events": events, "tree_size": size, "checkpoint": note}
@@ -396,7 +400,7 @@ class Directory:
     # --- upkeep ---------------------------------------------------------------------
 
     def sweep(self) -> dict:
-        """Refresh every certificate's revocation status from its CRL; log new revocations; drop expired requests."""
+        """Refresh revocation status from the CRLs (logging new revocations); drop expired requests and old counters."""
         now = int(time.time())
         when = _dt.datetime.now(_dt.UTC)
         changed = {"good": 0, "revoked": 0, "unknown": 0}
@@ -419,6 +423,7 @@ class Directory:
                         self.log.append(conn, event("revoked", address_label(address), r.sha256, now))
         with self.engine.begin() as conn:
             conn.execute(delete(pending).where(pending.c.expires < now))
+            ratelimit.sweep(conn, now)
         return changed
 
 

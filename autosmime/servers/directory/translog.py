@@ -17,11 +17,13 @@ import json
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from autosmime.pki import tlog
+from autosmime.servers.directory.rawsql import RawSql
 from autosmime.servers.directory.schema import checkpoints, log_head, log_leaves, log_nodes, upsert
 
 HEAD_TTL = 1.0  # seconds a process reuses the head it read; a newer leaf forces a re-read
@@ -49,13 +51,14 @@ class TransparencyLog:
         self._head: tuple[int, str] = (0, "")
         self._head_read = 0.0
         self._lock = threading.Lock()
+        self.sql = RawSql(engine)
         with engine.begin() as conn:
             if conn.execute(select(log_head.c.size).where(log_head.c.id == 1)).first() is None:
                 note = tlog.sign_checkpoint(origin, 0, tlog.EMPTY_ROOT, key).note
                 conn.execute(upsert(engine, log_head).values(id=1, size=0, note=note).on_conflict_do_nothing())
         # Another process with another key or origin would sign a different history.
-        with engine.connect() as conn:
-            size, note = self.head(conn, fresh=True)
+        with self.sql.session() as cur:
+            size, note = self.head(cur, fresh=True)
         tlog.open_checkpoint(note, origin, self.public_key)
 
     # --- writing ---------------------------------------------------------------------
@@ -67,17 +70,18 @@ class TransparencyLog:
         index = size - 1
         data = encode_event({**ev, "idx": index})
         conn.execute(insert(log_leaves).values(idx=index, data=data, label=bytes.fromhex(ev["label"])))
+        cur = conn.connection.cursor()  # the same transaction, for the node reads
         h = tlog.leaf_hash(data)
         level, i = 0, index
         rows = [{"id": node_id(0, index), "hash": h}]
         while i & 1:  # this leaf completes perfect subtrees up the right edge
-            left = self.nodes(conn, [(level, i - 1)])[(level, i - 1)]
+            left = self.nodes(cur, [(level, i - 1)])[(level, i - 1)]
             h = tlog.node_hash(left, h)
             level, i = level + 1, i >> 1
             rows.append({"id": node_id(level, i), "hash": h})
         conn.execute(insert(log_nodes), rows)
         parts = tlog.perfect_parts(0, size)
-        got = {**self.nodes(conn, parts[:-1]), parts[-1]: h}
+        got = {**self.nodes(cur, parts[:-1]), parts[-1]: h}
         root = tlog.fold_parts([got[p] for p in parts])
         note = tlog.sign_checkpoint(self.origin, size, root, self._key).note
         conn.execute(update(log_head).where(log_head.c.id == 1).values(note=note))
@@ -86,15 +90,14 @@ class TransparencyLog:
 
     # --- reading ---------------------------------------------------------------------
 
-    def head(self, conn: Connection, *, fresh: bool = False, at_least: int = 0) -> tuple[int, str]:
+    def head(self, cur: Any, *, fresh: bool = False, at_least: int = 0) -> tuple[int, str]:
         """(size, signed note) of the latest checkpoint; re-read at most every HEAD_TTL s unless needed."""
         now = time.monotonic()
         with self._lock:
             cached, read_at = self._head, self._head_read
         if not fresh and cached[0] >= at_least and now - read_at < HEAD_TTL and cached[1]:
             return cached
-        row = conn.execute(select(log_head.c.size, log_head.c.note).where(log_head.c.id == 1)).one()
-        head = (int(row.size), str(row.note))
+        head = self.sql.head(cur)
         with self._lock:
             if head[0] >= self._head[0]:
                 self._head, self._head_read = head, now
@@ -103,24 +106,22 @@ class TransparencyLog:
     def checkpoint_note(self, conn: Connection, size: int) -> str | None:
         return conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).scalar()
 
-    def nodes(self, conn: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        if not keys:
-            return {}
+    def nodes(self, cur: Any, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored perfect subtree hashes by (level, index), read on a DB-API cursor."""
         ids = {node_id(lv, ix): (lv, ix) for lv, ix in keys}
-        rows = conn.execute(select(log_nodes.c.id, log_nodes.c.hash).where(log_nodes.c.id.in_(list(ids))))
-        return {ids[r[0]]: bytes(r[1]) for r in rows}
+        return {ids[i]: h for i, h in self.sql.nodes(cur, list(ids)).items()}
 
-    def proofs(self, conn: Connection, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+    def proofs(self, cur: Any, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """Inclusion proofs of several leaves in the tree of ``size``, from one query."""
         wanted = [tlog.inclusion_ranges(i, size) for i in indexes]
         keys = {p for ranges in wanted for a, b in ranges for p in tlog.perfect_parts(a, b)}
-        got = self.nodes(conn, list(keys))
+        got = self.nodes(cur, list(keys))
         return [tlog.ranges_hashes(ranges, lambda lv, ix: got[(lv, ix)]) for ranges in wanted]
 
-    def consistency(self, conn: Connection, old: int, new: int) -> list[bytes]:
+    def consistency(self, cur: Any, old: int, new: int) -> list[bytes]:
         ranges = tlog.consistency_ranges(old, new)
         keys = {p for a, b in ranges for p in tlog.perfect_parts(a, b)}
-        got = self.nodes(conn, list(keys))
+        got = self.nodes(cur, list(keys))
         return tlog.ranges_hashes(ranges, lambda lv, ix: got[(lv, ix)])
 
     def leaves_for(self, conn: Connection, label: bytes) -> list[tuple[int, bytes]]:
