@@ -35,19 +35,21 @@ from autosmime.smime.verify import HeaderBlock, check_classified, message_block,
 
 MAX_LAYERS = 8  # real mail has at most 3 (signed, enveloped, signed); more is an attack on our time
 MAX_PART_DEPTH = 4  # multipart nesting searched for S/MIME parts
-MAX_PARTS = 64
+MAX_PARTS = 256  # parts looked at in all, however nested: bounds the time a crafted message costs
+MAX_PART_SIGNATURES = 8  # signed parts verified; more are reported unchecked
 
 _SIGNED = ("clear-signed", "opaque-signed")
 _ENVELOPED = ("enveloped", "auth-enveloped")
 
 
 class _Options:
-    __slots__ = ("keys", "roots", "at", "require_from_match", "check_date")
+    __slots__ = ("keys", "roots", "at", "require_from_match", "check_date", "parts_left", "signatures_left")
 
     def __init__(self, keys: KeyList, roots: Sequence[x509.Certificate], at: _dt.datetime | None,
                  require_from_match: bool, check_date: bool) -> None:
         self.keys, self.roots, self.at = keys, roots, at
         self.require_from_match, self.check_date = require_from_match, check_date
+        self.parts_left, self.signatures_left = MAX_PARTS, MAX_PART_SIGNATURES
 
 
 def read(message: bytes, *, keys: KeyList = (), trust_roots: Sequence[x509.Certificate] = (),
@@ -200,10 +202,13 @@ def _signed_detail(result: VerifyResult) -> str:
 
 def _report_parts(msg: mime.Message, context: HeaderBlock, path: str, depth: int, opts: _Options,
                   layers: list[Layer]) -> None:
+    if opts.parts_left <= 0:
+        return
     try:
-        parts = mime.body_parts(msg, limit=MAX_PARTS)
+        parts = mime.body_parts(msg, limit=opts.parts_left)
     except MalformedMessage:
         return
+    opts.parts_left -= len(parts)
     container = msg.mime_type
     for number, raw in enumerate(parts, 1):
         where = f"{path}.{number}" if path else str(number)
@@ -242,6 +247,9 @@ def _part_layer(part: mime.Message, kind: str, where: str, container: str, conte
                          "message itself, and showing it as the message is how EFAIL leaks plaintext", covers=where)
         classified = Classified("signed", part, der)
         fine = "opaque-signed"
+    if opts.signatures_left <= 0:
+        return Layer(fine, "unsupported", f"part {where}: not checked, too many signed parts", covers=where)
+    opts.signatures_left -= 1
     try:
         result = check_classified(classified, opts.roots, opts.at, require_from_match=opts.require_from_match,
                                   check_date=opts.check_date, context=context)

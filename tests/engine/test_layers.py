@@ -200,3 +200,32 @@ def test_header_protection_inner_fields_replace_the_outer_copies(pki, message):
     assert [f for f in head.fields if f.lower().startswith((b"from", b"subject"))] == [
         b"From: Alice <alice@example.test>\r\n", b"Subject: the real subject\r\n"]
     assert b"To: bob@example.test\r\n" in head.fields and opened.message.endswith(b"secret body\r\n")
+
+
+def test_a_crafted_multipart_costs_bounded_work(pki, message):
+    a = pki["alice"]
+    part = _entity(sign(message, a.key, a.cert))
+    many = _multipart(_outer(message), b"mixed", [part] * 12)
+    opened = _read(pki, many)
+    checked = [x.verdict for x in opened.layers if x.kind == "clear-signed"]
+    assert checked == ["good"] * 8 + ["unsupported"] * 4
+    assert opened.verdict is None and opened.message == many  # several signed parts: none decides
+    # Deep and wide: at most MAX_PARTS parts are looked at, however they nest.
+    bomb = b"Content-Type: text/plain\r\n\r\nx\r\n"
+    for depth in range(4):
+        b = b"level-%d" % depth
+        bomb = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n'
+                + b"".join(b"--" + b + b"\r\n" + bomb + b"\r\n" for _ in range(40)) + b"--" + b + b"--\r\n")
+    opts_seen = []
+    import importlib
+
+    read_module = importlib.import_module("autosmime.smime.read")
+
+    real = read_module.mime.body_parts
+    read_module.mime.body_parts = lambda msg, limit=64: opts_seen.append(limit) or real(msg, limit)
+    try:
+        opened = _read(pki, b"From: a@example.test\r\nMIME-Version: 1.0\r\n" + bomb)
+    finally:
+        read_module.mime.body_parts = real
+    assert [x.kind for x in opened.layers] == ["plain"]
+    assert len(opts_seen) <= read_module.MAX_PARTS and opts_seen[0] == read_module.MAX_PARTS
