@@ -116,7 +116,7 @@ class MailStack:
         last: Exception | None = None
         for _ in range(3):
             owns = base_dir is None
-            base = Path(tempfile.mkdtemp(prefix="autosmime-mail-")) if owns else Path(base_dir)
+            base = Path(tempfile.mkdtemp(prefix="autosmime-mail-")) if base_dir is None else Path(base_dir)
             if not owns:
                 base.mkdir(parents=True, exist_ok=True)
                 if any(base.iterdir()):

@@ -79,7 +79,7 @@ def enroll_backup_renew_revoke(devstack: dict[str, str], home: Path) -> None:
     r = run_cli("--home", str(home), "renew", "--force", env=_client_env(devstack))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"renewed {address}: ")
-    assert "key backup 2 stored" in r.stderr
+    assert "key backup 2 stored (2 keys)" in r.stderr      # the retired key is in the backup too
     entries = _active(home, address)
     assert len(entries) == 2
     old = next(e for e in entries if e.fingerprint == first.fingerprint)
