@@ -263,7 +263,7 @@ def check_classified(layer: Classified, trust_roots: Sequence[x509.Certificate],
     if layer.kind != "signed":
         if layer.kind == "enveloped":
             raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
-        raise MalformedMessage(f"not a signed message ({msg.mime_type})")
+        raise MalformedMessage(f"not a signed message ({msg.mime_type if msg is not None else 'CMS'})")
     outer: list[bytes] = []
     content = detached_content
     der = layer.der
@@ -272,6 +272,8 @@ def check_classified(layer: Classified, trust_roots: Sequence[x509.Certificate],
         if der is None:  # multipart/signed: the signed bytes as a view of the message, no copy
             parts = mime.split_signed_view(msg)
             content, der = parts.content, parts.signature
+    if der is None:
+        raise MalformedMessage("no CMS signature to verify")
     try:
         signed = _signed.verify_each(der, content, extra_certs)
     except AutosmimeError as e:

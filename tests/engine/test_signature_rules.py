@@ -235,3 +235,28 @@ def test_rfc7508_duplicated_from_changed_in_transit_is_a_mismatch(pki, message):
     forged = signed.replace(b"From: Alice <alice@example.test>", b"From: Mallory <mallory@example.test>", 1)
     with pytest.raises(SignerMismatch, match="differs from the signed copy"):
         verify(forged, [pki.ca_cert])
+
+
+def test_sha1_signature_is_weak_algorithm(pki, message):
+    from asn1crypto import core
+
+    from autosmime.errors import WeakAlgorithm
+    from autosmime.smime._cms import signed_algs
+    from tests.smime.test_signed import _attr, _attrs_of, _edit_signer, _resign
+
+    a = pki["alice"]
+    m = mime.Message.parse(message)
+    entity = m.entity()
+    der = _signed.sign(entity, a.key, a.cert)
+    attrs = _attrs_of(der)
+    attrs["1.2.840.113549.1.9.4"] = _attr("message_digest", core.OctetString(signed_algs.digest("sha1", entity)))
+
+    def to_sha1(si):
+        si["digest_algorithm"] = {"algorithm": "sha1"}
+
+    sha1 = _resign(_edit_signer(der, to_sha1), a.key, list(attrs.values()), digest_alg="sha1")
+    signed = mime.multipart_signed(m.outer_headers(), entity, sha1, "sha1")
+    with pytest.raises(WeakAlgorithm):
+        verify(signed, [pki.ca_cert])
+    opened = read(signed, trust_roots=[pki.ca_cert])
+    assert opened.verdict == "weak-algorithm" and opened.exit_code == 1 and opened.message == message
