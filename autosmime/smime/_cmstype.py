@@ -7,8 +7,6 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from asn1crypto import cms
-
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
 from autosmime.smime import mime
 from autosmime.smime._cms import der as _der
@@ -35,6 +33,8 @@ def cms_kind(der: bytes) -> str:
                 return kind
     except ValueError:
         pass  # BER or malformed: the general parse judges
+    from asn1crypto import cms  # the general parse only: the common case above needs none of it
+
     try:
         oid = cms.ContentInfo.load(der)["content_type"].dotted
     except Exception:  # asn1crypto raises many types on garbage

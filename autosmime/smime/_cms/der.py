@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from asn1crypto import core
-
 SEQUENCE = 0x30
 SET = 0x31
 OCTET_STRING = 0x04
@@ -58,7 +56,22 @@ def integer(n: int) -> bytes:
 
 @lru_cache(maxsize=128)
 def oid(dotted: str) -> bytes:
-    return core.ObjectIdentifier(dotted).dump()
+    """A DER OBJECT IDENTIFIER: the first two arcs in one octet, each arc in base 128.
+
+    Written out rather than asked of asn1crypto: the decryption of a message in
+    the common layout then does not import it at all (a fifth of a command's start).
+    """
+    arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
+        raise ValueError(f"not an object identifier: {dotted!r}")
+    body = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(chunk))
+    return bytes((OID,)) + py_length(len(body)) + bytes(body)
 
 
 def long_form_length(data, pos: int, first: int, limit: int) -> tuple[int, int]:

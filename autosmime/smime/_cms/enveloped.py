@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from asn1crypto import cms, core
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x25519
@@ -98,6 +97,8 @@ def encrypt_chunks(content: Sequence, recipients: Sequence[x509.Certificate],
         tail: Iterator[bytes] = seal_cbc_chunks(cek, iv, content)
         tail_len = ciphertext_len
     else:
+        from asn1crypto import cms
+
         algorithm, ciphertext, tag = seal_gcm(cek, b"".join(content))
         envelope = cms.AuthEnvelopedData({
             "version": "v0",
@@ -214,6 +215,8 @@ def _hollow(der: bytes) -> tuple[bytes, memoryview] | None:
 
 
 def _parse_full(der: bytes) -> _Envelope:
+    from asn1crypto import cms, core  # the general parse: the common layout is walked by hand
+
     try:
         info = cms.ContentInfo.load(definite_lengths(der), strict=True)
         content_type = info["content_type"].native

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from asn1crypto import algos, core
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import padding
@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
-from autosmime.smime._cms.enveloped_asn1 import CHACHA20_POLY1305, GcmParameters
+
+if TYPE_CHECKING:
+    from asn1crypto import algos, core
+
+# asn1crypto (and our classes built on it) are imported where the general parse and the
+# writers need them: the common decryption, by hand from the DER, does not (a fifth of a
+# command's start-up).
 
 
 class Rejected(Exception):
@@ -54,6 +60,10 @@ class ContentCipher:
     @classmethod
     def parse(cls, algorithm: algos.EncryptionAlgorithm, *, authenticated: bool) -> ContentCipher:
         """Read an AlgorithmIdentifier; raise UnsupportedAlgorithm or MalformedMessage."""
+        from asn1crypto import core
+
+        from autosmime.smime._cms.enveloped_asn1 import CHACHA20_POLY1305, GcmParameters
+
         oid = algorithm["algorithm"].dotted
         name = algorithm["algorithm"].native
         params = algorithm["parameters"]
@@ -148,6 +158,8 @@ def _cbc_pieces(decryptor, chunks: Iterable[bytes], length: int) -> Iterator[byt
 
 
 def _octets(params: core.Asn1Value) -> bytes:
+    from asn1crypto import core
+
     if not isinstance(params, core.OctetString):
         params = core.OctetString.load(params.dump())
     value = params.native
@@ -176,6 +188,8 @@ def _open_cbc(name: str, key: bytes, iv: bytes, ciphertext) -> list[bytes]:
 
 def seal_cbc(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes]:
     """AES-256-CBC with a fresh IV: (contentEncryptionAlgorithm, ciphertext)."""
+    from asn1crypto import algos
+
     iv = os.urandom(16)
     ciphertext = b"".join(seal_cbc_chunks(key, iv, [content]))
     return algos.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv}), ciphertext
@@ -226,6 +240,10 @@ def _coalesced(chunks: Sequence) -> Iterator:
 
 def seal_gcm(key: bytes, content: bytes) -> tuple[algos.EncryptionAlgorithm, bytes, bytes]:
     """AES-256-GCM, 12-byte nonce, 16-byte tag: (algorithm, ciphertext, tag)."""
+    from asn1crypto import algos
+
+    from autosmime.smime._cms.enveloped_asn1 import GcmParameters
+
     nonce = os.urandom(GCM_NONCE_SIZE)
     sealed = AESGCM(key).encrypt(nonce, content, None)
     params = GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_SIZE})

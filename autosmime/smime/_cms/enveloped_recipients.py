@@ -24,10 +24,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from asn1crypto import cms, core
-from asn1crypto import keys as asn1_keys
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519
@@ -38,19 +36,14 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from autosmime.errors import MalformedMessage, UnsupportedAlgorithm
 from autosmime.pki.certcache import cert_der, per_certificate
 from autosmime.smime._cms import der as _der
-from autosmime.smime._cms.certinfo import issuer_and_serial_raw
-from autosmime.smime._cms.enveloped_asn1 import (
-    HKDF_SCHEMES,
-    ID_EC_PUBLIC_KEY,
-    ID_X25519,
-    STD_DH_SHA256KDF,
-    STD_DH_SHA384KDF,
-    X963_SCHEMES,
-    AlgorithmIdentifier,
-    EccCmsSharedInfo,
-    OriginatorPublicKey,
-)
 from autosmime.smime._cms.keytypes import is_a
+
+if TYPE_CHECKING:
+    from asn1crypto import cms, core
+
+# asn1crypto is imported by the functions that need it (the general parse of RecipientInfos,
+# key agreement, the writers): the common case, RSA slots walked by hand from the DER and
+# matched against certificates read the same way, does without it (a fifth of a command's start).
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey
 
@@ -62,8 +55,8 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
 }
 _WRAP_SIZES = {"aes128_wrap": 16, "aes192_wrap": 24, "aes256_wrap": 32}
-_ENCRYPT_CURVES = {"secp256r1": STD_DH_SHA256KDF, "secp384r1": STD_DH_SHA384KDF,
-                   "secp521r1": STD_DH_SHA384KDF}
+_ENCRYPT_CURVES = {"secp256r1": "1.3.132.1.11.1", "secp384r1": "1.3.132.1.11.2",  # enveloped_asn1.STD_DH_*
+                   "secp521r1": "1.3.132.1.11.2"}
 
 
 # --- who a slot is for --------------------------------------------------------
@@ -84,6 +77,8 @@ class Rid:
             return False
         if self.issuer_der == ident.issuer_der:
             return True
+        from asn1crypto import x509 as asn1_x509
+
         try:  # same name, other string types or case (RFC 5280 7.1 comparison)
             return asn1_x509.Name.load(self.issuer_der, strict=True) == asn1_x509.Name.load(ident.issuer_der)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError, OverflowError,
@@ -106,16 +101,38 @@ class CertIdentity:
 
 @per_certificate()
 def _cert_identity(cert: x509.Certificate) -> CertIdentity:
-    parsed = asn1_x509.Certificate.load(cert_der(cert))
-    tbs = parsed["tbs_certificate"]
+    issuer, serial, key_bits = _tbs_fields(cert_der(cert))
     # RFC 5280 4.2.1.2 method 1, which some senders use even when the
     # certificate carries another SKI.
-    skis = {hashlib.sha1(tbs["subject_public_key_info"]["public_key"].contents[1:]).digest()}
+    skis = {hashlib.sha1(key_bits).digest()}
     try:
         skis.add(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
     except x509.ExtensionNotFound:
         pass
-    return CertIdentity(tbs["issuer"].dump(), tbs["serial_number"].native, frozenset(skis))
+    return CertIdentity(issuer, serial, frozenset(skis))
+
+
+def _tbs_fields(der: bytes) -> tuple[bytes, int, bytes]:
+    """(issuer Name TLV as in the certificate, serial number, subjectPublicKey bits) of DER
+    that cryptography has already parsed; ValueError if its layout is not a certificate's."""
+    start, end = _der.expect(der, 0, len(der), _der.SEQUENCE)
+    pos, tbs_end = _der.expect(der, start, end, _der.SEQUENCE)
+    tag, value, after = _der.read_tlv(der, pos, tbs_end)
+    if tag == 0xA0:  # [0] version
+        tag, value, after = _der.read_tlv(der, after, tbs_end)
+    if tag != _der.INTEGER:
+        raise ValueError("no serial number")
+    serial = int.from_bytes(der[value:after], "big", signed=True)
+    _, issuer_start = _der.expect(der, after, tbs_end, _der.SEQUENCE)  # signature algorithm
+    _, issuer_end = _der.expect(der, issuer_start, tbs_end, _der.SEQUENCE)
+    _, pos = _der.expect(der, issuer_end, tbs_end, _der.SEQUENCE)  # validity
+    _, pos = _der.expect(der, pos, tbs_end, _der.SEQUENCE)  # subject
+    spki, spki_end = _der.expect(der, pos, tbs_end, _der.SEQUENCE)
+    _, pos = _der.expect(der, spki, spki_end, _der.SEQUENCE)  # algorithm
+    bits, bits_end = _der.expect(der, pos, spki_end, 0x03)
+    if bits == bits_end:
+        raise ValueError("empty public key")
+    return der[issuer_start:issuer_end], serial, der[bits + 1:bits_end]  # after the unused-bits octet
 
 
 def _read_rid(rid: core.Choice) -> Rid:
@@ -198,6 +215,10 @@ class Slot:
 
 def _derive_kek(shared_secret: bytes, kdf: tuple[str, str], wrap_der: bytes, wrap_size: int,
                 ukm: bytes | None) -> bytes:
+    from asn1crypto import core
+
+    from autosmime.smime._cms.enveloped_asn1 import EccCmsSharedInfo
+
     info = {
         "key_info": core.Any.load(wrap_der),
         "supp_pub_info": (wrap_size * 8).to_bytes(4, "big"),
@@ -236,6 +257,8 @@ def read_recipient_infos(infos: Iterable[cms.RecipientInfo]) -> tuple[list[Slot]
 
 
 def _read_ktri(ktri: cms.KeyTransRecipientInfo) -> Slot:
+    from asn1crypto import core
+
     rid = _read_rid(ktri["rid"])
     kea = ktri["key_encryption_algorithm"]
     name = kea["algorithm"].native
@@ -258,6 +281,17 @@ def _read_ktri(ktri: cms.KeyTransRecipientInfo) -> Slot:
 
 
 def _read_kari(kari: cms.KeyAgreeRecipientInfo) -> list[Slot]:
+    from asn1crypto import cms, core
+
+    from autosmime.smime._cms.enveloped_asn1 import (
+        HKDF_SCHEMES,
+        ID_EC_PUBLIC_KEY,
+        ID_X25519,
+        X963_SCHEMES,
+        AlgorithmIdentifier,
+        OriginatorPublicKey,
+    )
+
     originator = kari["originator"]
     scheme = AlgorithmIdentifier.load(kari["key_encryption_algorithm"].dump())
     scheme_oid = scheme["algorithm"].dotted
@@ -303,11 +337,17 @@ def _read_kari(kari: cms.KeyAgreeRecipientInfo) -> list[Slot]:
 
 
 def _ias(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
+    from asn1crypto import cms
+
+    from autosmime.smime._cms.certinfo import issuer_and_serial_raw
+
     return cms.IssuerAndSerialNumber.load(issuer_and_serial_raw(cert))
 
 
 def recipient_info(cert: x509.Certificate, cek: bytes, *, oaep: bool) -> cms.RecipientInfo:
     """The RecipientInfo that gives ``cert``'s key the CEK: ktri for RSA, kari for EC."""
+    from asn1crypto import cms
+
     return cms.RecipientInfo.load(recipient_info_der(cert, cek, oaep=oaep)[0])
 
 
@@ -326,6 +366,8 @@ _OAEP_SHA256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.
 
 @lru_cache(maxsize=2)
 def _ktri_algorithm(oaep: bool) -> bytes:
+    from asn1crypto import cms
+
     if oaep:
         return cms.KeyEncryptionAlgorithm({
             "algorithm": "rsaes_oaep",
@@ -339,6 +381,8 @@ def _ktri_algorithm(oaep: bool) -> bytes:
 
 def _ktri(cert: x509.Certificate, public_key: rsa.RSAPublicKey, cek: bytes, oaep: bool) -> bytes:
     # KeyTransRecipientInfo v0 (issuerAndSerialNumber), hand-written: see _cms/der.py.
+    from autosmime.smime._cms.certinfo import issuer_and_serial_raw
+
     encrypted = public_key.encrypt(cek, _OAEP_SHA256 if oaep else padding.PKCS1v15())
     return _der.tlv(_der.SEQUENCE, b"\x02\x01\x00", issuer_and_serial_raw(cert), _ktri_algorithm(oaep),
                     _der.tlv(_der.OCTET_STRING, encrypted))
@@ -346,6 +390,11 @@ def _ktri(cert: x509.Certificate, public_key: rsa.RSAPublicKey, cek: bytes, oaep
 
 def _kari(cert: x509.Certificate, public_key: ec.EllipticCurvePublicKey,
           cek: bytes) -> cms.RecipientInfo:
+    from asn1crypto import cms
+    from asn1crypto import keys as asn1_keys
+
+    from autosmime.smime._cms.enveloped_asn1 import X963_SCHEMES
+
     scheme = _ENCRYPT_CURVES.get(public_key.curve.name)
     if scheme is None:
         raise UnsupportedAlgorithm(public_key.curve.name, "recipient curve")
