@@ -119,7 +119,8 @@ def populate(url: str, db: str, total: int, tmp: Path, pki) -> list[str]:  # typ
                 data = encode_event({**event("publish", address_label(address), sha, now), "idx": index})
                 leaf_rows.append({"idx": index, "data": data, "label": address_label(address)})
                 cert_rows.append({"sha256": sha, "der": der, "chain": b"", "not_before": now - 300,
-                                  "not_after": now + 86400 * 365, "status": "good", "checked_at": now, "crl_url": None})
+                                  "not_after": now + 86400 * 365, "status": "good", "checked_at": now, "crl_url": None,
+                                  "issuers": "[]"})
                 binding_rows.append({"address": address, "sha256": sha, "published": 1, "preferred": 0,
                                      "leaf_index": index, "created": now})
                 hashes.append(tlog.leaf_hash(data))

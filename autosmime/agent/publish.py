@@ -111,7 +111,7 @@ def publish(home: Path, url: str | None = None, *, account: Account | None = Non
         if challenge.get("mail") == "sent":
             token, uid = pick_up_token(account, password, str(challenge["request"]), token_wait)
         done = client.confirm("publish", str(challenge["request"]), token=token,
-                              proof=answer_challenge(challenge, pair.key, pair.cert))
+                              proof=answer_challenge(challenge, pair.key, pair.cert, pair.chain))
         if uid is not None:
             _delete_token_mail(account, password, uid)
         sha = fingerprint(pair.cert)
@@ -135,7 +135,8 @@ def unpublish(home: Path, url: str | None = None, *, account: Account | None = N
     sha = fingerprint(pair.cert)
     with DirectoryClient(url) as client:
         challenge = client.unpublish(address, sha, "proof")
-        client.confirm("unpublish", str(challenge["request"]), proof=answer_challenge(challenge, pair.key, pair.cert))
+        client.confirm("unpublish", str(challenge["request"]),
+                       proof=answer_challenge(challenge, pair.key, pair.cert, pair.chain))
     return sha
 
 
@@ -160,7 +161,7 @@ def monitor(home: Path, url: str | None = None, *, account: Account | None = Non
     held = {fingerprint(e.cert) for e in vault.entries()}
     with DirectoryClient(url) as client:
         witness = LogWitness.open(home, client)
-        when, signed = monitor_request(address, pair.key, pair.cert)
+        when, signed = monitor_request(address, pair.key, pair.cert, pair.chain)
         events = witness.verify_events(address, client.monitor(address, when, signed))
     return [LogEvent(int(e["idx"]), str(e["op"]), str(e["cert"]),
                      _dt.datetime.fromtimestamp(int(e["ts"]), _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -9,7 +9,7 @@
 Layout of DIR: ``mail/`` (the :class:`MailStack`, with its own state file),
 ``dns.zone`` (the mail domain's and the CA's DKIM keys, absolute names),
 ``passwords/<address>`` (0600), ``ca/`` (``ca init``'s directory, SQLite
-database, log) and ``devstack.json`` (every PID started, with a marker that
+database, log), ``directory/`` (the key directory's SQLite database and log key) and ``devstack.json`` (every PID started, with a marker that
 must still be in its command line before it is signalled, and the printed
 environment).
 
@@ -132,8 +132,27 @@ def _ca_start(stack: DevStack) -> dict[str, str]:
     return {"CA_URL": f"http://127.0.0.1:{http}/acme/directory", "CA_TRUST": str(ca_dir / "ca.pem")}
 
 
-#: Everything besides mail, in start order. The key directory adds itself here.
-SERVICES: list[Service] = [Service("ca", _ca_start, _ca_routes)]
+# --- the key directory ------------------------------------------------------------------------
+
+
+def _directory_start(stack: DevStack) -> dict[str, str]:
+    """The key directory on SQLite, trusting the stack's CA; its fresh certificates skip the mail round trip."""
+    assert stack.mail is not None
+    ca_dir, directory = stack.base / "ca", stack.base / "directory"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    http = stack.port("directory-http")
+    url = f"http://127.0.0.1:{http}"
+    argv = stack.python("directory", "serve", "--db", f"sqlite:///{directory / 'directory.sqlite'}",
+                        "--listen", f"127.0.0.1:{http}", "--trust", str(ca_dir / "ca.pem"),
+                        "--fast-path-ca", str(ca_dir / "issuing.pem"), "--smtp", f"127.0.0.1:{stack.mail._ports.relay}",
+                        "--log-key", str(directory / "log.key"), "--public-url", url,
+                        "--mail-from", f"keys@{stack.mail.domain}")
+    stack.launch("directory", argv, ready_port=http, marker=str(directory))
+    return {"DIRECTORY_URL": url}
+
+
+#: Everything besides mail, in start order.
+SERVICES: list[Service] = [Service("ca", _ca_start, _ca_routes), Service("directory", _directory_start)]
 
 
 # --- up / down --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Contact:
     first_seen: int
     last_seen: int
     held: bool
+    issuers: tuple[x509.Certificate, ...] = ()   # intermediates seen with it, to build its path
 
 
 class Contacts:
@@ -64,7 +66,7 @@ class Contacts:
         return result
 
     def add(self, address: str, cert: x509.Certificate, *, source: str, seen_at: int | None = None,
-            vouched: bool = False) -> str:
+            vouched: bool = False, issuers: Sequence[x509.Certificate] = ()) -> str:
         """Record ``cert`` for ``address``: "new" (first for the address), "known", or "changed" (held back).
 
         ``vouched`` (the directory's log shows it) never holds a certificate back, and releases a held one.
@@ -72,6 +74,7 @@ class Contacts:
         address = normalize_address(address)
         der = cert.public_bytes(serialization.Encoding.DER)
         digest = hashlib.sha256(der).hexdigest()
+        chain = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in issuers]
         when = int(seen_at if seen_at is not None else time.time())
 
         def change(data: dict) -> str:
@@ -81,10 +84,13 @@ class Contacts:
                 e["last_seen"] = max(e["last_seen"], when)
                 if vouched and e.get("held"):
                     e["held"] = False
+                if chain and not e.get("issuers_b64"):
+                    e["issuers_b64"] = chain
                 return "known"
             held = bool(entries) and not vouched
             entries[digest] = {"der_b64": base64.b64encode(der).decode(), "source": source, "first_seen": when,
-                               "last_seen": when, "held": held}
+                               "last_seen": when, "held": held,
+                               "issuers_b64": chain}
             return "changed" if held else "new"
 
         return str(self._update(change))
@@ -106,7 +112,9 @@ class Contacts:
         address = normalize_address(address)
         entries = self._load()["addresses"].get(address, {})
         return [Contact(address, x509.load_der_x509_certificate(base64.b64decode(e["der_b64"])), digest, e["source"],
-                        e["first_seen"], e["last_seen"], bool(e.get("held"))) for digest, e in entries.items()]
+                        e["first_seen"], e["last_seen"], bool(e.get("held")),
+                        tuple(x509.load_der_x509_certificate(base64.b64decode(i)) for i in e.get("issuers_b64", [])))
+                for digest, e in entries.items()]
 
     # --- directory cache -----------------------------------------------------------------
 

@@ -43,7 +43,8 @@ def harvest(result: ReadResult | VerifyResult, contacts: Contacts) -> list[Harve
             if sender not in {normalize_address(a) for a in signer.addresses}:
                 continue
             seen = signer.signing_time.timestamp() if signer.signing_time else time.time()
-            outcome = contacts.add(sender, signer.cert, source="harvested", seen_at=int(min(seen, time.time())))
+            outcome = contacts.add(sender, signer.cert, source="harvested", seen_at=int(min(seen, time.time())),
+                                   issuers=signer.chain[1:])
             out.append(Harvested(sender, fingerprint(signer.cert), outcome))
             break
     return out

@@ -54,11 +54,12 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
     notes: list[str] = []
     cache = contacts.cached_lookup(address, ttl, when) if directory is not None else None
 
-    def attempt(source: str, certs: list[x509.Certificate], info: dict | None) -> Found | None:
+    def attempt(source: str, certs: list[x509.Certificate], info: dict | None,
+                pool: Sequence[x509.Certificate] = ()) -> Found | None:
         statuses = {f["sha256"]: f.get("status", "unknown") for f in (info or {}).get("found", [])}
         preferred = {f["sha256"] for f in (info or {}).get("found", []) if f.get("preferred")}
         try:
-            chosen = choose_recipient_cert(address, certs, roots, statuses=statuses, preferred=preferred)
+            chosen = choose_recipient_cert(address, certs, roots, pool, statuses=statuses, preferred=preferred)
         except NoKey as e:
             notes.append(f"{source}: {e}")
             return None
@@ -69,15 +70,14 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
     for c in held:
         notes.append(f"a newer certificate {c.sha256[:16]}… for {address} is held back until confirmed")
     if local:
-        found = attempt("contacts", [c.cert for c in local], cache)
+        found = attempt("contacts", [c.cert for c in local], cache, [i for c in local for i in c.issuers])
         if found is not None:
             return found
     if directory is not None and cache is None:
         info = _ask_directory(address, contacts, directory(), when)
-        directory_certs = [c.cert for c in contacts.certificates(address)
-                           if c.sha256 in {f["sha256"] for f in info["found"]}]
-        if directory_certs:
-            found = attempt("directory", directory_certs, info)
+        listed = [c for c in contacts.certificates(address) if c.sha256 in {f["sha256"] for f in info["found"]}]
+        if listed:
+            found = attempt("directory", [c.cert for c in listed], info, [i for c in listed for i in c.issuers])
             if found is not None:
                 return found
         else:
@@ -107,7 +107,7 @@ def _ask_directory(address: str, contacts: Contacts, witness: LogWitness, when: 
     proven = witness.verify_lookup(address, answer)
     found = []
     for p in proven:
-        contacts.add(address, p.cert, source="directory", vouched=True, seen_at=when)
+        contacts.add(address, p.cert, source="directory", vouched=True, seen_at=when, issuers=p.issuers)
         found.append({"sha256": p.sha256, "status": p.status, "checked_at": p.checked_at, "preferred": p.preferred,
                       "leaf_index": p.leaf_index})
     contacts.remember_lookup(address, found, etag, when)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Sequence
 
 from cryptography import x509
 
@@ -40,14 +41,15 @@ def _check_statement(text: bytes, challenge: dict, cert: x509.Certificate) -> No
         raise PublishRejected("the directory's challenge is not a statement about this request; not answered")
 
 
-def answer_challenge(challenge: dict, key: object, cert: x509.Certificate) -> dict:
-    """The ``proof`` for a confirm request: a signed statement, or the decrypted one."""
+def answer_challenge(challenge: dict, key: object, cert: x509.Certificate,
+                     chain: Sequence[x509.Certificate] = ()) -> dict:
+    """The ``proof`` for a confirm request: a signed statement (carrying ``chain``), or the decrypted one."""
     p = challenge.get("proof") or {}
     try:
         if p.get("method") == "sign":
             text = base64.b64decode(str(p.get("statement_b64")), validate=True)
             _check_statement(text, challenge, cert)
-            signed = smime.sign(possession.statement_message(text, str(challenge["address"])), key, cert)
+            signed = smime.sign(possession.statement_message(text, str(challenge["address"])), key, cert, chain)
             return {"signed_b64": base64.b64encode(signed).decode()}
         if p.get("method") == "decrypt":
             opened = smime.decrypt(base64.b64decode(str(p.get("enveloped_b64")), validate=True), [(key, cert)])
@@ -63,7 +65,9 @@ def answer_challenge(challenge: dict, key: object, cert: x509.Certificate) -> di
     raise PublishRejected(f"unknown possession challenge {p.get('method')!r}")
 
 
-def monitor_request(address: str, key: object, cert: x509.Certificate, now: int | None = None) -> tuple[int, bytes]:
-    """(time, signed statement) for POST /v1/monitor."""
+def monitor_request(address: str, key: object, cert: x509.Certificate, chain: Sequence[x509.Certificate] = (),
+                    now: int | None = None) -> tuple[int, bytes]:
+    """(time, signed statement carrying ``chain``) for POST /v1/monitor."""
     when = int(now if now is not None else time.time())
-    return when, smime.sign(possession.statement_message(possession.monitor_statement(address, when), address), key, cert)
+    message = possession.statement_message(possession.monitor_statement(address, when), address)
+    return when, smime.sign(message, key, cert, chain)

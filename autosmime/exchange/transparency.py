@@ -51,6 +51,7 @@ class ProvenCert:
     status: str
     checked_at: str
     preferred: bool
+    issuers: tuple[x509.Certificate, ...] = ()  # intermediates the directory sent along (not proven, only a path hint)
 
 
 def _b64d(value: object, what: str) -> bytes:
@@ -184,11 +185,12 @@ class LogWitness:
                 raise CertificateSwapped(f"the directory's log does not publish certificate {digest[:16]}… for {address}")
             try:
                 cert = x509.load_der_x509_certificate(der)
+                issuers = tuple(x509.load_der_x509_certificate(_b64d(i, "issuer")) for i in e.get("issuers_b64") or [])
             except ValueError:
                 raise LogVerificationError("the directory sent an unreadable certificate") from None
             status = e.get("status") or {}
             proven.append(ProvenCert(cert, digest, address, index, str(status.get("state", "unknown")),
-                                     str(status.get("checked_at", "")), bool(e.get("preferred"))))
+                                     str(status.get("checked_at", "")), bool(e.get("preferred")), issuers))
         return proven
 
     def _check_leaf(self, leaf: bytes, index: int, entry: dict, cp: tlog.Checkpoint) -> dict:

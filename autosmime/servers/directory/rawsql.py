@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 Limit = tuple[str, int, int]  # key, allowed per window, window seconds
 
 LOOKUP_COLUMNS = ("address", "sha256", "preferred", "leaf_index", "der", "not_before", "not_after", "status",
-                  "checked_at", "data")
+                  "checked_at", "data", "issuers")
 
 
 class RawSql:
@@ -33,7 +33,7 @@ class RawSql:
         m = "?" if engine.dialect.name == "sqlite" else "%s"
         self.mark = m
         select = ("SELECT b.address, b.sha256, b.preferred, b.leaf_index, c.der, c.not_before, c.not_after, c.status, "
-                  "c.checked_at, l.data FROM bindings b JOIN certs c ON c.sha256 = b.sha256 "
+                  "c.checked_at, l.data, c.issuers FROM bindings b JOIN certs c ON c.sha256 = b.sha256 "
                   "JOIN log_leaves l ON l.idx = b.leaf_index WHERE b.published = 1 AND ")
         self._lookup = {"address": select + f"b.address = {m}", "sha256": select + f"b.sha256 = {m}"}
         self._head = "SELECT size, note FROM log_head WHERE id = 1"

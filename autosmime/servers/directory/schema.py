@@ -35,7 +35,7 @@ from autosmime.errors import UsageError
 
 metadata = MetaData()
 
-# One row per certificate ever accepted; ``chain`` is the DER of the issuers sent with it (for CRL checks).
+# One row per certificate ever accepted; ``chain`` is the PEM of it and its validated intermediates (for CRL checks).
 certs = Table(
     "certs", metadata,
     Column("sha256", String(64), primary_key=True),
@@ -46,6 +46,7 @@ certs = Table(
     Column("status", String(8), nullable=False),          # good | revoked | unknown
     Column("checked_at", BigInteger, nullable=False),
     Column("crl_url", Text),
+    Column("issuers", Text, nullable=False),              # JSON list of the intermediates' base64 DER, as served
 )
 
 # Address -> certificate, with the log leaf that made the binding public.

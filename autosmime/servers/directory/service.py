@@ -39,6 +39,7 @@ import datetime as _dt
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -157,7 +158,7 @@ class Directory:
         rows = self.sql.lookup(cur, column, value)
         if not rows:
             return None
-        # address, sha256, preferred, leaf_index, der, not_before, not_after, status, checked_at, data
+        # address, sha256, preferred, leaf_index, der, not_before, not_after, status, checked_at, data, issuers
         rows.sort(key=lambda r: (r[2], r[5], r[6]), reverse=True)
         size, note = self.log.head(cur, at_least=max(r[3] for r in rows) + 1)
         proofs = self.log.proofs(cur, [r[3] for r in rows], size)
@@ -165,7 +166,7 @@ class Directory:
             "address": r[0], "sha256": r[1], "der_b64": _b64(bytes(r[4])),
             "not_before": _iso(r[5]), "not_after": _iso(r[6]), "preferred": bool(r[2]),
             "status": {"state": r[7], "checked_at": _iso(r[8])},
-            "leaf_index": r[3], "leaf_b64": _b64(bytes(r[9])),
+            "issuers_b64": json.loads(r[10]), "leaf_index": r[3], "leaf_b64": _b64(bytes(r[9])),
             "inclusion": [_b64(p) for p in proof],
         } for r, proof in zip(rows, proofs, strict=True)]
         return {column: value, "certificates": entries, "tree_size": size, "checkpoint": note}
@@ -313,13 +314,14 @@ class Directory:
             if conn.execute(delete(pending).where(pending.c.id == request_id)).rowcount != 1:
                 raise ApiError(404, "unknown_request", "this request was confirmed already")
             if op == "publish":
-                leaf = x509.load_pem_x509_certificates(bytes(row.chain))[0]
+                leaf, *intermediates = x509.load_pem_x509_certificates(bytes(row.chain))
                 index = self.log.append(conn, event("publish", label, row.sha256, now))
                 conn.execute(upsert(self.engine, certs).values(
                     sha256=row.sha256, der=cert_der(leaf), chain=bytes(row.chain),
                     not_before=int(leaf.not_valid_before_utc.timestamp()),
                     not_after=int(leaf.not_valid_after_utc.timestamp()), status=row.status or "unknown",
-                    checked_at=now, crl_url=row.crl_url).on_conflict_do_nothing())
+                    checked_at=now, crl_url=row.crl_url,
+                    issuers=json.dumps([_b64(cert_der(c)) for c in intermediates])).on_conflict_do_nothing())
                 stmt = upsert(self.engine, bindings).values(address=row.address, sha256=row.sha256, published=1,
                                                             preferred=0, leaf_index=index, created=now)
                 conn.execute(stmt.on_conflict_do_update(
@@ -357,7 +359,7 @@ class Directory:
             return
         if "signed_b64" not in proof:
             raise ApiError(403, "bad_proof", "a proof of key possession is required")
-        pool = x509.load_pem_x509_certificates(bytes(row.chain)) if row.chain else []
+        pool = x509.load_pem_x509_certificates(self._chain_pem(row))
         try:
             result = smime.verify(_unb64(proof["signed_b64"]), self.trust, require_from_match=False, extra_certs=pool)
         except AutosmimeError as e:
@@ -367,11 +369,15 @@ class Directory:
         if not hmac.compare_digest(possession.message_body(result.message), expected):
             raise ApiError(403, "bad_proof", "the signed statement does not match this request")
 
-    def _leaf_der(self, row) -> bytes:
+    def _chain_pem(self, row) -> bytes:
+        """The certificate and its intermediates: sent with a publish request, stored for later requests."""
         if row.chain:
-            return cert_der(x509.load_pem_x509_certificates(bytes(row.chain))[0])
+            return bytes(row.chain)
         with self.engine.connect() as conn:
-            return bytes(conn.execute(select(certs.c.der).where(certs.c.sha256 == row.sha256)).scalar_one())
+            return bytes(conn.execute(select(certs.c.chain).where(certs.c.sha256 == row.sha256)).scalar_one())
+
+    def _leaf_der(self, row) -> bytes:
+        return cert_der(x509.load_pem_x509_certificates(self._chain_pem(row))[0])
 
     # --- monitor --------------------------------------------------------------------
 
