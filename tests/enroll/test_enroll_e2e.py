@@ -73,7 +73,7 @@ def enroll_backup_renew_revoke(devstack: dict[str, str], home: Path) -> None:
     # Not due yet: renew does nothing.
     r = run_cli("--home", str(home), "renew", env=_client_env(devstack))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("not due: renewal at ")
+    assert r.stdout.startswith("not due: renewal at ") and "(ARI)" in r.stdout   # the CA's renewalInfo
 
     # Forced renewal: a new key and certificate; the old one retired but kept, and still decrypting.
     r = run_cli("--home", str(home), "renew", "--force", env=_client_env(devstack))
