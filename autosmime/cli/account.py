@@ -2,6 +2,8 @@
 
     $ autosmime --home ~/.autosmime account add --email me@example.org \\
           --imap imap.example.org:143 --smtp smtp.example.org:587 --password-file ~/.mailpw
+    $ autosmime account add --email me@example.org --imap imap.example.org --smtp smtp.example.org \\
+          --security imap=tls,smtp=starttls          # IMAP on 993 with TLS, submission on 587 with STARTTLS
     $ autosmime account show --json
 
 ``add`` logs in to IMAP first and saves nothing if that fails. The password
@@ -18,8 +20,17 @@ from pathlib import Path
 import click
 
 from autosmime.cli import home_dir
-from autosmime.errors import UsageError
-from autosmime.mailbox.account import DEFAULT_TIMEOUT, SECURITY_MODES, TIMEOUT_ENV, Account, load_account, save_account
+from autosmime.errors import AccountError, UsageError
+from autosmime.mailbox.account import (
+    DEFAULT_TIMEOUT,
+    SECURITY_HELP,
+    TIMEOUT_ENV,
+    Account,
+    format_security,
+    load_account,
+    parse_security,
+    save_account,
+)
 from autosmime.mailbox.credentials import keyring_available, read_password_file, store_password
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.mailbox.smtp import check_login
@@ -46,6 +57,14 @@ def parse_hostport(value: str, kind: str, security: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def security_option(value: str) -> tuple[str, str]:
+    """``--security``'s ``(imap, smtp)`` modes; UsageError (exit 2) for anything else."""
+    try:
+        return parse_security(value)
+    except AccountError as e:
+        raise UsageError(f"--security: {e}") from None
+
+
 def register(group: click.Group) -> None:
     group.add_command(account)
 
@@ -62,8 +81,8 @@ def account() -> None:
 @click.option("--username", help="Login name (default: the email address).")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File whose first line is the password (required when there is no OS keyring).")
-@click.option("--security", type=click.Choice(SECURITY_MODES), default="starttls", show_default=True,
-              help="starttls/tls verify the server certificate; plain is allowed only on loopback.")
+@click.option("--security", default="starttls", show_default=True, metavar="MODE|imap=MODE,smtp=MODE",
+              help=SECURITY_HELP)
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="PEM CA certificates to verify the servers with instead of the system roots.")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
@@ -73,8 +92,9 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
         security: str, ca_file: Path | None, timeout: float) -> None:
     """Check the login and save the account."""
     home = home_dir(ctx)
-    imap_host, imap_port = parse_hostport(imap, "imap", security)
-    smtp_host, smtp_port = parse_hostport(smtp, "smtp", security)
+    imap_mode, smtp_mode = security_option(security)
+    imap_host, imap_port = parse_hostport(imap, "imap", imap_mode)
+    smtp_host, smtp_port = parse_hostport(smtp, "smtp", smtp_mode)
     has_keyring = keyring_available()
     if password_file is None and not has_keyring:
         raise UsageError("no OS keyring is available: pass --password-file")
@@ -84,7 +104,7 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
     else:
         password = click.prompt(f"Password for {username or email}", hide_input=True, err=True)
     acct = Account(email=email, imap_host=imap_host, imap_port=imap_port, smtp_host=smtp_host,
-                   smtp_port=smtp_port, username=username or email, security=security,  # type: ignore[arg-type]
+                   smtp_port=smtp_port, username=username or email, security=format_security(imap_mode, smtp_mode),
                    ca_file=str(ca_file.expanduser().absolute()) if ca_file else None, timeout=timeout)
     with ImapMailbox.connect(acct, password):
         pass

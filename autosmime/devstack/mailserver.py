@@ -437,7 +437,7 @@ class MailStack:
         else:
             default_imap, smtp = self.imap_port, self.smtp_port
         return Account(email=email, imap_host="127.0.0.1", imap_port=imap_port or default_imap,
-                       smtp_host="127.0.0.1", smtp_port=smtp, username=email, security=security,  # type: ignore[arg-type]
+                       smtp_host="127.0.0.1", smtp_port=smtp, username=email, security=security,
                        ca_file=self.ca_file)
 
     def deliver(self, email: str, raw: bytes) -> None:

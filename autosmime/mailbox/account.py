@@ -11,6 +11,17 @@
 
 The password is never part of the account: only the path of a password file
 (or nothing, when the OS keyring holds it) is saved.
+
+Security is chosen per protocol: ``security`` holds one mode for both servers
+(``"starttls"``, the default, ``"tls"`` or ``"plain"``) or one each, as in
+``"imap=tls,smtp=starttls"`` (IMAP on 993 with TLS and submission on 587 with
+STARTTLS, the most common pair). Files written before there was a per-protocol
+form hold a single mode and load unchanged.
+
+    >>> acct = Account("a@example.test", "imap.example.test", 993, "smtp.example.test", 587,
+    ...                security="smtp=starttls, imap=tls")
+    >>> acct.security, acct.imap_security, acct.smtp_security
+    ('imap=tls,smtp=starttls', 'tls', 'starttls')
 """
 
 from __future__ import annotations
@@ -29,6 +40,11 @@ from autosmime.errors import AccountError
 
 ACCOUNT_FILE = "account.json"
 SECURITY_MODES = ("starttls", "tls", "plain")
+Security = Literal["starttls", "tls", "plain"]
+#: what ``--security`` accepts, for help texts
+SECURITY_HELP = ("One mode for both servers (starttls, tls or plain) or one each, as in imap=tls,smtp=starttls "
+                 "(IMAP on 993 with TLS, submission on 587 with STARTTLS). starttls and tls verify the server "
+                 "certificate; plain is allowed only on loopback.")
 #: seconds to wait for a connection, and then for each answer, from the IMAP or SMTP server
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 3600.0
@@ -44,7 +60,7 @@ class Account:
     smtp_host: str
     smtp_port: int
     username: str = ""
-    security: Literal["starttls", "tls", "plain"] = "starttls"
+    security: str = "starttls"          # one mode for both servers, or "imap=MODE,smtp=MODE"
     ca_file: str | None = None
     password_file: str | None = None
     backup_folder: str = "autosmime-keys"
@@ -54,14 +70,53 @@ class Account:
         self.timeout = check_timeout(self.timeout, "timeout")
         if not self.username:
             self.username = self.email
-        if self.security not in SECURITY_MODES:
-            raise AccountError(f"security must be one of {', '.join(SECURITY_MODES)}, not {self.security!r}")
+        self.security = format_security(*parse_security(self.security))
         if "@" not in self.email:
             raise AccountError(f"not an email address: {self.email!r}")
         for name in ("imap_port", "smtp_port"):
             port = getattr(self, name)
             if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
                 raise AccountError(f"{name.replace('_', ' ')} must be 1-65535, not {port!r}")
+
+    @property
+    def imap_security(self) -> Security:
+        return parse_security(self.security)[0]
+
+    @property
+    def smtp_security(self) -> Security:
+        return parse_security(self.security)[1]
+
+
+def parse_security(spec: object) -> tuple[Security, Security]:
+    """``(imap, smtp)`` modes of a ``--security`` value; AccountError naming the accepted forms otherwise.
+
+    >>> parse_security("tls"), parse_security("imap=tls,smtp=starttls")
+    (('tls', 'tls'), ('tls', 'starttls'))
+    """
+    text = spec.strip().lower() if isinstance(spec, str) else ""
+    modes: dict[str, str] = {}
+    if text in SECURITY_MODES:
+        modes = {"imap": text, "smtp": text}
+    elif "=" in text:
+        for part in text.split(","):
+            key, _, mode = (p.strip() for p in part.partition("="))
+            if key not in ("imap", "smtp") or key in modes or mode not in SECURITY_MODES:
+                modes = {}
+                break
+            modes[key] = mode
+    if set(modes) != {"imap", "smtp"}:
+        raise AccountError(f"security must be one of {', '.join(SECURITY_MODES)} or imap=MODE,smtp=MODE "
+                           f"(e.g. imap=tls,smtp=starttls), not {spec!r}")
+    return modes["imap"], modes["smtp"]  # type: ignore[return-value]
+
+
+def format_security(imap: str, smtp: str) -> str:
+    """The one spelling of a pair of modes: a single mode when both are the same.
+
+    >>> format_security("tls", "tls"), format_security("tls", "starttls")
+    ('tls', 'imap=tls,smtp=starttls')
+    """
+    return imap if imap == smtp else f"imap={imap},smtp={smtp}"
 
 
 def check_timeout(value: object, what: str) -> float:
@@ -99,9 +154,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_security(account: Account, host: str) -> None:
+def check_security(mode: str, host: str) -> None:
     """Refuse plaintext to anything but loopback, before any connection is made."""
-    if account.security == "plain" and not is_loopback(host):
+    if mode == "plain" and not is_loopback(host):
         raise AccountError(
             f"security 'plain' sends the password unencrypted; it is allowed only for loopback hosts, not {host}"
         )

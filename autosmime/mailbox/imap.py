@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imap4 import IMAP4WithTimeout
 
 from autosmime.errors import (
     AuthenticationFailed,
@@ -39,6 +40,7 @@ from autosmime.errors import (
     TLSFailure,
 )
 from autosmime.mailbox.account import Account, check_security, network_timeout
+from autosmime.mailbox.greeting import await_greeting, plain_text_answer, starttls_hint
 from autosmime.mailbox.text import server_text
 
 _APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]", re.I)
@@ -99,15 +101,17 @@ class ImapMailbox:
         timeout = network_timeout(account) if timeout is None else timeout
         host, port = account.imap_host, account.imap_port
         where = f"IMAP server {host}:{port}"
-        check_security(account, host)
-        ctx = tls_context(account.ca_file) if account.security != "plain" else None
+        security = account.imap_security
+        check_security(security, host)
+        ctx = tls_context(account.ca_file) if security != "plain" else None
         try:
-            client = imapclient.IMAPClient(host, port=port, ssl=account.security == "tls", ssl_context=ctx,
-                                           timeout=timeout)
+            client = _Client(host, port=port, ssl=security == "tls", ssl_context=ctx, timeout=timeout, where=where)
         except (OSError, imaplib.IMAP4.error) as e:
+            if security == "tls" and plain_text_answer(e):
+                raise TLSFailure(starttls_hint(where, "imap")) from None
             raise connect_error(e, where) from None
         try:
-            if account.security == "starttls":
+            if security == "starttls":
                 if b"STARTTLS" not in client.capabilities():
                     raise TLSFailure(f"{where} does not offer STARTTLS")
                 client.starttls(ctx)
@@ -263,6 +267,30 @@ class ImapMailbox:
         self._closed = True
         self._selected = None
         _shutdown(self._client)
+
+
+class _Client(imapclient.IMAPClient):
+    """IMAPClient whose plain-text connections fail fast when the port expects TLS (see mailbox.greeting)."""
+
+    def __init__(self, *args: object, where: str, **kwargs: object) -> None:
+        self._where = where
+        super().__init__(*args, **kwargs)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        if self.ssl or self.stream:
+            return super()._create_IMAP4()
+        return _GreetedIMAP4(self.host, self.port, getattr(self._timeout, "connect", None), self._where)
+
+
+class _GreetedIMAP4(IMAP4WithTimeout):
+    def __init__(self, host: str, port: int, timeout: float | None, where: str) -> None:
+        self._where = where
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = super()._create_socket(timeout)
+        await_greeting(sock, timeout=self._timeout, where=self._where, protocol="imap")
+        return sock
 
 
 def _shutdown(client: imapclient.IMAPClient) -> None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
+import socket
 from collections.abc import Iterator, Sequence
 
 from autosmime.errors import AuthenticationFailed, MailboxError, MailboxTimeout, TLSFailure
 from autosmime.mailbox.account import Account, check_security, network_timeout
+from autosmime.mailbox.greeting import await_greeting, plain_text_answer, starttls_hint
 from autosmime.mailbox.imap import connect_error, tls_context
 from autosmime.mailbox.text import server_text
 
@@ -33,19 +35,22 @@ def _session(account: Account, password: str, timeout: float | None) -> Iterator
     timeout = network_timeout(account) if timeout is None else timeout
     host, port = account.smtp_host, account.smtp_port
     where = f"SMTP server {host}:{port}"
-    check_security(account, host)
-    ctx = tls_context(account.ca_file) if account.security != "plain" else None
+    security = account.smtp_security
+    check_security(security, host)
+    ctx = tls_context(account.ca_file) if security != "plain" else None
     try:
-        if account.security == "tls":
+        if security == "tls":
             conn: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ctx)
         else:
-            conn = smtplib.SMTP(host, port, timeout=timeout)
+            conn = _GreetedSMTP(host, port, timeout=timeout, where=where)
     except (OSError, smtplib.SMTPException) as e:
+        if security == "tls" and plain_text_answer(e):
+            raise TLSFailure(starttls_hint(where, "smtp")) from None
         raise _error(e, where) from None
     ok = False
     try:
         conn.ehlo()
-        if account.security == "starttls":
+        if security == "starttls":
             if not conn.has_extn("starttls"):
                 raise TLSFailure(f"{where} does not offer STARTTLS")
             conn.starttls(context=ctx)
@@ -64,6 +69,19 @@ def _session(account: Account, password: str, timeout: float | None) -> Iterator
                 conn.quit()
             except (OSError, smtplib.SMTPException):
                 conn.close()
+
+
+class _GreetedSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose connection fails fast when the port expects TLS (see mailbox.greeting)."""
+
+    def __init__(self, host: str, port: int, *, timeout: float, where: str) -> None:
+        self._where = where
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        await_greeting(sock, timeout=timeout, where=self._where, protocol="smtp")
+        return sock
 
 
 def send(account: Account, password: str, raw: bytes, sender: str, recipients: Sequence[str], *,
