@@ -150,6 +150,17 @@ class InboxWatch:
             self.since = uids[-1] + 1
         return uids
 
+    def new_candidates(self) -> list[int]:
+        """New UIDs whose header looks like a challenge (only headers are fetched, so a large
+        unrelated mail arriving meanwhile costs nothing)."""
+        uids = self.new_uids()
+        if not uids:
+            return []
+        with self.box._errors("FETCH INBOX"):
+            heads = self._client.fetch(uids, ["BODY.PEEK[HEADER]"])
+        return [int(uid) for uid, item in sorted(heads.items())
+                if looks_like_challenge(bytes(item.get(b"BODY[HEADER]", b"")))]
+
     def wait(self, timeout: float) -> None:
         """Block until the server reports something (or ``timeout``)."""
         if timeout <= 0:
@@ -262,10 +273,11 @@ def _wait_for_challenge(inbox: InboxWatch, box: Any, acme: AcmeClient, challb: A
                         ca_from: str, dnsfunc: DnsFunc | None, timeouts: Timeouts) -> tuple[int, Any, bool]:
     start = time.monotonic()
     posted = False
+    forged: list[str] = []
     while True:
-        for uid in inbox.new_uids():
+        for uid in inbox.new_candidates():
             raw = box.fetch(InboxWatch.folder, [uid]).get(uid)
-            if raw is None or not looks_like_challenge(raw):
+            if raw is None:
                 continue
             try:
                 mail = parse_challenge_mail(raw, expected_from=ca_from, address=address)
@@ -273,7 +285,14 @@ def _wait_for_challenge(inbox: InboxWatch, box: Any, acme: AcmeClient, challb: A
                 log.info("ignoring mail %d: %s", uid, e)   # another CA's, or someone else's
                 continue
             if dnsfunc is not None:
-                check_dkim(raw, _sender_domain(mail.sender), dnsfunc)   # a forged challenge stops here
+                try:
+                    check_dkim(raw, _sender_domain(mail.sender), dnsfunc)
+                except ChallengeMailInvalid as e:
+                    # Someone else's mail in the CA's name: never answered, and it must not be
+                    # able to stop the real challenge from being answered either.
+                    log.warning("a mail claiming to be the CA's challenge (UID %d) was not answered: %s", uid, e)
+                    forged.append(str(e))
+                    continue
             else:
                 log.info("no DNS resolver for DKIM: the challenge mail's signature was not checked")
             return uid, mail, posted
@@ -282,6 +301,10 @@ def _wait_for_challenge(inbox: InboxWatch, box: Any, acme: AcmeClient, challb: A
             acme.answer(challb)
             posted = True
         if waited >= timeouts.mail:
+            if forged:
+                raise ChallengeMailTimeout(
+                    f"no authentic challenge mail from {ca_from} arrived for {address} after waiting {waited:.0f} s; "
+                    f"{len(forged)} mail(s) in its name failed verification: {forged[-1]}")
             raise ChallengeMailTimeout(f"no challenge mail from {ca_from} arrived for {address} after waiting "
                                        f"{waited:.0f} s (check the spam folder and that the CA can reach you)")
         next_event = timeouts.mail - waited

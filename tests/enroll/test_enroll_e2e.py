@@ -6,6 +6,7 @@ decrypting; revoke; and the clear errors (CA unreachable, no challenge mail, rep
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,44 @@ def test_rate_limited_is_its_own_clear_error(devstack: dict[str, str], tmp_path:
     r = run_cli("--home", str(home), "enroll", "--ca", devstack["CA_URL"], env=_client_env(devstack))
     assert r.returncode == 1 and r.stderr.startswith("autosmime: error: rate limited by the CA")
     assert len(r.stderr.splitlines()) == 1 and vault.entries() == []
+
+
+def test_forged_challenges_and_other_mail_are_passed_over(devstack: dict[str, str], tmp_path: Path) -> None:
+    """While the order runs, a mail in the CA's name without its DKIM signature and an ordinary
+    mail arrive first: neither is answered or removed, and the real challenge still is."""
+    account, password, vault, acme, send = _session(tmp_path / "dave", devstack, "dave")
+    ca_from = "acme@ca.example.test"            # ca init's mail_from for the devstack's CA domain
+    bob = f"bob@{devstack['DOMAIN']}"
+    bob_password = (Path(devstack["PASSWORDS_DIR"]) / bob).read_text().strip()
+    bob_account = load_account(tmp_path / "dave")
+    bob_account.email = bob_account.username = bob
+    replies: list[bytes] = []
+    real_new_order = acme.new_order
+
+    def new_order_with_noise(address: str, **kw):  # type: ignore[no-untyped-def]
+        forged = (f"From: {ca_from}\r\nTo: {address}\r\nSubject: ACME: {'Q' * 32}\r\n"
+                  "Auto-Submitted: auto-generated; type=acme\r\nMessage-ID: <forged@example.test>\r\n"
+                  "Date: Sat, 5 Dec 2026 10:00:00 +0000\r\n\r\nanswer me\r\n").encode()
+        ordinary = f"From: {bob}\r\nTo: {address}\r\nSubject: lunch?\r\n\r\n{'x' * 200_000}\r\n".encode()
+        smtp_send(bob_account, bob_password, forged, bob, [address])
+        smtp_send(bob_account, bob_password, ordinary, bob, [address])
+        time.sleep(0.5)                      # both are in INBOX before the CA's own mail
+        return real_new_order(address, **kw)
+
+    acme.new_order = new_order_with_noise  # type: ignore[method-assign]
+
+    def recording_send(raw: bytes, sender: str, rcpts: list[str]) -> None:
+        replies.append(raw)
+        send(raw, sender, rcpts)
+
+    from autosmime.enroll.challenges import zone_dnsfunc
+
+    with ImapMailbox.connect(account, password) as box:
+        result = enrol(address=account.email, acme=acme, box=box, send=recording_send, vault=vault,
+                       key_type="p256", dnsfunc=zone_dnsfunc(devstack["DNS_ZONE"]),
+                       timeouts=Timeouts(mail=30, early_post_after=10, validation=30))
+    assert result.cert is not None and len(replies) == 1
+    assert b"forged@example.test" not in replies[0]
+    with ImapMailbox.connect(account, password) as box:
+        assert len(box.search_header("INBOX", "Message-ID", "forged@example.test")) == 1
+        assert len(box.search_header("INBOX", "Subject", "lunch?")) == 1
