@@ -121,7 +121,7 @@ def _open_signed(layer: Classified, opts: _Options, layers: list[Layer], prefix:
     msg = layer.msg
     kind = "opaque-signed" if layer.der is not None else "clear-signed"
     if msg is not None and kind == "clear-signed":
-        protocol = (msg.content_param("protocol") or "").lower()
+        protocol = _protocol(msg)
         if protocol not in mime.SIGNATURE_TYPES:
             content = _first_part(msg)
             layers.append(Layer("foreign", "unsupported",
@@ -137,6 +137,19 @@ def _open_signed(layer: Classified, opts: _Options, layers: list[Layer], prefix:
     layers.append(Layer(kind, result.verdict, _signed_detail(result), signature=result))
     inner = _rfc822_inside(result.message, msg)
     return (inner, True) if inner is not None else (result.message, False)
+
+
+def _protocol(msg: mime.Message) -> str:
+    """A multipart/signed's signature type: its protocol parameter, or, when a sender left that
+    out, the type of its second part."""
+    protocol = (msg.content_param("protocol") or "").lower()
+    if protocol:
+        return protocol
+    try:
+        parts = mime.body_parts(msg, limit=2)
+        return mime.Message.parse(parts[1]).mime_type if len(parts) == 2 and parts[1].strip() else ""
+    except MalformedMessage:
+        return ""
 
 
 def _first_part(msg: mime.Message) -> bytes | None:
@@ -229,7 +242,7 @@ def _report_parts(msg: mime.Message, context: HeaderBlock, path: str, depth: int
 def _part_layer(part: mime.Message, kind: str, where: str, container: str, context: HeaderBlock,
                 opts: _Options) -> Layer:
     if kind == "signed":
-        protocol = (part.content_param("protocol") or "").lower()
+        protocol = _protocol(part)
         if protocol not in mime.SIGNATURE_TYPES:
             return Layer("foreign", "unsupported", f"part {where}: a {protocol} signature, not checked", covers=where)
         classified = Classified("signed", part, None)

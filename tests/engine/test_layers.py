@@ -229,3 +229,14 @@ def test_a_crafted_multipart_costs_bounded_work(pki, message):
         read_module.mime.body_parts = real
     assert [x.kind for x in opened.layers] == ["plain"]
     assert len(opts_seen) <= read_module.MAX_PARTS and opts_seen[0] == read_module.MAX_PARTS
+
+
+def test_multipart_signed_without_protocol_parameter_is_judged_by_its_signature_part(pki, message):
+    a = pki["alice"]
+    signed = sign(message, a.key, a.cert)
+    bare = signed.replace(b'protocol="application/pkcs7-signature"; ', b"", 1)
+    assert bare != signed
+    assert _kinds(_read(pki, bare))[0] == ("clear-signed", "good", "message")
+    pgp = _pgp_signed(_outer(message), _entity(message)).replace(b'protocol="application/pgp-signature";', b"", 1)
+    opened = _read(pki, pgp)
+    assert _kinds(opened)[0] == ("foreign", "unsupported", "message") and opened.message == message
