@@ -124,8 +124,8 @@ class Layer:
         signers: list[dict] = []
         if sig is not None and sig.signers:
             first = sig.signers[0]
-            if first.digest_algorithm:
-                algorithms = {"digest": first.digest_algorithm, "signature": first.signature_algorithm}
+            names = {"digest": first.digest_algorithm, "signature": first.signature_algorithm}
+            algorithms = {k: v for k, v in names.items() if v}  # a failed signer may name no scheme
             signer = _signer_json(first, sig.signer_address)
             signers = [dict(_signer_json(s, None), verdict=s.verdict, detail=s.detail, notes=list(s.notes))
                        for s in sig.signers]

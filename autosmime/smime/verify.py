@@ -327,8 +327,8 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
             cert, err = failed[i].cert, failed[i].error
             reports.append((SignerReport(
                 cert=cert, chain=(), addresses=tuple(cert_addresses(cert)) if cert is not None else (),
-                signing_time=None, digest_algorithm="", signature_algorithm="",
-                verdict=verdict_of(err), detail=str(err)), err))
+                signing_time=None, digest_algorithm=failed[i].digest_algorithm,
+                signature_algorithm="", verdict=verdict_of(err), detail=str(err)), err))
             continue
         s = next(good)
         error: AutosmimeError | None = None

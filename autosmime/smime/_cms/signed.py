@@ -72,6 +72,7 @@ class SignerFailure:
 
     cert: x509.Certificate | None
     error: AutosmimeError
+    digest_algorithm: str = ""  # as the SignerInfo names it, when readable
 
 
 @dataclass(slots=True)  # built per message: frozen construction costs 4x
@@ -223,7 +224,7 @@ def _verify(der: bytes, detached_content: bytes | None, extra_certs: Sequence[x5
         try:
             signers.append(_verify_signer(si, content_type, content, pool, allow_sha1))
         except (AutosmimeError, *_SIGNER_ERRORS) as e:
-            failures.append((i, SignerFailure(_signer_cert_or_none(si, pool), _as_autosmime(e))))
+            failures.append((i, SignerFailure(_signer_cert_or_none(si, pool), _as_autosmime(e), _digest_claim(si))))
     return SignedResult(content=content, content_type=_content_type_name(walked.content_type),
                         signers=tuple(signers), certificates=tuple(carried), failures=tuple(failures))
 
@@ -238,6 +239,14 @@ def _as_autosmime(e: Exception) -> AutosmimeError:
     if isinstance(e, _cryptography_exceptions.UnsupportedAlgorithm):
         return UnsupportedAlgorithm(str(e) or "unknown", "key or algorithm")
     return MalformedMessage(f"a SignerInfo cannot be parsed ({type(e).__name__})")
+
+
+def _digest_claim(si: WalkedSigner) -> str:
+    """The digest algorithm a failed SignerInfo names, for the report only ("" when unreadable)."""
+    try:
+        return _digest_name(si.digest_algorithm, True)
+    except (AutosmimeError, *_PARSE_ERRORS):
+        return ""
 
 
 def _signer_cert_or_none(si: WalkedSigner, pool: Sequence[x509.Certificate]) -> x509.Certificate | None:
