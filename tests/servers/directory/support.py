@@ -56,7 +56,7 @@ class Pki:
         return User(address, key, cert, [ca])
 
 
-def reissue(cert: x509.Certificate, ca_key: PrivateKey, *, encryption_only: bool = False,
+def reissue(cert: x509.Certificate, ca_key: PrivateKey, *, encryption_only: bool = False, signing_only: bool = False,
             crl_url: str | None = None) -> x509.Certificate:
     builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
                .public_key(cert.public_key()).serial_number(cert.serial_number)
@@ -67,6 +67,10 @@ def reissue(cert: x509.Certificate, ca_key: PrivateKey, *, encryption_only: bool
             value = x509.KeyUsage(digital_signature=False, content_commitment=False,
                                   key_encipherment=value.key_encipherment, data_encipherment=False,
                                   key_agreement=value.key_agreement, key_cert_sign=False, crl_sign=False,
+                                  encipher_only=False, decipher_only=False)
+        if signing_only and isinstance(value, x509.KeyUsage):
+            value = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                  data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                                   encipher_only=False, decipher_only=False)
         builder = builder.add_extension(value, ext.critical)
     if crl_url:
