@@ -21,7 +21,9 @@ PFX, and it loads an unprotected PFX with any password. So:
 - legacy files (3DES + SHA-1 MAC, for Windows/Android/gpgsm) are built one
   key at a time with ``cryptography``'s encryption builder (salts redrawn
   where gpgsm 2.2.40 would derive a wrong key), their SafeBags merged, and
-  the MAC recomputed over the merged AuthenticatedSafe;
+  the MAC recomputed over the merged AuthenticatedSafe; ``build_legacy_pfxs``
+  also makes one file per key from the same parts, since gpgsm 2.2 reads
+  one private key per file;
 - the reader verifies the MAC first, then decrypts PBES2 (AES, 3DES) and
   PKCS#12 PBE (3DES, RC2-40/128) itself, and reads BER (NSS) as well as DER.
 """
@@ -33,6 +35,7 @@ import hmac
 import secrets
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from asn1crypto import algos, cms, core
 from asn1crypto import keys as akeys
@@ -140,7 +143,7 @@ def _der(cert: x509.Certificate) -> bytes:
 
 
 def _attrs(name: str | None, local_key_id: bytes | None) -> ap12.Attributes | None:
-    attrs = []
+    attrs: list[dict[str, object]] = []
     if name:
         attrs.append({"type": "friendly_name", "values": [name]})
     if local_key_id:
@@ -221,7 +224,7 @@ def _modern_auth_safe(triples, chain_certs, names, password: bytes, iterations: 
 
 def _gpgsm_misderives(bmp_password: bytes, salt: bytes, iterations: int, key_len: int) -> bool:
     """True if gpgsm's string_to_key gets a different SHA-1 PKCS#12-PBE key than RFC 7292 App. B.2 for this salt."""
-    _, _, v = _HASHES["sha1"]
+    _, u, v = _HASHES["sha1"]
     produced = 0
     for a, sums in _kdf_rounds("sha1", bmp_password, salt, 1, iterations):
         produced += len(a)
@@ -229,6 +232,8 @@ def _gpgsm_misderives(bmp_password: bytes, salt: bytes, iterations: int, key_len
             return False
         if any(s < 1 << (8 * (v - 1)) for s in sums):  # leading zero byte: gpgsm stores it shifted
             return True
+        if produced + u >= key_len:  # the next round completes the key: its blocks are never used, skip its hashing
+            return False
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -249,7 +254,7 @@ def gpgsm_misderives_key(auth_safe: Sequence[cms.ContentInfo] | bytes, password:
     for the gpgsm key-derivation defect described above; PBES2 blobs and blobs
     with keys of at most 20 bytes (RC2-40) are never affected.
     """
-    infos = ap12.Pfx.load(auth_safe).authenticated_safe if isinstance(auth_safe, bytes) else auth_safe
+    infos: Sequence[Any] = ap12.Pfx.load(auth_safe).authenticated_safe if isinstance(auth_safe, bytes) else auth_safe
     algs = []
     for info in infos:
         ctype = info["content_type"].native
@@ -266,7 +271,9 @@ def gpgsm_misderives_key(auth_safe: Sequence[cms.ContentInfo] | bytes, password:
     return False
 
 
-def _legacy_auth_safe(triples, chain_certs, names, password: bytes, iterations: int) -> list[cms.ContentInfo]:
+def _legacy_parts(triples, chain_certs, names, password: bytes,
+                  iterations: int) -> tuple[list[list[cms.ContentInfo]], list[cms.ContentInfo]]:
+    """The ContentInfos of each key (its shrouded key bag and certificate) and of the chain certificates."""
     enc = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(iterations)
@@ -274,37 +281,29 @@ def _legacy_auth_safe(triples, chain_certs, names, password: bytes, iterations: 
         .hmac_hash(hashes.SHA1())
         .build(password)
     )
-    jobs = [(n.encode("utf-8"), k, c, None) for (k, c, _), n in zip(triples, names)]
-    if chain_certs:
-        jobs.append((None, None, None, list(chain_certs)))
-    infos = []
-    for job in jobs:
+
+    def draw(name: bytes | None, key: object, cert: x509.Certificate | None,
+             cas: list[x509.Certificate] | None) -> list[cms.ContentInfo]:
         # A fresh serialisation draws fresh salts; redraw while gpgsm 2.2.40 would
         # derive a wrong 3DES key (see _gpgsm_misderives). Each try fails with p ~ 2%.
         for _ in range(64):
-            part = [ci.copy() for ci in ap12.Pfx.load(cpkcs12.serialize_key_and_certificates(*job, enc)).authenticated_safe]
+            pfx = cpkcs12.serialize_key_and_certificates(name, key, cert, cas, enc)  # type: ignore[arg-type]
+            part = [ci.copy() for ci in ap12.Pfx.load(pfx).authenticated_safe]
             if not gpgsm_misderives_key(part, password):
-                break
-        else:
-            raise KeyFileError("could not draw salts that gpgsm can read")
-        infos.extend(part)
-    return infos
+                return part
+        raise KeyFileError("could not draw salts that gpgsm can read")
+
+    keys = [draw(n.encode("utf-8"), k, c, None) for (k, c, _), n in zip(triples, names)]
+    return keys, (draw(None, None, None, list(chain_certs)) if chain_certs else [])
 
 
-def build_pfx(
-    items: Sequence,
-    password: bytes,
-    *,
-    legacy: bool = False,
-    iterations: int = 600_000,
-    friendly_names: Sequence[str] | None = None,
-) -> bytes:
-    """ONE PKCS#12 holding every key of ``items`` ((key, cert, chain) tuples or KeyPairs).
+def _legacy_auth_safe(triples, chain_certs, names, password: bytes, iterations: int) -> list[cms.ContentInfo]:
+    keys, chain = _legacy_parts(triples, chain_certs, names, password, iterations)
+    return [ci for part in keys for ci in part] + chain
 
-    Chain certificates are stored once each. ``legacy``: 3DES bags and a
-    SHA-1 MAC for old importers. ``iterations`` (at most 600,000, the
-    Windows limit) applies to every bag and to the MAC.
-    """
+
+def _prepare(items: Sequence, password: bytes, iterations: int, friendly_names: Sequence[str] | None):
+    """(key, cert, chain) triples, their friendly names and the distinct chain certificates; checked."""
     if not 1 <= iterations <= MAX_ITERATIONS:
         raise KeyFileError(f"PKCS#12 iterations must be between 1 and {MAX_ITERATIONS}")
     if not isinstance(password, bytes):
@@ -322,9 +321,12 @@ def build_pfx(
             if _der(cert) not in seen:
                 seen.add(_der(cert))
                 chain_certs.append(cert)
-    build = _legacy_auth_safe if legacy else _modern_auth_safe
-    auth_safe = ap12.AuthenticatedSafe(build(triples, chain_certs, names, password, iterations)).dump()
-    mac_hash = "sha1" if legacy else "sha256"
+    return triples, names, chain_certs
+
+
+def _pfx(infos: Sequence[cms.ContentInfo], password: bytes, iterations: int, mac_hash: str) -> bytes:
+    """The PFX around ``infos``, with its MAC (RFC 7292 App. B key, ``iterations`` rounds)."""
+    auth_safe = ap12.AuthenticatedSafe([ci.copy() for ci in infos]).dump()
     salt = secrets.token_bytes(16)
     pfx = ap12.Pfx({
         "version": "v3",
@@ -337,6 +339,48 @@ def build_pfx(
         },
     })
     return pfx.dump()
+
+
+def build_pfx(
+    items: Sequence,
+    password: bytes,
+    *,
+    legacy: bool = False,
+    iterations: int = 600_000,
+    friendly_names: Sequence[str] | None = None,
+) -> bytes:
+    """ONE PKCS#12 holding every key of ``items`` ((key, cert, chain) tuples or KeyPairs).
+
+    Chain certificates are stored once each. ``legacy``: 3DES bags and a
+    SHA-1 MAC for old importers. ``iterations`` (at most 600,000, the
+    Windows limit) applies to every bag and to the MAC.
+    """
+    triples, names, chain_certs = _prepare(items, password, iterations, friendly_names)
+    build = _legacy_auth_safe if legacy else _modern_auth_safe
+    return _pfx(build(triples, chain_certs, names, password, iterations), password, iterations,
+                "sha1" if legacy else "sha256")
+
+
+def build_legacy_pfxs(
+    items: Sequence,
+    password: bytes,
+    *,
+    iterations: int = 600_000,
+    friendly_names: Sequence[str] | None = None,
+) -> tuple[bytes, list[bytes]]:
+    """The legacy PKCS#12 with every key, and one legacy PKCS#12 per key (in the order of ``items``).
+
+    gpgsm 2.2 reads ONE private key per file: its minip12.c stops at the
+    second shrouded key bag ("a key has already been received") and so
+    imports nothing from a multi-key file (2.4 stops at the third). Each
+    single-key file holds its key and certificate plus every chain
+    certificate. The files share their encrypted parts, so each key is
+    encrypted (and its salts checked for gpgsm) once; a file costs its MAC.
+    """
+    triples, names, chain_certs = _prepare(items, password, iterations, friendly_names)
+    keys, chain = _legacy_parts(triples, chain_certs, names, password, iterations)
+    every = _pfx([ci for part in keys for ci in part] + chain, password, iterations, "sha1")
+    return every, [_pfx(part + chain, password, iterations, "sha1") for part in keys]
 
 
 # --- reading ------------------------------------------------------------------

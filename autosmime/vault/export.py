@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import write_private
 from autosmime.errors import NoKey, VaultError
-from autosmime.pki.pkcs12 import build_pfx
+from autosmime.pki.pkcs12 import build_legacy_pfxs, build_pfx
 from autosmime.vault.recovery import new_code
 from autosmime.vault.store import Vault
 
@@ -80,17 +80,20 @@ def export_all(vault: Vault, out_dir: Path, password: bytes, *, legacy: bool = F
     except OSError as e:
         raise VaultError(f"cannot create {out_dir}: {e.strerror}") from None
     names = [f"{e.email or 'key'} ({e.effective_status()}, {e.cert.not_valid_before_utc:%Y-%m-%d})" for e in entries]
-    pfx = build_pfx([(e.key, e.cert, e.chain) for e in entries], password, legacy=legacy, friendly_names=names)
+    items = [(e.key, e.cert, e.chain) for e in entries]
+    if legacy:  # one key per file as well: what gpgsm 2.2 can read
+        pfx, singles = build_legacy_pfxs(items, password, friendly_names=names)
+    else:
+        pfx, singles = build_pfx(items, password, friendly_names=names), []
     written: list[tuple[Path, bytes]] = [(out_dir / EXPORT_NAME, pfx)]
     bundle, seen = [], set()
-    for e, name in zip(entries, names):
-        stem = f"{_safe(e.email or 'cert')}-{e.fingerprint[:16]}"
-        pem = e.cert.public_bytes(serialization.Encoding.PEM)
+    for i, entry in enumerate(entries):
+        stem = f"{_safe(entry.email or 'cert')}-{entry.fingerprint[:16]}"
+        pem = entry.cert.public_bytes(serialization.Encoding.PEM)
         written.append((out_dir / f"{stem}.pem", pem))
-        if legacy:  # one key per file as well: what gpgsm 2.2 can read
-            single = build_pfx([(e.key, e.cert, e.chain)], password, legacy=True, friendly_names=[name])
-            written.append((out_dir / f"{stem}.p12", single))
-        for cert in (e.cert, *e.chain):
+        if singles:
+            written.append((out_dir / f"{stem}.p12", singles[i]))
+        for cert in (entry.cert, *entry.chain):
             der = cert.public_bytes(serialization.Encoding.DER)
             if der not in seen:
                 seen.add(der)

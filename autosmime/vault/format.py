@@ -348,8 +348,9 @@ def read_message(raw: bytes) -> Unverified:
         raise BackupRejected(f"not a v1 backup message (no single {MARKER_HEADER}: {MARKER_VALUE} header)")
     if msg.get_content_type() != "multipart/mixed" or not msg.is_multipart():
         raise BackupRejected("the backup message is not multipart/mixed")
-    parts = msg.get_payload()
-    if not isinstance(parts, list):
+    payload = msg.get_payload()
+    parts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+    if not parts or len(parts) != len(payload):
         raise BackupRejected("the backup message is malformed")
     p12_parts = [p for p in parts if p.get_content_type() == "application/pkcs12"]
     json_parts = [p for p in parts if p.get_content_type() == "application/json"]
