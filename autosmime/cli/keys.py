@@ -160,7 +160,9 @@ _BACKUP_FIELDS = ("backup_pending", "backup_pending_reason", "backup_last_ok", "
 
 def _backup_line(backup: dict) -> str:
     if backup.get("backup_pending"):
-        return f"backup pending: {backup.get('backup_pending_reason') or 'not yet uploaded'}"
+        from autosmime.mailbox.text import server_text  # a state written before the text was cleaned
+
+        return f"backup pending: {server_text(backup.get('backup_pending_reason') or '') or 'not yet uploaded'}"
     if backup.get("backup_last_ok"):
         return f"last backup: {backup['backup_last_ok']} (#{backup['backup_seq_seen']})"
     return "no backup made yet"

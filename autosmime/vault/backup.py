@@ -35,6 +35,7 @@ from autosmime.errors import (
 )
 from autosmime.mailbox.credentials import account_and_password
 from autosmime.mailbox.imap import ImapMailbox
+from autosmime.mailbox.text import server_text
 from autosmime.vault import format as fmt
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,8 @@ def _write_code_file(path: Path, code: str) -> None:
 
 
 def _queue(vault, reason: AutosmimeError) -> str:
-    vault.update_state(backup_pending=True, backup_pending_reason=str(reason))
+    # the reason may quote the server: stored (and later shown) only as server_text made it
+    vault.update_state(backup_pending=True, backup_pending_reason=server_text(str(reason)))
     return f"key backup pending (will retry): {reason}"
 
 

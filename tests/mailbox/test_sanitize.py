@@ -237,3 +237,15 @@ def test_pending_backup_reason_is_stored_and_shown_clean(hostile_imap, tmp_path)
     r = _cli(home, "keys")
     assert r.returncode == 0 and "Wrong password" in r.stdout
     assert "\x1b" not in r.stdout and "\u202e" not in r.stdout
+
+
+def test_a_reason_stored_before_the_cleaning_is_shown_clean(tmp_path):
+    """A state file written by an earlier version may hold the raw text: `keys` and `status` clean it on the way out."""
+    from autosmime.vault.store import Vault
+
+    home = tmp_path / "home"
+    for command in ("keys", "status"):
+        Vault.open(home).update_state(backup_pending=True, backup_pending_reason=HOSTILE.decode("utf-8"))
+        r = _cli(home, command)
+        assert r.returncode == 0 and "Wrong password" in r.stdout, r.stdout + r.stderr
+        assert "\x1b" not in r.stdout and "\u202e" not in r.stdout and "\x9b" not in r.stdout
