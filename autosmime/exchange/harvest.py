@@ -5,7 +5,7 @@
     [Harvested(address='alice@example.test', sha256='…', outcome='new')]
 
 Takes what the engine returns (a ReadResult from ``read`` or a VerifyResult
-from ``verify``); both exist only for good signatures, since a bad one raises.
+from ``verify``); only layers and signers whose verdict is "good" count.
 For each signature layer with a From address, the one SignerInfo whose
 certificate names that address is added, with the signing time (or now) as the
 time it was seen. Other SignerInfos of the same message are never harvested:
@@ -17,12 +17,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from autosmime.errors import UsageError
 from autosmime.exchange.contacts import Contacts
 from autosmime.pki.certs import fingerprint
 from autosmime.pki.select import normalize_address
 from autosmime.smime.models import ReadResult, VerifyResult
 
 __all__ = ["Harvested", "harvest"]
+
+
+def _addresses(names: tuple[str, ...]) -> set[str]:
+    out = set()
+    for name in names:
+        try:
+            out.add(normalize_address(name))
+        except UsageError:
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -36,11 +47,14 @@ def harvest(result: ReadResult | VerifyResult, contacts: Contacts) -> list[Harve
     layers = result.signatures if isinstance(result, ReadResult) else (result,)
     out: list[Harvested] = []
     for layer in layers:
-        if not layer.from_address:
+        if not layer.from_address or layer.verdict != "good":  # read() reports bad layers instead of raising
             continue
-        sender = normalize_address(layer.from_address)
+        try:
+            sender = normalize_address(layer.from_address)
+        except UsageError:
+            continue
         for signer in layer.signers:
-            if sender not in {normalize_address(a) for a in signer.addresses}:
+            if signer.cert is None or signer.verdict != "good" or sender not in _addresses(signer.addresses):
                 continue
             seen = signer.signing_time.timestamp() if signer.signing_time else time.time()
             outcome = contacts.add(sender, signer.cert, source="harvested", seen_at=int(min(seen, time.time())),

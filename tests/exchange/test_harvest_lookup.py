@@ -84,3 +84,12 @@ def test_untrusted_or_unusable_certificates_are_not_chosen(pki, tmp_path):
     contacts.add("dave@example.test", evil.cert, source="manual")
     with pytest.raises(NoKey, match="dave@example.test"):
         find_certificate("dave@example.test", contacts, [pki.ca])
+
+
+def test_a_signature_that_is_not_good_teaches_nothing(pki, tmp_path):
+    evil = pki.user("erin@example.test", issuer="evil")
+    signed = smime.sign(mail("erin@example.test"), evil.key, evil.cert)
+    result = smime.read(signed, trust_roots=[pki.ca])   # read reports the verdict instead of raising
+    assert result.signatures[0].verdict != "good"
+    assert harvest(result, Contacts(tmp_path)) == []
+    assert Contacts(tmp_path).certificates("erin@example.test") == []
