@@ -22,6 +22,7 @@ file is untrusted input (size-capped; expat refuses entity expansion bombs).
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
@@ -30,12 +31,15 @@ from importlib import resources
 from typing import Literal, Protocol
 
 from autosmime.errors import DiscoveryError
+from autosmime.mailbox.text import server_text
 
 __all__ = ["DISCOVERY_SOURCES", "MailSettings", "ServerSetting", "SrvRecord", "discover", "https_getter", "parse_clientconfig"]
 
 Security = Literal["tls", "starttls", "plain"]
 DISCOVERY_SOURCES = ("bundled", "autoconfig", "srv")
 _MAX_XML = 256 * 1024
+# A DNS name (letters, digits, '-', '_', dots) or an IP literal: what a provider's file may name as a server.
+_HOSTNAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?|\[?[0-9A-Fa-f:.]+\]?")
 _SOCKET_TYPES: dict[str, Security] = {"SSL": "tls", "STARTTLS": "starttls", "plain": "plain"}
 
 
@@ -126,11 +130,13 @@ def _server(element: ET.Element, address: str) -> ServerSetting | None:
     security = _SOCKET_TYPES.get((element.findtext("socketType") or "").strip())
     if not host or not port_text.isdigit() or security is None or not 0 < int(port_text) < 65536:
         return None
+    username = (element.findtext("username") or "%EMAILADDRESS%").strip()
+    if not _HOSTNAME.fullmatch(_substitute(host, address)) or server_text(username) != username:
+        return None  # the provider's text is stored in account.json and shown: no escapes or controls in it
     auth = {(a.text or "").strip() for a in element.findall("authentication")}
     if auth and not auth & {"password-cleartext", "plain", "password-encrypted", "secure"}:
         return None  # OAuth2-only servers: autosmime logs in with a password
-    return ServerSetting(_substitute(host, address), int(port_text), security,
-                         _substitute((element.findtext("username") or "%EMAILADDRESS%").strip(), address))
+    return ServerSetting(_substitute(host, address), int(port_text), security, _substitute(username, address))
 
 
 def _substitute(template: str, address: str) -> str:

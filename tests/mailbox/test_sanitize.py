@@ -249,3 +249,28 @@ def test_a_reason_stored_before_the_cleaning_is_shown_clean(tmp_path):
         r = _cli(home, command)
         assert r.returncode == 0 and "Wrong password" in r.stdout, r.stdout + r.stderr
         assert "\x1b" not in r.stdout and "\u202e" not in r.stdout and "\x9b" not in r.stdout
+
+
+def _clientconfig(host: str, username: str = "%EMAILADDRESS%") -> bytes:
+    return f"""<?xml version="1.0"?>
+<clientConfig version="1.1"><emailProvider id="example.org">
+  <incomingServer type="imap"><hostname>{host}</hostname><port>993</port><socketType>SSL</socketType>
+    <username>{username}</username><authentication>password-cleartext</authentication></incomingServer>
+  <outgoingServer type="smtp"><hostname>smtp.%EMAILDOMAIN%</hostname><port>465</port><socketType>SSL</socketType>
+    <username>%EMAILADDRESS%</username><authentication>password-cleartext</authentication></outgoingServer>
+</emailProvider></clientConfig>""".encode()
+
+
+@pytest.mark.parametrize(("host", "username"), [
+    ("imap.example.org\x1b]0;pwned\x07", "%EMAILADDRESS%"),
+    ("imap.example.org\u202egro", "%EMAILADDRESS%"),
+    ("imap example.org", "%EMAILADDRESS%"),
+    ("imap.example.org", "%EMAILADDRESS%\x1b[2J"),
+    ("imap.example.org", "user\u2066name"),
+])
+def test_a_providers_autoconfig_with_escapes_is_not_used(host, username):
+    """Provider-supplied server names and user names are stored in account.json and shown: refused when unclean."""
+    from autosmime.mailbox.autoconfig import parse_clientconfig
+
+    assert parse_clientconfig(_clientconfig("imap.%EMAILDOMAIN%"), "a@example.org", "autoconfig") is not None
+    assert parse_clientconfig(_clientconfig(host, username), "a@example.org", "autoconfig") is None
