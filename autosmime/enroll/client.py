@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from autosmime.enroll.messages import EMAIL_REPLY_00, ari_cert_id, email_order
 from autosmime.errors import CAError, CAUnreachable, RateLimited, ReplyRejected, UsageError
 from autosmime.mailbox.account import is_loopback
+from autosmime.mailbox.text import server_text
 
 USER_AGENT = "autosmime"
 #: RFC 5280 revocation reasons the CLI offers.
@@ -266,12 +267,12 @@ def _retry_after(response: requests.Response, default: float) -> float:
 
 
 def _short(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text[:200] + ("…" if len(text) > 200 else "")
+    return server_text(str(e), 200)
 
 
 def _problem(e: messages.Error, what: str) -> CAError:
-    detail = e.detail or e.title or e.description or str(e.typ)
+    # the CA's own words: shown to the user, so cleaned like a mail server's
+    detail = server_text(e.detail or e.title or e.description or str(e.typ))
     if e.code == "rateLimited":
         return RateLimited(f"rate limited by the CA while {what}: {detail}", e.typ)
     if e.code == "incorrectResponse":

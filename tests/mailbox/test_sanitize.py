@@ -274,3 +274,16 @@ def test_a_providers_autoconfig_with_escapes_is_not_used(host, username):
 
     assert parse_clientconfig(_clientconfig("imap.%EMAILDOMAIN%"), "a@example.org", "autoconfig") is not None
     assert parse_clientconfig(_clientconfig(host, username), "a@example.org", "autoconfig") is None
+
+
+def test_a_cas_problem_text_is_cleaned():
+    """The ACME CA's problem documents reach the terminal the same way as a mail server's replies."""
+    from acme import messages
+
+    from autosmime.enroll.client import _problem, _short
+
+    err = messages.Error(typ="urn:ietf:params:acme:error:malformed", detail=HOSTILE.decode("utf-8"))
+    shown = str(_problem(err, "ordering"))
+    assert "Wrong password" in shown
+    assert_safe(shown)
+    assert_safe(_short(ValueError(HOSTILE.decode("utf-8"))))
