@@ -55,18 +55,18 @@ def _base(request: HTTPRequest) -> str:
 
 
 def make_app(service: CAService) -> Starlette:
-    def common_headers(request: HTTPRequest) -> dict[str, str]:
-        return {"Replay-Nonce": service.new_nonce(), "Cache-Control": "no-store",
+    def common_headers(request: HTTPRequest, nonce: str | None = None) -> dict[str, str]:
+        return {"Replay-Nonce": nonce or service.new_nonce(), "Cache-Control": "no-store",
                 "Link": f'<{_base(request)}/acme/directory>;rel="index"'}
 
-    def problem_response(request: HTTPRequest, p: Problem) -> Response:
-        headers = common_headers(request) | p.headers
+    def problem_response(request: HTTPRequest, p: Problem, nonce: str | None = None) -> Response:
+        headers = common_headers(request, p.headers.get("Replay-Nonce") or nonce) | p.headers
         return Response(json.dumps(p.to_json()), status_code=p.status, headers=headers,
                         media_type="application/problem+json")
 
-    def reply(request: HTTPRequest, result: tuple[int, dict[str, str], Any]) -> Response:
+    def reply(request: HTTPRequest, result: tuple[int, dict[str, str], Any], nonce: str | None = None) -> Response:
         status, headers, body = result
-        headers = common_headers(request) | headers
+        headers = common_headers(request, nonce) | headers
         if isinstance(body, bytes):
             media = headers.pop("Content-Type", "application/octet-stream")
             return Response(body, status_code=status, headers=headers, media_type=media)
@@ -81,6 +81,7 @@ def make_app(service: CAService) -> Starlette:
             body = await request.body()
 
             def run() -> Response:
+                nonce = None
                 try:
                     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
                     if ctype != "application/jose+json":
@@ -90,15 +91,16 @@ def make_app(service: CAService) -> Starlette:
                     url = str(request.url)
                     req = service.authenticate(body, url, _base(request), allow_jwk=allow_jwk,
                                                require_account=require_account)
+                    nonce = req.next_nonce
                     args = dict(request.path_params)
                     if pass_url:
                         args["outer_url"] = url
-                    return reply(request, handler(req, **args))
+                    return reply(request, handler(req, **args), nonce)
                 except Problem as p:
-                    return problem_response(request, p)
+                    return problem_response(request, p, nonce)
                 except Exception:
                     log.exception("internal error in %s", request.url.path)
-                    return problem_response(request, Problem.server_internal("internal error"))
+                    return problem_response(request, Problem.server_internal("internal error"), nonce)
 
             return await run_in_threadpool(run)
 

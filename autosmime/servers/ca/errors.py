@@ -42,8 +42,9 @@ class Problem(Exception):
         return cls("malformed", detail)
 
     @classmethod
-    def bad_nonce(cls, detail: str = "the nonce is unknown, used or expired") -> Problem:
-        return cls("badNonce", detail)
+    def bad_nonce(cls, detail: str = "the nonce is unknown, used or expired", *,
+                  headers: dict[str, str] | None = None) -> Problem:
+        return cls("badNonce", detail, headers=headers)
 
     @classmethod
     def bad_signature_algorithm(cls, detail: str) -> Problem:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import json
@@ -62,6 +63,53 @@ CHALLENGE_TYPE = "email-reply-00"
 
 Response = tuple[int, dict[str, str], Any]
 
+# Statements of the per-issuance path, built once: building SQLAlchemy expressions on every call
+# cost more CPU than SQLite spends running them.
+_b = sa.bindparam
+_AUTHZ_BY_ID = sa.select(authzs).where(authzs.c.id == _b("id"))
+_AUTHZ_BY_TOKEN = sa.select(authzs).where(authzs.c.token1 == _b("token"))
+_AUTHZ_BY_MESSAGE_ID = sa.select(authzs).where(authzs.c.message_id == _b("mid"))
+_ORDER_BY_ID = sa.select(orders).where(orders.c.id == _b("id"))
+_ORDER_AUTHZS = sa.select(authzs.c.id, authzs.c.status, authzs.c.expires).where(authzs.c.order_id == _b("id"))
+_PROMOTE_ORDER = orders.update().where(
+    orders.c.id == _b("oid"), orders.c.status == "pending",
+    ~sa.exists().where(authzs.c.order_id == _b("oid2"), authzs.c.status != "valid"),
+).values(status="ready")
+_MAILS_TO_ADDRESS = sa.select(sa.func.count()).select_from(authzs).where(
+    authzs.c.identifier == _b("ident"), authzs.c.mail_claimed > _b("since"))
+_MAILS_BY_ACCOUNT = sa.select(sa.func.count()).select_from(authzs).where(
+    authzs.c.account_id == _b("acct"), authzs.c.mail_claimed > _b("since"))
+_CLAIM_MAIL = authzs.update().where(
+    authzs.c.id == _b("aid"), authzs.c.mail_sent.is_(None),
+    sa.or_(authzs.c.mail_claimed.is_(None), authzs.c.mail_claimed < _b("stale")),
+).values(mail_claimed=_b("now"))
+_MAIL_SENT = authzs.update().where(authzs.c.id == _b("aid")).values(mail_sent=_b("now"))
+_CLIENT_POSTED = authzs.update().where(
+    authzs.c.id == _b("aid"), authzs.c.status == "pending", authzs.c.expires > _b("now"),
+    authzs.c.client_posted.is_(None),
+).values(
+    client_posted=_b("now2"),
+    status=sa.case((authzs.c.reply_ok.is_not(None), "valid"), else_=authzs.c.status),
+    validated=sa.case((authzs.c.reply_ok.is_not(None), _b("now3")), else_=authzs.c.validated),
+)
+_REPLY_OK = authzs.update().where(
+    authzs.c.id == _b("aid"), authzs.c.status == "pending", authzs.c.expires > _b("now"),
+    authzs.c.reply_ok.is_(None),
+).values(
+    reply_ok=_b("now2"),
+    status=sa.case((authzs.c.client_posted.is_not(None), "valid"), else_=authzs.c.status),
+    validated=sa.case((authzs.c.client_posted.is_not(None), _b("now3")), else_=authzs.c.validated),
+)
+_RECENT_ORDERS = sa.select(sa.func.count()).select_from(orders).where(
+    orders.c.account_id == _b("acct"), orders.c.created > _b("since"))
+_INSERT_ORDER = orders.insert()
+_INSERT_AUTHZ = authzs.insert()
+_INSERT_CERT = certificates.insert()
+_ORDER_PROCESSING = orders.update().where(
+    orders.c.id == _b("oid"), orders.c.status == "ready", orders.c.expires > _b("now")).values(status="processing")
+_ORDER_VALID = orders.update().where(orders.c.id == _b("oid")).values(status="valid", cert_id=_b("cert"))
+_CERT_BY_ID = sa.select(certificates).where(certificates.c.id == _b("id"))
+
 
 @dataclass
 class Request:
@@ -70,6 +118,7 @@ class Request:
     base: str                      # scheme://host[:port] the client used
     jws: ParsedJWS
     account: dict[str, Any] | None = None
+    next_nonce: str | None = None  # issued with the consumption of this request's nonce
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -88,9 +137,19 @@ def ari_cert_id(cert: x509.Certificate) -> str:
     return _b64url(aki) + "." + _b64url(serial.to_bytes((serial.bit_length() + 8) // 8, "big"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _jwk_from_text(text: str) -> jose.JWK:
+    obj = json.loads(text)
+    if not isinstance(obj, dict):
+        raise Problem.malformed("a JWK must be a JSON object")
+    return cast(jose.JWK, jose.JWK.from_json(obj))
+
+
 def load_jwk(value: Any) -> jose.JWK:
-    """A JWK from its JSON object (or a JSON string of it)."""
-    obj = json.loads(value) if isinstance(value, str) else value
+    """A JWK from its JSON object (or a JSON string of it; those are cached: accounts' keys)."""
+    if isinstance(value, str):
+        return _jwk_from_text(value)
+    obj = value
     if not isinstance(obj, dict):
         raise Problem.malformed("a JWK must be a JSON object")
     return cast(jose.JWK, jose.JWK.from_json(obj))
@@ -157,13 +216,14 @@ class CAService:
             assert jws.jwk is not None
             key = jws.jwk
         jws.verify(key)
-        if not self.store.consume_nonce(jws.nonce, now=self.clock()):
-            raise Problem.bad_nonce()
+        ok, next_nonce = self.store.consume_and_renew_nonce(jws.nonce, now=self.clock(), ttl=self.settings.nonce_ttl)
+        if not ok:
+            raise Problem.bad_nonce(headers={"Replay-Nonce": next_nonce})
         if account is not None and account["status"] != "valid":
             raise Problem.unauthorized(f"the account is {account['status']}")
         if require_account and account is None:
             raise Problem.malformed("this resource needs a kid (account URL)")
-        return Request(base=base, jws=jws, account=account)
+        return Request(base=base, jws=jws, account=account, next_nonce=next_nonce)
 
     def _account_by_kid(self, kid: str) -> dict[str, Any]:
         marker = "/acme/acct/"
@@ -171,11 +231,10 @@ class CAService:
         acct_id = kid[i + len(marker):] if i >= 0 else ""
         if not acct_id or "/" in acct_id:
             raise Problem.account_does_not_exist("the kid is not an account URL of this CA")
-        with self.store.read() as c:
-            row = c.execute(sa.select(accounts).where(accounts.c.id == acct_id)).first()
+        row = self.store.account(acct_id)
         if row is None:
             raise Problem.account_does_not_exist()
-        return dict(row._mapping)
+        return row
 
     # --- accounts -----------------------------------------------------------------
 
@@ -311,23 +370,22 @@ class CAService:
         order_id = new_id()
         replaces = payload.get("replaces") if isinstance(payload.get("replaces"), str) else None
         with self.store.tx() as c:
-            recent = c.execute(sa.select(sa.func.count()).select_from(orders).where(
-                orders.c.account_id == req.account["id"], orders.c.created > now - 3600)).scalar() or 0
+            recent = c.execute(_RECENT_ORDERS, {"acct": req.account["id"], "since": now - 3600}).scalar() or 0
             if recent >= limit:
                 raise Problem.rate_limited(f"at most {limit} new orders per hour per account", 3600)
-            c.execute(orders.insert().values(id=order_id, account_id=req.account["id"], status="pending",
-                                             identifiers=json.dumps(values), created=now, expires=expires,
-                                             replaces=replaces))
-            for value in values:
-                c.execute(authzs.insert().values(
-                    id=new_id(), order_id=order_id, account_id=req.account["id"], identifier=value,
-                    status="pending", expires=expires, token1=mailmod.new_token1(),
-                    token2=mailmod.new_token2(), message_id=mailmod.new_message_id(self.authority.domain)))
+            c.execute(_INSERT_ORDER, dict(id=order_id, account_id=req.account["id"], status="pending",
+                                          identifiers=json.dumps(values), created=now, expires=expires,
+                                          replaces=replaces))
+            c.execute(_INSERT_AUTHZ, [dict(
+                id=new_id(), order_id=order_id, account_id=req.account["id"], identifier=value,
+                status="pending", expires=expires, token1=mailmod.new_token1(),
+                token2=mailmod.new_token2(), message_id=mailmod.new_message_id(self.authority.domain))
+                for value in values])
         return 201, {"Location": self._u(req.base, "order", order_id)}, self._order_json(req.base, order_id)
 
     def _order_row(self, order_id: str) -> dict[str, Any]:
         with self.store.read() as c:
-            row = c.execute(sa.select(orders).where(orders.c.id == order_id)).first()
+            row = c.execute(_ORDER_BY_ID, {"id": order_id}).first()
         if row is None:
             raise Problem.not_found("no such order")
         return dict(row._mapping)
@@ -335,8 +393,7 @@ class CAService:
     def _order_json(self, base: str, order_id: str, row: dict[str, Any] | None = None) -> dict[str, Any]:
         row = row or self._order_row(order_id)
         with self.store.read() as c:
-            authz_rows = list(c.execute(sa.select(authzs.c.id, authzs.c.status, authzs.c.expires)
-                                        .where(authzs.c.order_id == order_id)))
+            authz_rows = list(c.execute(_ORDER_AUTHZS, {"id": order_id}))
         status = self._order_status(row, [a.status for a in authz_rows])
         doc: dict[str, Any] = {
             "status": status, "expires": _rfc3339(row["expires"]),
@@ -367,15 +424,12 @@ class CAService:
         return str(status)
 
     def _promote_order(self, order_id: str, c: sa.Connection | None = None) -> None:
-        stmt = orders.update().where(
-            orders.c.id == order_id, orders.c.status == "pending",
-            ~sa.exists().where(authzs.c.order_id == order_id, authzs.c.status != "valid"),
-        ).values(status="ready")
+        params = {"oid": order_id, "oid2": order_id}
         if c is not None:
-            c.execute(stmt)
+            c.execute(_PROMOTE_ORDER, params)
         else:
             with self.store.tx() as c2:
-                c2.execute(stmt)
+                c2.execute(_PROMOTE_ORDER, params)
 
     def order(self, req: Request, order_id: str) -> Response:
         row = self._owned_order(req, order_id)
@@ -392,7 +446,7 @@ class CAService:
 
     def _authz_row(self, authz_id: str, account_id: str) -> dict[str, Any]:
         with self.store.read() as c:
-            row = c.execute(sa.select(authzs).where(authzs.c.id == authz_id)).first()
+            row = c.execute(_AUTHZ_BY_ID, {"id": authz_id}).first()
         if row is None:
             raise Problem.not_found("no such authorization")
         if row.account_id != account_id:
@@ -451,14 +505,7 @@ class CAService:
         self._ensure_mail(row)
         now = self.clock()
         with self.store.tx() as c:
-            c.execute(authzs.update().where(
-                authzs.c.id == authz_id, authzs.c.status == "pending", authzs.c.expires > now,
-                authzs.c.client_posted.is_(None),
-            ).values(
-                client_posted=now,
-                status=sa.case((authzs.c.reply_ok.is_not(None), "valid"), else_=authzs.c.status),
-                validated=sa.case((authzs.c.reply_ok.is_not(None), now), else_=authzs.c.validated),
-            ))
+            c.execute(_CLIENT_POSTED, {"aid": authz_id, "now": now, "now2": now, "now3": now})
             self._promote_order(row["order_id"], c)
         row = self._authz_row(authz_id, req.account["id"])
         return 200, up, self._challenge_json(req.base, row)
@@ -471,10 +518,8 @@ class CAService:
         s = self.settings
         with self.store.tx() as c:
             hour = now - 3600
-            per_addr = c.execute(sa.select(sa.func.count()).select_from(authzs).where(
-                authzs.c.identifier == row["identifier"], authzs.c.mail_claimed > hour)).scalar() or 0
-            per_acct = c.execute(sa.select(sa.func.count()).select_from(authzs).where(
-                authzs.c.account_id == row["account_id"], authzs.c.mail_claimed > hour)).scalar() or 0
+            per_addr = c.execute(_MAILS_TO_ADDRESS, {"ident": row["identifier"], "since": hour}).scalar() or 0
+            per_acct = c.execute(_MAILS_BY_ACCOUNT, {"acct": row["account_id"], "since": hour}).scalar() or 0
             if per_addr >= s.mails_per_address_per_hour:
                 raise Problem.rate_limited(
                     f"at most {s.mails_per_address_per_hour} challenge mails per hour to one address", 3600)
@@ -482,10 +527,7 @@ class CAService:
                 raise Problem.rate_limited(
                     f"at most {s.mails_per_account_per_hour} challenge mails per hour per account", 3600)
             # A claim older than a minute without a sent mark is a process that died while sending.
-            claimed = c.execute(authzs.update().where(
-                authzs.c.id == row["id"], authzs.c.mail_sent.is_(None),
-                sa.or_(authzs.c.mail_claimed.is_(None), authzs.c.mail_claimed < now - 60),
-            ).values(mail_claimed=now)).rowcount
+            claimed = c.execute(_CLAIM_MAIL, {"aid": row["id"], "stale": now - 60, "now": now}).rowcount
         if claimed != 1:
             return
         raw = mailmod.compose_challenge(self.authority.mail_from, row["identifier"], row["token1"],
@@ -500,7 +542,7 @@ class CAService:
             log.warning("challenge mail to %s failed: %s", row["identifier"], type(e).__name__)
             raise Problem.server_internal("the challenge mail could not be sent; try again later") from None
         with self.store.tx() as c:
-            c.execute(authzs.update().where(authzs.c.id == row["id"]).values(mail_sent=self.clock()))
+            c.execute(_MAIL_SENT, {"aid": row["id"], "now": self.clock()})
             self.store.audit(c, now=self.clock(), event="challenge_mail", result="sent", authz_id=row["id"],
                              account_id=row["account_id"], identifier=row["identifier"],
                              message_id=row["message_id"], dkim_domain=self.authority.domain,
@@ -515,9 +557,9 @@ class CAService:
         row = None
         with self.store.read() as c:
             if token:
-                row = c.execute(sa.select(authzs).where(authzs.c.token1 == token)).first()
+                row = c.execute(_AUTHZ_BY_TOKEN, {"token": token}).first()
             if row is None and in_reply_to:
-                row = c.execute(sa.select(authzs).where(authzs.c.message_id == in_reply_to)).first()
+                row = c.execute(_AUTHZ_BY_MESSAGE_ID, {"mid": in_reply_to}).first()
         if row is None:
             self.store.audit(None, now=now, event="reply", result="unmatched", in_reply_to=in_reply_to)
             return "unmatched"
@@ -561,18 +603,15 @@ class CAService:
                           .values(status="invalid", error=error))
             return record("incorrect_response", **dkim_detail)
         with self.store.tx() as c:
-            n = c.execute(authzs.update().where(
-                authzs.c.id == a["id"], authzs.c.status == "pending", authzs.c.expires > now,
-                authzs.c.reply_ok.is_(None),
-            ).values(
-                reply_ok=now,
-                status=sa.case((authzs.c.client_posted.is_not(None), "valid"), else_=authzs.c.status),
-                validated=sa.case((authzs.c.client_posted.is_not(None), now), else_=authzs.c.validated),
-            )).rowcount
+            n = c.execute(_REPLY_OK, {"aid": a["id"], "now": now, "now2": now, "now3": now}).rowcount
             self._promote_order(a["order_id"], c)
+            if n == 1:
+                self.store.audit(c, now=now, event="reply", result="accepted", authz_id=a["id"],
+                                 account_id=a["account_id"], identifier=a["identifier"], method=VALIDATION_METHOD,
+                                 **dkim_detail)
         if n != 1:
             return record("stale")
-        return record("accepted", **dkim_detail)
+        return "accepted"
 
     # --- finalize, certificates, revocation --------------------------------------------
 
@@ -595,8 +634,7 @@ class CAService:
         public_key, usage = profile.check_csr(csr_der, identifiers, account_spki)
         now = self.clock()
         with self.store.tx() as c:
-            took = c.execute(orders.update().where(orders.c.id == order_id, orders.c.status == "ready",
-                                                   orders.c.expires > now).values(status="processing")).rowcount
+            took = c.execute(_ORDER_PROCESSING, {"oid": order_id, "now": now}).rowcount
         if took != 1:
             raise Problem.order_not_ready("the order is being finalized or is no longer ready")
         try:
@@ -610,19 +648,20 @@ class CAService:
             raise
         cert_id = format(cert.serial_number, "x")
         with self.store.tx() as c:
-            c.execute(certificates.insert().values(
+            c.execute(_INSERT_CERT, dict(
                 id=cert_id, account_id=req.account["id"], order_id=order_id, ari_id=ari_cert_id(cert),
                 der=cert.public_bytes(serialization.Encoding.DER),
                 not_before=cert.not_valid_before_utc.timestamp(), not_after=cert.not_valid_after_utc.timestamp()))
-            c.execute(orders.update().where(orders.c.id == order_id).values(status="valid", cert_id=cert_id))
+            c.execute(_ORDER_VALID, {"oid": order_id, "cert": cert_id})
             self.store.audit(c, now=now, event="issue", result="issued", account_id=req.account["id"],
                              identifier=",".join(identifiers), serial=cert_id, order_id=order_id)
-        return 200, {"Location": self._u(req.base, "order", order_id)}, self._order_json(req.base, order_id)
+        doc |= {"status": "valid", "certificate": self._u(req.base, "cert", cert_id)}
+        return 200, {"Location": self._u(req.base, "order", order_id)}, doc
 
     def certificate(self, req: Request, cert_id: str) -> Response:
         assert req.account is not None
         with self.store.read() as c:
-            row = c.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
+            row = c.execute(_CERT_BY_ID, {"id": cert_id}).first()
         if row is None:
             raise Problem.not_found("no such certificate")
         if row.account_id != req.account["id"]:

@@ -111,6 +111,13 @@ audit = sa.Table(
 )
 
 
+# The statements every request runs, written once (building SQLAlchemy expressions per call costs more
+# than SQLite's work on these).
+_CONSUME_NONCE = sa.text("DELETE FROM acme_nonces WHERE value = :v AND expires > :now")
+_INSERT_NONCE = sa.text("INSERT INTO acme_nonces (value, expires) VALUES (:v, :e)")
+_SELECT_ACCOUNT = sa.text("SELECT id, thumbprint, jwk, status, contact, created FROM acme_accounts WHERE id = :id")
+
+
 def new_id(nbytes: int = 12) -> str:
     return secrets.token_urlsafe(nbytes)
 
@@ -181,14 +188,29 @@ class Store:
     def new_nonce(self, *, now: float, ttl: float) -> str:
         value = secrets.token_urlsafe(16)
         with self.tx() as c:
-            c.execute(nonces.insert().values(value=value, expires=now + ttl))
+            c.execute(_INSERT_NONCE, {"v": value, "e": now + ttl})
         return value
 
     def consume_nonce(self, value: str, *, now: float) -> bool:
         """True exactly once for a nonce this CA issued and that has not expired."""
         with self.tx() as c:
-            n = c.execute(nonces.delete().where(nonces.c.value == value, nonces.c.expires > now)).rowcount
+            n = c.execute(_CONSUME_NONCE, {"v": value, "now": now}).rowcount
         return n == 1
+
+    def consume_and_renew_nonce(self, value: str, *, now: float, ttl: float) -> tuple[bool, str]:
+        """Consume ``value`` (True exactly once) and issue the next nonce, in one transaction."""
+        fresh = secrets.token_urlsafe(16)
+        with self.tx() as c:
+            n = c.execute(_CONSUME_NONCE, {"v": value, "now": now}).rowcount
+            c.execute(_INSERT_NONCE, {"v": fresh, "e": now + ttl})
+            if secrets.randbelow(1000) == 0:     # now and then, forget expired nonces
+                c.execute(nonces.delete().where(nonces.c.expires <= now))
+        return n == 1, fresh
+
+    def account(self, account_id: str) -> dict[str, Any] | None:
+        with self.read() as c:
+            row = c.execute(_SELECT_ACCOUNT, {"id": account_id}).first()
+        return dict(row._mapping) if row is not None else None
 
     def purge(self, *, now: float) -> None:
         """Drop expired nonces (called now and then; correctness never depends on it)."""
