@@ -21,7 +21,9 @@ and the certificate download; nonces come from the Replay-Nonce headers.
   into Dovecot, the client fetches it over IMAP, replies through Postfix
   with SMTP AUTH, Postfix DKIM-signs it and routes it to the CA's listener;
   the client POSTs the challenge and polls until it is valid. Reported as
-  wall-clock issuances/s with the median latency of one issuance.
+  wall-clock issuances/s (bound: the no-loop wall rate of the same run) and
+  the median latency of one issuance against the 5 s end-to-end enroll target
+  (the CA's share of it; the real client adds its own work).
 
 Bound (same run): the rate at which ``cryptography`` signs the same
 certificate profile with the CA's P-384 key (``profile.issue_mailbox_cert``,
@@ -272,7 +274,7 @@ def run_loop(ca_dir: Path, zones: list[Path], orders: int, workers: int, cpu: in
     try:
         zone = zones[0].parent / "stack.zone"
         zone.write_text("$ORIGIN .\n" + stack.dkim_record())
-        ca = CAProcess(ca_dir, "loop", zones + [zone], cpu, relay_port=stack._ports.relay, inbound_port=inbound)
+        ca = CAProcess(ca_dir, "loop", [zone], cpu, relay_port=stack._ports.relay, inbound_port=inbound)
         try:
             latencies: list[float] = []
             errors: list[BaseException] = []
@@ -283,7 +285,10 @@ def run_loop(ca_dir: Path, zones: list[Path], orders: int, workers: int, cpu: in
                 order = c.post(c.dir["newOrder"], {"identifiers": [{"type": "email", "value": user}]}).json()
                 chall = c.post(order["authorizations"][0]).json()["challenges"][0]
                 raw = None
+                deadline = time.monotonic() + 60
                 while raw is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"no challenge mail for {user} within 60 s")
                     imap.noop()
                     _, data = imap.search(None, "UNDELETED")
                     for num in data[0].split():
@@ -299,7 +304,10 @@ def run_loop(ca_dir: Path, zones: list[Path], orders: int, workers: int, cpu: in
                     smtp.sendmail(user, [ca_from], reply_mail(user, ca_from, token1, message_id,
                                                               c.digest(token1, chall["token"])))
                 status = c.post(chall["url"], {}).json()["status"]
+                deadline = time.monotonic() + 60
                 while status != "valid":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the reply from {user} did not validate within 60 s")
                     time.sleep(0.01)
                     status = c.post(chall["url"]).json()["status"]
                     if status == "invalid":
@@ -427,7 +435,7 @@ def main() -> int:
             rows.append(Row("issuances/s with the mail loop (wall, Postfix+Dovecot)", f"{rate:.1f}/s",
                             f"{per_wall:.1f}/s no-loop wall", rate / per_wall, "report", True))
             rows.append(Row("one issuance through the mail loop (median)", f"{median * 1000:.0f} ms",
-                            f"{1000 / per_cpu:.1f} ms CA CPU (no loop)", median * per_cpu, "report", True))
+                            "5000 ms (the enroll target)", median / 5.0, "<= 1.00", median <= 5.0))
         else:
             print("mail loop skipped: dovecot is not installed")
 
