@@ -140,6 +140,10 @@ class Message:
             self._names = [_name(f) for f in self._fields]
         return self._names
 
+    def field_names(self) -> list[bytes]:
+        """The name of each field, blanks stripped, lower case, in order (shared: do not change it)."""
+        return self._field_names()
+
     def header(self, name: str) -> str | None:
         """The first field called ``name``, its value unfolded, whitespace runs as one space."""
         field = self.raw_header(name)

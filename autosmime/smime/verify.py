@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as _dt
 import email.utils
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.headerregistry import Address
 from functools import lru_cache
 
@@ -84,21 +83,22 @@ def verdict_of(error: BaseException) -> str:
 
 # -- the header block a signature belongs to ------------------------------------------
 
-@dataclass(slots=True)
 class HeaderBlock:
     """Header fields (each with its CRLF), and the next block outwards to fall back to for Date."""
 
-    fields: Sequence[bytes]
-    outer: HeaderBlock | None = None
+    __slots__ = ("fields", "names", "outer")
+
+    def __init__(self, fields: Sequence[bytes], outer: HeaderBlock | None = None,
+                 names: Sequence[bytes] | None = None) -> None:
+        self.fields, self.outer = fields, outer
+        # Each field's name, blanks stripped, lower case: as split_header and Message give them.
+        self.names = names if names is not None else [_name(f) for f in fields]
 
     def named(self, name: bytes) -> list[bytes]:
         """Every field whose name, blanks stripped and any case, is ``name`` (lower case)."""
-        out = []
-        for f in self.fields:
-            colon = f.find(b":")
-            if colon > 0 and f[:colon].strip().lower() == name:
-                out.append(f)
-        return out
+        if name not in self.names:  # the common answer, at C speed
+            return []
+        return [f for f, n in zip(self.fields, self.names) if n == name]
 
     def date_field(self) -> bytes | None:
         block: HeaderBlock | None = self
@@ -110,12 +110,19 @@ class HeaderBlock:
         return None
 
 
-def _fields_of(data) -> list[bytes]:
-    """The header fields at the start of an entity; none when it does not start with a header."""
+def _name(field: bytes) -> bytes:
+    colon = field.find(b":")
+    return field[:colon].strip().lower() if colon > 0 else b""
+
+
+def _block_of(data, outer: HeaderBlock | None) -> tuple[HeaderBlock, int]:
+    """The header block at the start of an entity (empty when it does not start with one),
+    and where its body starts."""
     try:
-        return split_header(data)[0]
+        fields, names, start = split_header(data)
     except ValueError:
-        return []
+        return HeaderBlock([], outer, []), 0
+    return HeaderBlock(fields, outer, names), start
 
 
 def message_block(msg: mime.Message, prefix: int = 0) -> HeaderBlock:
@@ -124,30 +131,29 @@ def message_block(msg: mime.Message, prefix: int = 0) -> HeaderBlock:
     Its first ``prefix`` fields were put back from outside an encryption layer; the rest
     came out of it, and win when they carry a From (protected headers).
     """
-    fields = msg.fields
+    fields, names = msg.fields, msg.field_names()
     if not prefix:
-        return HeaderBlock(fields)
-    outer = HeaderBlock(fields[:prefix])
-    inner = HeaderBlock(fields[prefix:], outer)
+        return HeaderBlock(fields, None, names)
+    outer = HeaderBlock(fields[:prefix], None, names[:prefix])
+    inner = HeaderBlock(fields[prefix:], outer, names[prefix:])
     return inner if inner.named(b"from") else outer
 
 
 def signer_headers(content, outer: HeaderBlock | None) -> HeaderBlock | None:
     """The header block whose From and Date the signature over ``content`` answers to: the
     signed entity's own when it carries a From, else ``outer`` (the enclosing message's)."""
-    own = HeaderBlock(_fields_of(content), outer)
-    if _is_rfc822(own.fields):  # RFC 8551 3.1: the whole message wrapped to protect its headers
-        start = split_header(content)[2]
-        own = HeaderBlock(_fields_of(memoryview(content)[start:]), outer)
+    own, start = _block_of(content, outer)
+    if _is_rfc822(own):  # RFC 8551 3.1: the whole message wrapped to protect its headers
+        own = _block_of(memoryview(content)[start:], outer)[0]
     return own if own.named(b"from") else outer
 
 
-def _is_rfc822(fields: Sequence[bytes]) -> bool:
-    for f in fields:
-        name, _, value = f.partition(b":")
-        if name.strip().lower() == b"content-type":
-            return value.split(b";")[0].strip().lower() == b"message/rfc822"
-    return False
+def _is_rfc822(block: HeaderBlock) -> bool:
+    types = block.named(b"content-type")
+    if not types:
+        return False
+    value = types[0].partition(b":")[2]
+    return value.split(b";")[0].strip().lower() == b"message/rfc822"
 
 
 def from_binding(block: HeaderBlock | None) -> tuple[str | None, str | None]:
@@ -294,6 +300,8 @@ def _failed(outer: list[bytes], content, error: AutosmimeError) -> VerifyResult:
 def _secure_headers(signed: _signed.SignedResult, outer: HeaderBlock | None) -> HeaderBlock | None:
     """The header fields a verified signer signed as an RFC 7508 attribute, when they hold a From."""
     for s in signed.signers:
+        if not s.secure_headers:
+            continue
         fields = [f"{name}: {value}\r\n".encode() for name, value, status in s.secure_headers if status != "deleted"]
         block = HeaderBlock(fields, outer)
         if block.named(b"from"):
