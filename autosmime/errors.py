@@ -280,3 +280,16 @@ class TimeMismatch(SignatureError):
 
 class WeakAlgorithm(UnsupportedAlgorithm):
     """The message uses an algorithm refused as too weak (SHA-1 signatures)."""
+
+
+# --- the account's recovery code (appended by the agent layer) ----------------
+
+
+class RecoveryCodeNeeded(BackupError):
+    """The account already has key backups under a recovery code this device does not hold.
+
+    Writing under a new code would split the account's backups; the user must
+    restore or join first (or deliberately run `autosmime recovery-code rotate`).
+    """
+
+    exit_code = 4

@@ -39,13 +39,14 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from autosmime.agent.backup import backup, restore
+from autosmime.agent.context import Agent
 from autosmime.devstack.mailserver import MailStack
 from autosmime.mailbox.account import save_account
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.pki import pkcs12
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.vault import format as fmt
-from autosmime.vault.backup import backup_now, restore
 from autosmime.vault.recovery import get_or_create_code
 from autosmime.vault.store import Vault
 from tests.vault.backup_support import planted_backup
@@ -136,13 +137,13 @@ def main() -> None:
             items.append((key, make_mailbox_cert(email, key.public_key(), ca_key, ca), (ca,)))
         vault.add_many(items, source="import")
         code = get_or_create_code(old_home)
-        backup_now(vault, code=code)
+        backup(Agent(old_home), queue=False)
 
         def one_restore(n: int) -> float:
             home = root / f"new{n}"
             save_account(home, account)
             t = time.perf_counter()
-            result = restore(home, code=code)
+            result = restore(Agent(home), code)
             elapsed = time.perf_counter() - t
             assert result.keys == args.keys and len(Vault.open(home).entries()) == args.keys
             return elapsed

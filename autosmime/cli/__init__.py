@@ -3,8 +3,14 @@
     $ autosmime sign --key key.pem --cert cert.pem < in.eml > out.eml
 
 Every failure is an :class:`autosmime.errors.AutosmimeError`; it is printed as
-one line on stderr with its exit code (1 failure, 2 usage, 3 no backup), and
-nothing is written to stdout. ``--debug`` shows the traceback instead.
+one line on stderr with its exit code (1 failure, 2 usage, 3 no backup, 4 the
+account's recovery code is needed), and nothing is written to stdout.
+``--debug`` shows the traceback instead.
+
+The commands run flows through :mod:`autosmime.agent` (``agent_for``) or the
+message engine; each command module imports what it needs when it runs, so
+``autosmime --help`` and the engine commands load neither the vault, the
+mailbox nor the agent.
 """
 
 from __future__ import annotations
@@ -12,20 +18,24 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from autosmime.errors import AutosmimeError
 
+if TYPE_CHECKING:
+    from autosmime.agent.context import Agent
+
 
 class _Group(click.Group):
-    def main(self, *args, **kwargs):  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             **kwargs: Any) -> Any:
         debug = "--debug" in sys.argv[1:]
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
-            _retry_queued_backup()
-            return result
+            return super().main(args, prog_name, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.Abort:
@@ -53,35 +63,6 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-_last_ctx: dict = {}
-
-
-def _retry_queued_backup() -> None:
-    """A backup that could not reach the server is retried after the next successful command.
-
-    Never fails the command that just succeeded: the retry's outcome is one
-    status line on stderr, and a failed retry stays queued.
-    """
-    ctx = _last_ctx.get("ctx")
-    if ctx is None or ctx.invoked_subcommand in (None, "backup", "restore"):
-        return
-    try:
-        home = home_dir(ctx)
-        from autosmime.vault.store import VAULT_FILE
-
-        if not (home / VAULT_FILE).exists():
-            return
-        from autosmime.vault.backup import retry_pending
-        from autosmime.vault.store import Vault
-
-        status = retry_pending(Vault.open(home, create=False))
-    except Exception as e:  # the queue survives; say why once
-        logging.getLogger("autosmime").debug("backup retry failed", exc_info=True)
-        status = f"queued key backup still pending ({type(e).__name__})"
-    if status:
-        click.echo(f"autosmime: {status}", err=True)
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="AUTOSMIME_HOME",
               help="This device's autosmime home (default: the platform's data directory).")
@@ -93,7 +74,6 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="autosmime: %(levelname)s: %(message)s")
     ctx.obj = {"home": home, "debug": debug}
-    _last_ctx["ctx"] = ctx
 
 
 def home_dir(ctx: click.Context) -> Path:
@@ -104,6 +84,23 @@ def home_dir(ctx: click.Context) -> Path:
 
         home = Path(platformdirs.user_data_dir("autosmime", appauthor=False))
     return Path(os.path.expanduser(str(home)))
+
+
+def _show_new_code(code: str) -> bool:
+    """Show a just-created recovery code once, if a person is at the terminal."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    click.echo("autosmime: your recovery code (shown once; write it down and keep it offline, "
+               "it opens every key backup):", err=True)
+    click.echo(f"    {code}", err=True)
+    return True
+
+
+def agent_for(ctx: click.Context, **options: Any) -> Agent:
+    """The agent for this device's home, showing new recovery codes on the terminal."""
+    from autosmime.agent.context import Agent
+
+    return Agent(home_dir(ctx), present_code=_show_new_code, **options)
 
 
 def _register() -> None:

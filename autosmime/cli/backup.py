@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from autosmime.cli import home_dir
+from autosmime.cli import agent_for
 from autosmime.errors import BackupError, JoinCodeMismatch, JoinRefused, UsageError
+
+if TYPE_CHECKING:
+    from autosmime.agent.outcomes import BackupOutcome, RestoreOutcome
 
 
 def _read_code(path: Path | None) -> str:
@@ -35,23 +39,40 @@ def _read_code(path: Path | None) -> str:
     return click.prompt("Recovery code", hide_input=True, err=True).strip()
 
 
+def backup_lines(outcome: BackupOutcome) -> list[str]:
+    """The status lines (stderr) for a backup outcome; the recovery code itself is never among them."""
+    from autosmime.agent.outcomes import BackupState
+
+    lines = []
+    if outcome.code_file is not None:
+        lines.append(f"recovery code written to {outcome.code_file}; keep it offline")
+    if outcome.state is BackupState.NOTHING:
+        lines.insert(0, "no key backup needed: the vault holds no keys yet")
+    elif outcome.state is BackupState.PENDING:
+        lines.insert(0, f"key backup pending (will retry): {outcome.reason}")
+    elif outcome.was_pending:
+        lines.insert(0, f"pending key backup stored as backup {outcome.seq} ({outcome.keys} keys)")
+    else:
+        merged = f", {outcome.merged} taken in from your other devices" if outcome.merged else ""
+        lines.insert(0, f"key backup {outcome.seq} stored ({outcome.keys} keys{merged})")
+    return lines
+
+
 @click.command("backup")
 @click.option("--recovery-code-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the recovery code to this file (0600), creating the code on first use.")
 @click.pass_context
 def backup_cmd(ctx: click.Context, recovery_code_out: Path | None) -> None:
-    """Store an encrypted backup of every key in the mailbox's backup folder."""
-    from autosmime.vault.backup import backup_after_change
-    from autosmime.vault.store import Vault
+    """Store an encrypted backup of every key in the mailbox's backup folder (and send a queued one)."""
+    from autosmime.agent.backup import backup
 
-    vault = Vault.open(home_dir(ctx), create=True)
-    status = backup_after_change(vault, recovery_code_out=recovery_code_out)
-    code_note = f" (recovery code written to {recovery_code_out}; keep it offline)" if recovery_code_out else ""
-    if vault.state.get("backup_pending"):  # a failure is one line, like every other
-        raise BackupError(f"{status}; it will be retried by the next command{code_note}")
-    click.echo(f"autosmime: {status}", err=True)
-    if code_note:
-        click.echo(f"autosmime: recovery code written to {recovery_code_out}; keep it offline", err=True)
+    outcome = backup(agent_for(ctx), recovery_code_out=recovery_code_out)
+    if outcome.pending:  # a failure is one line, like every other
+        note = f" (recovery code written to {outcome.code_file}; keep it offline)" if outcome.code_file else ""
+        raise BackupError(f"key backup pending (will retry): {outcome.reason}; it will be retried by the next "
+                          f"`autosmime backup` or key change{note}")
+    for line in backup_lines(outcome):
+        click.echo(f"autosmime: {line}", err=True)
 
 
 @click.command("restore")
@@ -68,25 +89,26 @@ def backup_cmd(ctx: click.Context, recovery_code_out: Path | None) -> None:
 def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool, timeout: float | None,
                 confirm_file: Path | None) -> None:
     """Restore every key from the newest valid backup in the mailbox."""
-    from autosmime.vault.backup import restore
+    from autosmime.agent.backup import restore
 
     if join_:
         if recovery_code_file is not None:
             raise UsageError("--join and --recovery-code-file exclude each other")
-        result = _join(home_dir(ctx), timeout if timeout is not None else 600, confirm_file)
+        result = _join(ctx, timeout if timeout is not None else 600, confirm_file)
     else:
         if timeout is not None or confirm_file is not None:
             raise UsageError("--timeout and --confirm-file need --join")
         code = _read_code(recovery_code_file)
-        result = restore(home_dir(ctx), code=code)
+        result = restore(agent_for(ctx), code)
     click.echo(f"autosmime: restored backup {result.seq} of {result.created}: "
                f"{result.keys} keys ({result.added} new on this device)", err=True)
     if result.skipped:
         click.echo(f"autosmime: warning: skipped {result.skipped} newer invalid backup(s)", err=True)
 
 
-def _join(home: Path, timeout: float, confirm_file: Path | None):
-    from autosmime.vault.join import confirm_from_file, join
+def _join(ctx: click.Context, timeout: float, confirm_file: Path | None) -> RestoreOutcome:
+    from autosmime.agent.join import join
+    from autosmime.vault.join import confirm_from_file
 
     if confirm_file is None and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --confirm-file FILE")
@@ -115,7 +137,7 @@ def _join(home: Path, timeout: float, confirm_file: Path | None):
                            "(someone may be tampering with your mailbox); still waiting", err=True)
             return ok
 
-    return join(home, show_request=show_request, confirm=confirm, timeout=timeout)
+    return join(agent_for(ctx), show_request=show_request, confirm=confirm, timeout=timeout)
 
 
 @click.command("approve")
@@ -124,16 +146,18 @@ def _join(home: Path, timeout: float, confirm_file: Path | None):
 @click.pass_context
 def approve_cmd(ctx: click.Context, shown: str | None) -> None:
     """Let a new device of yours restore the keys (it runs `autosmime restore --join`)."""
-    from autosmime.vault.join import approve, find_request, pending_requests
+    from autosmime.agent.join import approve
+    from autosmime.agent.join import requests as pending
+    from autosmime.vault.join import JoinRequest, find_request
 
-    home = home_dir(ctx)
+    agent = agent_for(ctx)
     if shown is None and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --confirm CODE (the code the new device shows)")
-    requests = pending_requests(home)
+    requests = pending(agent)
+    chosen: JoinRequest | None = None
     if shown is not None:
         chosen = find_request(requests, shown)
     else:
-        chosen = None
         for request in requests:
             click.echo(f"autosmime: join request from {request.device!r} at "
                        f"{request.created:%Y-%m-%d %H:%M:%S} UTC; it should show: {request.code}", err=True)
@@ -142,12 +166,46 @@ def approve_cmd(ctx: click.Context, shown: str | None) -> None:
                 break
         if chosen is None:
             raise JoinCodeMismatch("no join request was confirmed; nothing was sent")
-    c2 = approve(home, chosen)
-    click.echo(f"autosmime: approved {chosen.device!r}; on the new device, confirm that it shows: {c2}", err=True)
-    click.echo(c2)  # stdout, alone, for scripts (restore --join --confirm-file)
+    approval = approve(agent, chosen)
+    click.echo(f"autosmime: approved {approval.device!r}; on the new device, confirm that it shows: {approval.c2}",
+               err=True)
+    click.echo(approval.c2)  # stdout, alone, for scripts (restore --join --confirm-file)
+
+
+@click.group("recovery-code")
+def recovery_code() -> None:
+    """The account's recovery code: the one secret that opens every key backup."""
+
+
+@recovery_code.command("show")
+@click.pass_context
+def recovery_code_show(ctx: click.Context) -> None:
+    """Print this device's recovery code on stdout (keep it offline)."""
+    from autosmime.agent.backup import show_code
+
+    click.echo(show_code(agent_for(ctx)))
+
+
+@recovery_code.command("rotate")
+@click.option("--recovery-code-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the new recovery code to this file (0600).")
+@click.pass_context
+def recovery_code_rotate(ctx: click.Context, recovery_code_out: Path | None) -> None:
+    """Replace the account's recovery code: a full backup under a new code, verified, then the old backups go."""
+    from autosmime.agent.backup import rotate_code
+
+    outcome = rotate_code(agent_for(ctx), recovery_code_out=recovery_code_out)
+    click.echo(f"autosmime: new recovery code in use; key backup {outcome.seq} stored ({outcome.keys} keys); "
+               "backups under the old code removed", err=True)
+    if outcome.code_file is not None:
+        click.echo(f"autosmime: recovery code written to {outcome.code_file}; keep it offline", err=True)
+    elif not outcome.code_shown:
+        click.echo("autosmime: warning: the new code was neither shown nor written out; "
+                   "run `autosmime recovery-code show` and keep it offline", err=True)
 
 
 def register(group: click.Group) -> None:
     group.add_command(backup_cmd)
     group.add_command(restore_cmd)
     group.add_command(approve_cmd)
+    group.add_command(recovery_code)

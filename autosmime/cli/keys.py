@@ -10,13 +10,14 @@ recovery code are never printed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from autosmime.cli import home_dir
+from autosmime.cli import agent_for, home_dir
 from autosmime.errors import UsageError
 from autosmime.pki.keys import read_first_line
 
@@ -41,22 +42,20 @@ def _short(fp: str) -> str:
 @click.pass_context
 def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recovery_code_out: Path | None) -> None:
     """Import every key and certificate of a PKCS#12 (.p12/.pfx) file, then back up."""
+    from autosmime.agent.keys import import_file
+    from autosmime.cli.backup import backup_lines
     from autosmime.pki.keys import read_file
-    from autosmime.vault.importing import import_p12
-    from autosmime.vault.store import Vault
 
     data = read_file(file)
     password = _read_password(password_file, f"Password for {file.name}")
-    vault = Vault.open(home_dir(ctx))
-    new = import_p12(vault, data, password)
-    if new:
-        who = ", ".join(sorted({e.email or e.cert.subject.rfc4514_string() for e in new}))
-        click.echo(f"imported {len(new)} new key(s): {who}", err=True)
+    outcome = import_file(agent_for(ctx), data, password, recovery_code_out=recovery_code_out)
+    if outcome.new:
+        who = ", ".join(sorted({k.address or k.subject for k in outcome.new}))
+        click.echo(f"imported {len(outcome.new)} new key(s): {who}", err=True)
     else:
         click.echo(f"every key in {file.name} was already held", err=True)
-    from autosmime.vault.backup import backup_after_change
-
-    click.echo(backup_after_change(vault, recovery_code_out=recovery_code_out), err=True)
+    for line in backup_lines(outcome.backup):
+        click.echo(line, err=True)
 
 
 @click.command("export")
@@ -107,9 +106,7 @@ def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, le
 @click.pass_context
 def keys_cmd(ctx: click.Context, as_json: bool) -> None:
     """List every key held on this device and the backup state."""
-    from autosmime.vault.store import Vault
-
-    vault = Vault.open(home_dir(ctx))
+    vault = agent_for(ctx).vault()
     entries = sorted(vault.entries(), key=lambda e: (e.email or "", e.cert.not_valid_before_utc), reverse=False)
     state = vault.state
     backup = {name: state.get(name) for name in _BACKUP_FIELDS}
@@ -172,50 +169,32 @@ def _backup_line(backup: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def status_cmd(ctx: click.Context, as_json: bool) -> None:
-    """This device at a glance: account, keys, backup, recovery code."""
-    from autosmime.errors import AccountError, NoKey
-    from autosmime.mailbox.account import load_account
-    from autosmime.pki.certs import fingerprint
-    from autosmime.vault.recovery import load_code
-    from autosmime.vault.store import VAULT_FILE, Vault
+    """This device at a glance: account, keys, backup, recovery code (no network)."""
+    from autosmime.agent.keys import device_status
 
-    home = home_dir(ctx)
-    try:
-        account = load_account(home)
-    except AccountError:
-        account = None
-    doc: dict = {"home": str(home), "account": None, "keys": {}, "signing": None, "encryption": None,
-                 "backup": {}, "recovery_code_stored": False}
-    if account is not None:
-        doc["account"] = {"email": account.email, "imap": f"{account.imap_host}:{account.imap_port}",
-                          "smtp": f"{account.smtp_host}:{account.smtp_port}", "security": account.security,
-                          "backup_folder": account.backup_folder}
-    if (home / VAULT_FILE).exists():
-        vault = Vault.open(home, create=False)
-        for e in vault.entries():
-            status = e.effective_status()
-            doc["keys"][status] = doc["keys"].get(status, 0) + 1
-        for role, getter in (("signing", vault.signing_pair), ("encryption", vault.encryption_pair)):
-            try:
-                pair = getter()
-            except NoKey:
-                continue
-            doc[role] = {"fingerprint": fingerprint(pair.cert),
-                         "not_after": pair.cert.not_valid_after_utc.isoformat()}
-        doc["backup"] = {name: vault.state.get(name) for name in _BACKUP_FIELDS}
-        doc["recovery_code_stored"] = load_code(home) is not None
+    st = device_status(agent_for(ctx))
+    doc: dict = {"home": str(st.home), "account": st.account, "keys": st.keys,
+                 "signing": dataclasses.asdict(st.signing) if st.signing else None,
+                 "encryption": dataclasses.asdict(st.encryption) if st.encryption else None,
+                 "backup": {"backup_pending": st.backup_pending, "backup_pending_reason": st.backup_pending_reason,
+                            "backup_last_ok": st.backup_last_ok, "backup_seq_seen": st.backup_seq_seen},
+                 "recovery_code_stored": st.recovery_code_stored,
+                 "recovery_code_unseen": st.recovery_code_unseen}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    lines = [f"home: {home}",
-             f"account: {doc['account']['email']} ({doc['account']['imap']}, {doc['account']['security']})"
-             if doc["account"] else "account: none (run `autosmime account add`)",
-             "keys: " + (", ".join(f"{n} {s}" for s, n in sorted(doc["keys"].items())) or "none")]
-    for role in ("signing", "encryption"):
-        if doc[role]:
-            lines.append(f"{role} certificate: {_short(doc[role]['fingerprint'])} until {doc[role]['not_after'][:10]}")
+    lines = [f"home: {st.home}",
+             f"account: {st.account['email']} ({st.account['imap']}, {st.account['security']})"
+             if st.account else "account: none (run `autosmime account add`)",
+             "keys: " + (", ".join(f"{n} {s}" for s, n in sorted(st.keys.items())) or "none")]
+    for role, summary in (("signing", st.signing), ("encryption", st.encryption)):
+        if summary:
+            lines.append(f"{role} certificate: {_short(summary.fingerprint)} until {summary.not_after[:10]}")
     lines.append(_backup_line(doc["backup"]))
-    lines.append("recovery code: " + ("stored on this device" if doc["recovery_code_stored"] else "not on this device"))
+    lines.append("recovery code: " + ("stored on this device" if st.recovery_code_stored else "not on this device"))
+    if st.recovery_code_unseen:
+        lines.append("warning: the recovery code was never shown nor written out: run "
+                     "`autosmime recovery-code show` and keep it offline, or no other device can restore your keys")
     click.echo("\n".join(lines))
 
 

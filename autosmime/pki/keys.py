@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,14 +77,14 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
     raise KeyFileError("not a private key file")  # pragma: no cover
 
 
-def read_file(path: str | Path) -> bytes:
+def read_file(path: str | os.PathLike[str]) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as e:
         raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
 
 
-def read_first_line(path: str | Path) -> bytes:
+def read_first_line(path: str | os.PathLike[str]) -> bytes:
     """The first line of a password file, without its line ending ("" for an empty file)."""
     lines = read_file(path).splitlines()
     return lines[0] if lines else b""

@@ -1,18 +1,29 @@
-"""Key backup lifecycle: write every key into the user's mailbox, retry when offline, restore.
+"""The key backup protocol on an open mailbox session: merge, write, verify, prune, restore.
 
-    >>> from autosmime.vault.store import Vault
-    >>> from autosmime.vault.backup import backup_after_change, restore
-    >>> vault = Vault.open(home)                                              # doctest: +SKIP
-    >>> backup_after_change(vault, recovery_code_out=Path("code.txt"))      # doctest: +SKIP
-    'key backup 1 stored in autosmime-keys (2 keys)'
-    >>> restore(new_home, code=Path("code.txt").read_text()).keys            # doctest: +SKIP
-    2
+    >>> from autosmime.mailbox.memory import MemoryServer
+    >>> from autosmime.vault.backup import write_backup, restore_backup
+    >>> with MemoryServer().session() as box:                                   # doctest: +SKIP
+    ...     write_backup(box, vault, account, code).seq
+    1
 
-The invariant everything here serves: the backup folder never lacks a valid
-backup. A new backup is APPENDed, fetched back and fully verified with the
-recovery code before any older one is deleted, so a connection cut at any
-byte leaves either the old backups or the old ones plus the new one.
-The format itself is in :mod:`autosmime.vault.format` and docs/backup-format.md.
+The invariants everything here serves:
+
+- the folder never lacks a valid backup: a new backup is APPENDed, fetched
+  back and fully verified with the recovery code before any older one is
+  deleted, so a connection cut at any byte leaves the old backups, or the old
+  ones plus the new one;
+- every backup holds every key the account ever held: before writing, the
+  newest authentic backups are read and every key this device lacks is taken
+  in (the vault then holds it too), and statuses are merged by the time they
+  were set; restore takes in the keys of every authentic candidate, not only
+  the newest;
+- pruning never deletes a backup holding a key the new, verified backup lacks.
+
+At most ``max_candidates`` messages (the newest by UID) are examined, so a
+folder flooded with planted messages costs a bounded amount of work. Opening
+sessions, credentials, the recovery code's life and the retry queue belong to
+:mod:`autosmime.agent`; the format is :mod:`autosmime.vault.format` and
+docs/backup-format.md.
 """
 
 from __future__ import annotations
@@ -21,41 +32,106 @@ import datetime as _dt
 import hashlib
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autosmime.errors import (
-    AccountError,
     AutosmimeError,
     BackupError,
     BackupRejected,
-    MailboxError,
     NoBackupFound,
+    RecoveryCodeNeeded,
     WrongRecoveryCode,
 )
-from autosmime.mailbox.credentials import account_and_password
-from autosmime.mailbox.imap import ImapMailbox
-from autosmime.mailbox.text import server_text
+from autosmime.mailbox.account import Account
+from autosmime.mailbox.session import MailboxSession
+from autosmime.pki.certs import fingerprint
 from autosmime.vault import format as fmt
+from autosmime.vault.store import Incoming, StatusNote, Vault
 
 log = logging.getLogger(__name__)
 
-KEEP = 3  # valid backups kept in the folder; older authentic ones are deleted
+KEEP = 3  # authentic backups kept in the folder (older ones holding nothing new are deleted)
+# Newest backup messages examined by a backup or restore. Each costs one Argon2id run
+# (~0.2 s at the format's ceiling) before it can be told from a planted one.
+MAX_CANDIDATES = 8
+
+__all__ = ["KEEP", "MAX_CANDIDATES", "BackupParams", "FolderScan", "Found", "RestoreResult", "Written",
+           "folder_has_backups", "remove_backups", "restore_backup", "scan_folder", "take_in", "write_backup"]
+
+
+@dataclass(frozen=True)
+class BackupParams:
+    """Costs and bounds of the protocol. The defaults are the specification's; fast tests lower the costs."""
+
+    kdf: fmt.KdfParams = fmt.SPEC_KDF
+    pfx_iterations: int = fmt.PFX_ITERATIONS
+    keep: int = KEEP
+    max_candidates: int = MAX_CANDIDATES
+
+
+DEFAULT_PARAMS = BackupParams()
+
+
+@dataclass(frozen=True)
+class Written:
+    """A backup that was stored and verified in place."""
+
+    seq: int
+    keys: int  # keys in it
+    merged: int  # keys this device took in from other devices' backups first
+    pruned: int  # older backups deleted
 
 
 @dataclass(frozen=True)
 class RestoreResult:
     """What a restore imported."""
 
-    seq: int  # sequence number of the backup restored
+    seq: int  # sequence number of the newest backup restored
     created: str  # its creation time (RFC 3339)
-    keys: int  # keys in the backup
+    keys: int  # keys in the account's backups (the union over every authentic candidate)
     added: int  # keys that were new to this device
     skipped: int  # newer candidates that were invalid and skipped
 
 
+@dataclass(frozen=True)
+class Found:
+    """One authentic backup in the folder (manifest authenticated, PKCS#12 not opened yet)."""
+
+    uid: int
+    raw: bytes = field(repr=False)
+    authenticated: fmt.Unverified = field(repr=False)
+
+    @property
+    def manifest(self) -> fmt.Manifest:
+        return self.authenticated.manifest
+
+    def open(self, code: str, *, seq_seen: int = 0) -> fmt.Backup:
+        """The full check (PKCS#12 and all) without a second Argon2id run."""
+        return fmt.open_authenticated(self.authenticated, code=code, seq_seen=seq_seen)
+
+    @property
+    def fingerprints(self) -> frozenset[str]:
+        return frozenset(c.fingerprint for c in self.manifest.certificates)
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The newest backup messages of the folder, as the recovery code sees them."""
+
+    candidates: tuple[tuple[int, bytes], ...]  # (uid, raw), newest claimed sequence number first
+    authentic: tuple[Found, ...]  # those written with the code for this account, same order
+    others: int  # well-formed candidates the code does not authenticate (planted, or under another code)
+    rejected: dict[int, BackupRejected] = field(default_factory=dict)  # uid -> why it is not authentic
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+
+
 def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _claimed_seq(raw: bytes) -> int:
@@ -66,210 +142,238 @@ def _claimed_seq(raw: bytes) -> int:
         return -1
 
 
-def _newest_first(raws: dict[int, bytes]) -> list[tuple[int, bytes]]:
-    return sorted(raws.items(), key=lambda item: (_claimed_seq(item[1]), item[0]), reverse=True)
-
-
-# Backups already found authentic in this process, so a long-lived device (or
-# a retry loop) does not re-run Argon2id on the same messages every time.
-# Keys are digests only; bounded.
-_AUTHENTIC: OrderedDict[tuple[bytes, bytes, str], fmt.Manifest] = OrderedDict()
+# Backups already found authentic in this process, so a long-lived device (or a
+# retry loop) does not re-run Argon2id on the same messages. Keys are digests; bounded.
+_AUTHENTIC: OrderedDict[tuple[bytes, bytes, str], fmt.Unverified] = OrderedDict()
 _AUTHENTIC_MAX = 64
 
 
-def _authentic(raw: bytes, code: str, address: str) -> fmt.Manifest | None:
-    """The manifest if this backup was written with ``code`` for ``address`` and is intact, else None.
+def _authentic(raw: bytes, code: str, address: str) -> fmt.Unverified | BackupRejected:
+    """The manifest if this backup was written with ``code`` for ``address`` and is intact, else why not.
 
-    Cheaper than a full verify (no PKCS#12 decryption): enough to decide which
-    of our own older backups may be pruned, since each was fully verified
-    when it was written.
+    One Argon2id run at most (none above the format's ceiling), and no
+    PKCS#12 derivation: a bad MAC is WrongRecoveryCode without diagnosis.
     """
     memo = (hashlib.sha256(raw).digest(), hashlib.sha256(code.encode()).digest(), address.lower())
     if memo in _AUTHENTIC:
         _AUTHENTIC.move_to_end(memo)
         return _AUTHENTIC[memo]
     try:
-        manifest = fmt.authenticate(raw, code=code, address=address).manifest
-    except BackupRejected:
-        return None
-    _AUTHENTIC[memo] = manifest
+        found = fmt.authenticate(raw, code=code, address=address, diagnose=False)
+    except BackupRejected as e:
+        return e
+    _AUTHENTIC[memo] = found
     while len(_AUTHENTIC) > _AUTHENTIC_MAX:
         _AUTHENTIC.popitem(last=False)
-    return manifest
+    return found
 
 
-def _entries(vault):
-    entries = list(vault.entries())
-    if not entries:
-        raise BackupError("the vault holds no keys; nothing to back up")
-    return entries
+def folder_has_backups(box: MailboxSession, folder: str) -> bool:
+    """True if the folder holds any message marked as a backup (authentic or not)."""
+    return box.folder_exists(folder) and bool(box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE))
 
 
-def _code_for(vault, code: str | None) -> str:
-    from autosmime.vault.recovery import load_code, normalize
+def scan_folder(box: MailboxSession, folder: str, *, address: str, code: str | None,
+                params: BackupParams = DEFAULT_PARAMS) -> FolderScan:
+    """The newest ``params.max_candidates`` backup messages, and which of them ``code`` authenticates."""
+    if not box.folder_exists(folder):
+        return FolderScan((), (), 0)
+    uids = box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE)
+    newest = sorted(uids)[-params.max_candidates:]
+    fetched = box.fetch(folder, newest)
+    candidates = tuple(sorted(fetched.items(), key=lambda item: (_claimed_seq(item[1]), item[0]), reverse=True))
+    authentic: list[Found] = []
+    rejected: dict[int, BackupRejected] = {}
+    others = 0
+    for uid, raw in candidates:
+        found = _authentic(raw, code, address) if code is not None else BackupRejected("no recovery code")
+        if isinstance(found, fmt.Unverified):
+            authentic.append(Found(uid, raw, found))
+            continue
+        rejected[uid] = found
+        if _claimed_seq(raw) >= 0:
+            others += 1
+    return FolderScan(candidates, tuple(authentic), others, rejected)
 
-    if code is None:
-        code = load_code(vault.home)
-        if code is None:
-            raise BackupError("no recovery code on this device; run `autosmime backup --recovery-code-out FILE`")
-    return normalize(code)
+
+def _when(text: str | None) -> _dt.datetime | None:
+    if text is None:
+        return None
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.UTC)
 
 
-def backup_now(vault, *, account=None, password=None, code: str | None = None) -> int:
-    """Write a new backup of every key in ``vault``; returns its sequence number.
+_LONG_AGO = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
-    Raises MailboxError (server trouble), AccountError, BackupError. The
-    device state (``backup_seq_seen``, ``backup_last_ok``, ``backup_pending``)
-    is updated only after the new backup was read back and verified.
+
+def _incoming(backup: fmt.Backup, wanted: frozenset[str] | set[str]) -> list[Incoming]:
+    """The keys of a verified backup whose fingerprints are in ``wanted``, with their history."""
+    out = []
+    for pair in backup.keys:
+        record = backup.record_of(pair)
+        if record.fingerprint not in wanted:
+            continue
+        # Backups written before the history fields: the key's age is unknown, and its status
+        # loses against any status a device set knowingly.
+        added = _when(record.added) or _utcnow()
+        changed = _when(record.changed) or _LONG_AGO
+        out.append(Incoming(pair.key, pair.cert, tuple(pair.chain), record.status, added, changed,
+                            record.device or ""))
+    return out
+
+
+def _notes(found: Sequence[Found]) -> list[StatusNote]:
+    """Every status the manifests record with the time it was set (older manifests record none)."""
+    notes = []
+    for f in found:
+        for c in f.manifest.certificates:
+            when = _when(c.changed)
+            if when is not None:
+                notes.append(StatusNote(c.fingerprint, c.status, when))
+    return notes
+
+
+def take_in(vault: Vault, found: Sequence[Found], code: str, address: str, *, source: str = "merge") -> int:
+    """Merge into ``vault`` every key (and status) of ``found`` it lacks; returns how many keys were new.
+
+    A PKCS#12 is opened only when its manifest lists a key the vault does not
+    hold yet. A backup that does not fully verify contributes nothing (and,
+    holding a key the new backup lacks, is then never pruned).
+    """
+    have = {e.fingerprint for e in vault.entries()}
+    incoming: list[Incoming] = []
+    for f in found:
+        missing = f.fingerprints - have
+        if not missing:
+            continue
+        try:
+            backup = f.open(code)
+        except BackupRejected as e:
+            log.warning("an authentic-looking key backup (message UID %d) does not verify: %s", f.uid, e)
+            continue
+        incoming.extend(_incoming(backup, missing))
+        have |= missing
+    added, _changed = vault.merge(incoming, _notes(found), source=source)
+    return added
+
+
+def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str, *,
+                 params: BackupParams = DEFAULT_PARAMS, device: str = "", new_code: bool = False) -> Written:
+    """Merge the newest authentic backups into ``vault``, then store and verify a backup of every key.
+
+    ``code`` is the recovery code in its shown form. Raises MailboxError
+    (server trouble), RecoveryCodeNeeded (the folder's backups are all under
+    another code: writing would split the account, unless ``new_code`` says
+    this is a deliberate new code) and BackupError. The vault's
+    ``backup_seq_seen`` is raised to the new number only after it was read
+    back and verified.
     """
     from autosmime.pki.pkcs12 import build_pfx
 
-    code = _code_for(vault, code)
-    entries = _entries(vault)
-    account, password = account_and_password(vault.home, account, password)
-    address = account.email
-    folder = account.backup_folder
-    pfx = build_pfx(entries, code.encode("utf-8"), iterations=fmt.PFX_ITERATIONS)
-    records = [fmt.CertRecord.of(e.cert, e.status) for e in entries]
+    address, folder = account.email, account.backup_folder
+    box.ensure_folder(folder)
+    scan = scan_folder(box, folder, address=address, code=code, params=params)
+    if scan.others and not scan.authentic and not new_code:
+        raise RecoveryCodeNeeded("the key backups in the mailbox do not open with this device's recovery code "
+                                 "(was it rotated on another device?); run `autosmime restore` with the current "
+                                 "code or `autosmime restore --join`")
+    merged = take_in(vault, scan.authentic, code, address, source="merge")
+    entries = vault.entries()
+    if not entries:
+        raise BackupError("the vault holds no keys; nothing to back up")
     seen = int(vault.state.get("backup_seq_seen", 0) or 0)
+    seq = max([seen] + [f.manifest.seq for f in scan.authentic]) + 1
 
-    with ImapMailbox.connect(account, password) as box:
-        box.ensure_folder(folder)
-        old = _newest_first(box.fetch(folder, box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE)))
-        authentic = [(uid, m) for uid, m in ((uid, _authentic(raw, code, address)) for uid, raw in old) if m]
-        seq = max([seen] + [m.seq for _, m in authentic]) + 1
+    pfx = build_pfx(entries, code.encode("utf-8"), iterations=params.pfx_iterations)
+    records = [fmt.CertRecord.of(e.cert, e.status, added=e.added, device=e.device or device,
+                                 changed=e.status_changed) for e in entries]
+    raw = fmt.build_message(address=address, seq=seq, p12=pfx, certificates=records, code=code, kdf=params.kdf)
+    uid = box.append(folder, raw, (r"\Seen",))
+    if uid is None:  # a server without UIDPLUS: find it by its unique Message-ID
+        found = box.search_header(folder, "Message-ID", fmt.read_message_id(raw))
+        if len(found) != 1:
+            raise BackupError("the new backup could not be found again in the folder")
+        uid = found[0]
+    stored = box.fetch(folder, [uid]).get(uid)
+    if stored is None:
+        raise BackupError("the new backup could not be read back from the folder")
+    written = fmt.verify_message(stored, code=code, address=address, seq_seen=seq)
+    if written.manifest.seq != seq:
+        raise BackupError("the backup read back is not the one just written")
 
-        raw = fmt.build_message(address=address, seq=seq, p12=pfx, certificates=records, code=code)
-        uid = box.append(folder, raw, (r"\Seen",))
-        if uid is None:  # server without UIDPLUS: find it by its unique Message-ID
-            msgid = fmt.read_message_id(raw)
-            found = box.search_header(folder, "Message-ID", msgid)
-            if len(found) != 1:
-                raise BackupError("the new backup could not be found again in the folder")
-            uid = found[0]
-        stored = box.fetch(folder, [uid]).get(uid)
-        if stored is None:
-            raise BackupError("the new backup could not be read back from the folder")
-        written = fmt.verify_message(stored, code=code, address=address, seq_seen=seq)
-        if written.manifest.seq != seq:
-            raise BackupError("the backup read back is not the one just written")
-
-        # Only now, with a verified newer backup in place, may old ones go.
-        surplus = [uid for uid, _ in authentic[KEEP - 1:]]
-        if surplus:
-            box.delete(folder, surplus)
-
-    vault.update_state(backup_seq_seen=seq, backup_last_ok=_now(), backup_pending=False,
-                       backup_pending_reason=None)
+    # Only now, with a verified newer backup in place, may old ones go: those beyond
+    # the newest `keep`, and only if every key they hold is in the new one.
+    held = {c.fingerprint for c in written.manifest.certificates}
+    surplus = [f.uid for f in scan.authentic[params.keep - 1:] if f.fingerprints <= held]
+    if surplus:
+        box.delete(folder, surplus)
+    vault.update_state(backup_seq_seen=seq)
     log.info("key backup %d stored in %s", seq, folder)
-    return seq
+    return Written(seq=seq, keys=len(entries), merged=merged, pruned=len(surplus))
 
 
-def _write_code_file(path: Path, code: str) -> None:
-    from autosmime._files import write_private
-
-    try:
-        path = Path(path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(path, (code + "\n").encode("utf-8"))
-    except OSError as e:
-        raise BackupError(f"cannot write the recovery code to {path}: {e.strerror}") from None
+def remove_backups(box: MailboxSession, folder: str, found: Sequence[Found]) -> None:
+    """Delete these backups (after a rotation has stored and verified their successor under the new code)."""
+    box.delete(folder, [f.uid for f in found])
 
 
-def _queue(vault, reason: AutosmimeError) -> str:
-    # the reason may quote the server: stored (and later shown) only as server_text made it
-    vault.update_state(backup_pending=True, backup_pending_reason=server_text(str(reason)))
-    return f"key backup pending (will retry): {reason}"
+def restore_backup(box: MailboxSession, account: Account, code: str, home: Path, *,
+                   params: BackupParams = DEFAULT_PARAMS) -> RestoreResult:
+    """Import every key of the account's authentic backups into the vault at ``home``.
 
-
-def backup_after_change(vault, *, recovery_code_out: Path | None = None) -> str:
-    """Back up after the keys changed; never raises for server trouble, queues instead.
-
-    Creates the recovery code on first use and, when asked, writes it (0600)
-    to ``recovery_code_out`` before anything touches the network, so the user
-    has it even if the server is down. Returns a one-line status.
+    The newest candidate that passes every check (rollback included) is the
+    backup restored; the keys of the other authentic candidates are taken in
+    too, so a key held only by an older backup is not lost. NoBackupFound
+    (exit 3) when the folder is missing or holds no backup. If no candidate is
+    valid, the newest one's error (WrongRecoveryCode, BackupRejected,
+    RolledBackBackup) is raised. The vault is written only after a backup
+    passed every check.
     """
-    from autosmime.vault.recovery import get_or_create_code
+    from autosmime.vault.recovery import save_code
 
-    code = get_or_create_code(vault.home)
-    if recovery_code_out is not None:
-        _write_code_file(recovery_code_out, code)
-    if not vault.entries():  # nothing to lose yet; not a failure to retry
-        return "no key backup needed: the vault holds no keys yet"
-    try:
-        seq = backup_now(vault, code=code)
-    except (MailboxError, AccountError, BackupError) as e:
-        return _queue(vault, e)
-    return f"key backup {seq} stored ({len(vault.entries())} keys)"
-
-
-def retry_pending(vault) -> str | None:
-    """Retry a queued backup; a quick no-op (None) when nothing is pending."""
-    if not vault.state.get("backup_pending"):
-        return None
-    try:
-        seq = backup_now(vault)
-    except (MailboxError, AccountError, BackupError) as e:
-        return _queue(vault, e)
-    return f"pending key backup stored as backup {seq}"
-
-
-def restore(home: Path, *, code: str, account=None, password=None) -> RestoreResult:
-    """Import every key of the newest valid backup into the vault at ``home``.
-
-    NoBackupFound (exit 3) when the folder is missing or empty. If no
-    candidate is valid, the newest one's error (WrongRecoveryCode,
-    BackupRejected, RolledBackBackup) is raised. The local vault is written
-    only after a backup passed every check.
-    """
-    from autosmime.vault.recovery import normalize, save_code
-    from autosmime.vault.store import Vault
-
-    home = Path(home)
-    code = normalize(code)
-    account, password = account_and_password(home, account, password)
+    folder, address = account.backup_folder, account.email
+    if not box.folder_exists(folder):
+        raise NoBackupFound(f"no key backup folder {folder!r} in the mailbox")
+    scan = scan_folder(box, folder, address=address, code=code, params=params)
+    if not scan.candidates:
+        raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}")
     seen = _seq_seen(home)
 
-    with ImapMailbox.connect(account, password) as box:
-        folder = account.backup_folder
-        if not box.folder_exists(folder):
-            raise NoBackupFound(f"no key backup folder {folder!r} in the mailbox")
-        uids = box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE)
-        if not uids:
-            raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}")
-        candidates = _newest_first(box.fetch(folder, uids))
-    if not candidates:
-        raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}")
-
     rejected: list[tuple[int, BackupRejected]] = []
+    authentic = {f.uid: f for f in scan.authentic}
     backup = None
-    for uid, raw in candidates:
-        try:  # no diagnosis per candidate: planted messages would each cost a PKCS#12 derivation
-            backup = fmt.verify_message(raw, code=code, address=account.email, seq_seen=seen, diagnose=False)
+    for uid, _raw in scan.candidates:
+        if uid not in authentic:  # refused by the scan already: no second derivation
+            rejected.append((uid, scan.rejected[uid]))
+            continue
+        try:
+            backup = authentic[uid].open(code, seq_seen=seen)
             break
         except BackupRejected as e:
             rejected.append((uid, e))
     if backup is None:
-        for uid, e in rejected[1:]:
-            log.debug("older key backup (message UID %d) is invalid too: %s", uid, e)
+        for uid, problem in rejected[1:]:
+            log.debug("older key backup (message UID %d) is invalid too: %s", uid, problem)
         newest = rejected[0][1]  # the one error shown is worth the derivation that words it
-        raise fmt.diagnose(candidates[0][1], code) if isinstance(newest, WrongRecoveryCode) else newest
-    for uid, e in rejected:
-        log.warning("skipped a newer key backup that is not valid (message UID %d): %s", uid, e)
+        if isinstance(newest, WrongRecoveryCode):
+            raise fmt.diagnose(scan.candidates[0][1], code)
+        raise newest
+    for uid, problem in rejected:
+        log.warning("skipped a newer key backup that is not valid (message UID %d): %s", uid, problem)
 
     vault = Vault.open(home, create=True)
-    items = [(pair.key, pair.cert, pair.chain, backup.status_of(pair)) for pair in backup.keys]
-    added = vault.add_many(items, source="restore")
+    before = {e.fingerprint for e in vault.entries()}
+    vault.merge(_incoming(backup, frozenset(fingerprint(p.cert) for p in backup.keys)), (), source="restore")
+    take_in(vault, scan.authentic, code, address, source="restore")  # keys only older backups still hold
+    after = {e.fingerprint for e in vault.entries()}
     save_code(home, code)
     vault.update_state(backup_seq_seen=max(seen, backup.manifest.seq))
-    return RestoreResult(seq=backup.manifest.seq, created=backup.manifest.created, keys=len(backup.keys),
-                         added=added, skipped=len(rejected))
+    keys = len(frozenset(fingerprint(p.cert) for p in backup.keys).union(*(f.fingerprints for f in scan.authentic)))
+    return RestoreResult(seq=backup.manifest.seq, created=backup.manifest.created, keys=keys,
+                         added=len(after - before), skipped=len(rejected))
 
 
 def _seq_seen(home: Path) -> int:
     """The highest backup number this device accepted, without creating a vault."""
-    from autosmime.vault.store import Vault
-
     try:
         vault = Vault.open(home, create=False)
     except AutosmimeError:

@@ -58,6 +58,8 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_CERTIFICATES = 10_000
 MAX_SEQ = 2**53 - 1  # exact in every JSON reader
 
+_CERT_KEYS = {"fingerprint", "status", "not_before", "not_after"}
+_HISTORY_KEYS = {"added", "device", "changed"}
 _STATUS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
@@ -101,15 +103,36 @@ class CertRecord:
     status: str
     not_before: str  # RFC 3339 UTC, "Z"
     not_after: str
+    # The key's history in the account (all three or none; backups written before them have none):
+    added: str | None = None  # when a device first added the key, RFC 3339
+    device: str | None = None  # which device that was (its name, printable ASCII)
+    changed: str | None = None  # when the status was last set, RFC 3339
 
     @classmethod
-    def of(cls, cert: x509.Certificate, status: str) -> CertRecord:
+    def of(cls, cert: x509.Certificate, status: str, *, added: _dt.datetime | None = None, device: str = "",
+           changed: _dt.datetime | None = None) -> CertRecord:
+        if added is None:
+            return cls(fingerprint(cert), status, _rfc3339(cert.not_valid_before_utc),
+                       _rfc3339(cert.not_valid_after_utc))
         return cls(fingerprint(cert), status, _rfc3339(cert.not_valid_before_utc),
-                   _rfc3339(cert.not_valid_after_utc))
+                   _rfc3339(cert.not_valid_after_utc), _rfc3339(added), clean_device(device),
+                   _rfc3339(changed or added))
 
     def to_json(self) -> dict:
-        return {"fingerprint": self.fingerprint, "status": self.status,
-                "not_before": self.not_before, "not_after": self.not_after}
+        out: dict[str, str | None] = {"fingerprint": self.fingerprint, "status": self.status,
+               "not_before": self.not_before, "not_after": self.not_after}
+        if self.added is not None:
+            out.update(added=self.added, device=self.device, changed=self.changed)
+        return out
+
+
+MAX_DEVICE_NAME = 64
+
+
+def clean_device(name: str) -> str:
+    """A device name as the manifest carries it: printable ASCII, 1-64 characters ("unknown" if none)."""
+    text = "".join(ch for ch in name if ch.isascii() and ch.isprintable())[:MAX_DEVICE_NAME]
+    return text or "unknown"
 
 
 @dataclass(frozen=True)
@@ -149,8 +172,12 @@ class Backup:
     p12: bytes
 
     def status_of(self, pair: KeyPair) -> str:
+        return self.record_of(pair).status
+
+    def record_of(self, pair: KeyPair) -> CertRecord:
+        """The manifest's entry for one of this backup's keys."""
         fp = fingerprint(pair.cert)
-        return next(c.status for c in self.manifest.certificates if c.fingerprint == fp)
+        return next(c for c in self.manifest.certificates if c.fingerprint == fp)
 
 
 @dataclass(frozen=True)
@@ -323,12 +350,20 @@ def parse_manifest(data: bytes) -> tuple[Manifest, bytes]:
         raise BackupRejected("the backup manifest lists no certificates or too many")
     certs = []
     for c in certs_raw:
-        c = _exact_keys(c, {"fingerprint", "status", "not_before", "not_after"}, "certificate entry")
+        history = isinstance(c, dict) and "added" in c
+        c = _exact_keys(c, _CERT_KEYS | (_HISTORY_KEYS if history else set()), "certificate entry")
         status = _str(c["status"], "certificate status", 32)
         if not _STATUS.fullmatch(status):
             raise BackupRejected("the backup manifest has a malformed certificate status")
-        certs.append(CertRecord(_hex(c["fingerprint"], "fingerprint", 64), status,
-                                _time(c["not_before"], "notBefore"), _time(c["not_after"], "notAfter")))
+        record = CertRecord(_hex(c["fingerprint"], "fingerprint", 64), status,
+                            _time(c["not_before"], "notBefore"), _time(c["not_after"], "notAfter"))
+        if history:
+            device = _str(c["device"], "device name", MAX_DEVICE_NAME)
+            if clean_device(device) != device:
+                raise BackupRejected("the backup manifest has a malformed device name")
+            record = CertRecord(record.fingerprint, status, record.not_before, record.not_after,
+                                _time(c["added"], "added time"), device, _time(c["changed"], "status time"))
+        certs.append(record)
     if len({c.fingerprint for c in certs}) != len(certs):
         raise BackupRejected("the backup manifest lists a certificate twice")
     manifest = Manifest(address=_str(obj["address"], "address"), seq=_int(obj["seq"], "sequence number", 1, MAX_SEQ),
@@ -408,9 +443,15 @@ def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0, di
     is then WrongRecoveryCode at no further cost) and calls :func:`diagnose`
     for the one rejection it shows.
     """
+    return open_authenticated(authenticate(raw, code=code, address=address, diagnose=diagnose), code=code,
+                              seq_seen=seq_seen)
+
+
+def open_authenticated(found: Unverified, *, code: str, seq_seen: int = 0) -> Backup:
+    """The rest of :func:`verify_message` for a message :func:`authenticate` already accepted with ``code``
+    (so a caller that examined candidates does not run their Argon2id twice): PKCS#12, fingerprints, sequence."""
     from autosmime.pki.pkcs12 import parse_pfx
 
-    found = authenticate(raw, code=code, address=address, diagnose=diagnose)
     m = found.manifest
     try:
         pairs = parse_pfx(found.p12, code.encode("utf-8"), require_protected=True, max_iterations=PFX_ITERATIONS)

@@ -1,14 +1,16 @@
 """Device join v1: a new device gets the recovery code from an existing one through the mailbox.
 
-    >>> from autosmime.vault.join import join, pending_requests, approve
-    >>> # new device (blocks until approved, then restores every key):
-    >>> join(new_home, show_request=print, confirm=lambda c2: c2 == typed)       # doctest: +SKIP
-    RestoreResult(seq=3, ...)
-    >>> # existing device, meanwhile:
-    >>> [r] = pending_requests(old_home); r.device, r.code                       # doctest: +SKIP
-    ('laptop', '1234 5678 9012')
-    >>> approve(old_home, r)                                                     # doctest: +SKIP
-    '3141 5926 5358'
+    >>> from autosmime.mailbox.memory import MemoryServer
+    >>> from autosmime.vault.join import open_request, pending_requests, approve, poll_answers, withdraw
+    >>> box = MemoryServer().session()
+    >>> # new device:   ticket = open_request(box, address=a, folder=f); show ticket.code (C1)
+    >>> # old device:   [r] = pending_requests(box, f); user checks r.code == C1
+    >>> #               c2 = approve(box, address=a, folder=f, code=recovery_code, request=r); show c2
+    >>> # new device:   [answer] = poll_answers(box, f, ticket, wait=5); user checks answer.c2 == c2
+    >>> #               withdraw(box, f, ticket); restore with answer.code
+
+The steps take an open mailbox session; :mod:`autosmime.agent.join` runs
+them as the two flows (waiting, asking the user, reconnecting to withdraw).
 
 The mail provider is the adversary: it reads, plants, deletes and replaces
 messages in the backup folder. So the two ephemeral X25519 keys are bound to
@@ -38,7 +40,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -49,18 +51,14 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from autosmime.errors import (
-    BackupError,
     JoinCodeMismatch,
     JoinError,
-    JoinRefused,
     JoinTimeout,
-    MailboxError,
     NoBackupFound,
     NoJoinRequest,
     WrongRecoveryCode,
 )
-from autosmime.mailbox.credentials import account_and_password
-from autosmime.mailbox.imap import ImapMailbox
+from autosmime.mailbox.session import MailboxSession
 from autosmime.vault.format import folder_message
 
 log = logging.getLogger(__name__)
@@ -310,7 +308,7 @@ def parse_answer(uid: int, raw: bytes) -> JoinAnswer:
 # --- the folder ------------------------------------------------------------------------
 
 
-def _sweep(box, folder: str, now: _dt.datetime) -> list[tuple[int, bytes]]:
+def _sweep(box: MailboxSession, folder: str, now: _dt.datetime) -> list[tuple[int, bytes]]:
     """Delete join messages older than MAX_AGE; returns the remaining raw requests.
 
     Messages that do not parse are left alone: they may be a later version's.
@@ -333,23 +331,18 @@ def _sweep(box, folder: str, now: _dt.datetime) -> list[tuple[int, bytes]]:
     return requests
 
 
-def pending_requests(home: Path, *, account=None, password=None,
-                     now: _dt.datetime | None = None) -> list[JoinRequest]:
+def pending_requests(box: MailboxSession, folder: str, *, now: _dt.datetime | None = None) -> list[JoinRequest]:
     """Fresh join requests in the backup folder, newest first (at most MAX_REQUESTS).
 
     Deletes requests and answers older than 15 minutes on the way. Raises
     NoJoinRequest when there is none. Nothing here is authenticated: the
     user must compare each request's ``code`` with the new device's screen.
     """
-    account, password = account_and_password(Path(home), account, password)
     now = now or _utcnow()
-    folder = account.backup_folder
-    with ImapMailbox.connect(account, password) as box:
-        if not box.folder_exists(folder):
-            raise NoJoinRequest(f"no join request: the mailbox has no folder {folder!r}")
-        raws = _sweep(box, folder, now)
+    if not box.folder_exists(folder):
+        raise NoJoinRequest(f"no join request: the mailbox has no folder {folder!r}")
     found = []
-    for uid, raw in raws:
+    for uid, raw in _sweep(box, folder, now):
         try:
             request = parse_request(uid, raw)
         except JoinError as e:
@@ -376,38 +369,72 @@ def find_request(requests: list[JoinRequest], shown: str) -> JoinRequest:
     raise JoinCodeMismatch(f"no pending join request shows the code {wanted}; nothing was sent")
 
 
-def approve(home: Path, request: JoinRequest, *, account=None, password=None) -> str:
-    """Send this device's recovery code, encrypted for ``request``; returns C2 to show the user.
+def approve(box: MailboxSession, *, address: str, folder: str, code: str, request: JoinRequest) -> str:
+    """Send ``code`` (this device's recovery code), encrypted for ``request``; returns C2 to show the user.
 
     Call only for a request whose ``code`` (C1) the user confirmed. Raises
-    BackupError when this device has no recovery code, NoBackupFound when
-    the folder holds no backup to restore from.
+    NoBackupFound when the folder holds no backup to restore from.
     """
     from autosmime.vault import format as fmt
-    from autosmime.vault.recovery import load_code
 
-    code = load_code(Path(home))
-    if code is None:
-        raise BackupError("no recovery code on this device; run `autosmime backup --recovery-code-out FILE`")
-    account, password = account_and_password(Path(home), account, password)
-    folder = account.backup_folder
+    if not box.folder_exists(folder) or not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
+        raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}; run `autosmime backup` first")
     mine = X25519PrivateKey.generate()
     mine_pub = _raw_public(mine)
     key = _shared_key(mine, request.public_key, request.request_id, request.public_key, mine_pub)
     nonce = os.urandom(12)
     aad = request.request_id + request.public_key + mine_pub
     sealed = AESGCM(key).encrypt(nonce, code.encode("utf-8"), aad)
-    raw = build_answer(address=account.email, request_id=request.request_id, public_key=mine_pub,
+    raw = build_answer(address=address, request_id=request.request_id, public_key=mine_pub,
                        nonce=nonce, ciphertext=sealed)
-    with ImapMailbox.connect(account, password) as box:
-        if not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
-            raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}; run `autosmime backup` first")
-        box.append(folder, raw, (r"\Seen",))
+    box.append(folder, raw, (r"\Seen",))
     log.info("answered join request %s", request.request_id.hex())
     return answer_code(request.request_id, request.public_key, mine_pub)
 
 
 # --- the joining device ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A join request this device posted; its private key lives only here, in memory."""
+
+    request_id: bytes
+    private_key: X25519PrivateKey = field(repr=False)
+    message_id: str
+
+    @property
+    def public_key(self) -> bytes:
+        return _raw_public(self.private_key)
+
+    @property
+    def code(self) -> str:
+        """C1, to show on this device (one Argon2id run)."""
+        return request_code(self.request_id, self.public_key)
+
+
+@dataclass(frozen=True)
+class OpenedAnswer:
+    """An answer to our request that decrypted to a recovery code; usable only once the user confirmed ``c2``."""
+
+    uid: int
+    code: str = field(repr=False)
+    c2: str
+
+
+def open_request(box: MailboxSession, *, address: str, folder: str, device: str | None = None) -> Ticket:
+    """Post a join request (after checking a backup exists and sweeping stale join messages)."""
+    from autosmime.vault import format as fmt
+
+    if not box.folder_exists(folder) or not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
+        raise NoBackupFound(f"no key backup in the mailbox folder {folder!r} to join")
+    _sweep(box, folder, _utcnow())
+    mine = X25519PrivateKey.generate()
+    request_id = os.urandom(16)
+    raw = build_request(address=address, request_id=request_id, device=device or device_name(),
+                        public_key=_raw_public(mine))
+    box.append(folder, raw, (r"\Seen",))
+    return Ticket(request_id, mine, fmt.read_message_id(raw))
 
 
 def _open_answer(answer: JoinAnswer, mine: X25519PrivateKey, request_id: bytes) -> tuple[str, str]:
@@ -426,83 +453,43 @@ def _open_answer(answer: JoinAnswer, mine: X25519PrivateKey, request_id: bytes) 
     return code, answer_code(request_id, mine_pub, answer.public_key)
 
 
-def _withdraw(box, account, password, request_id: bytes, msgid: str) -> None:
-    """Delete our request and every answer to it; never raises (the original outcome matters more)."""
-    folder = account.backup_folder
-    last: MailboxError | None = None
-    for attempt in ("open", "new"):
+def poll_answers(box: MailboxSession, folder: str, ticket: Ticket, *, wait: float,
+                 interval: float = 1.0) -> list[OpenedAnswer]:
+    """Answers to ``ticket`` that decrypt, waiting up to ``wait`` seconds for one to arrive.
+
+    Answers that are not for us or do not decrypt are deleted: every answer
+    seen is either returned or deleted, so an empty search means "nothing new".
+    """
+    uids = box.wait_for(folder, ANSWER_TO_HEADER, ticket.request_id.hex(), timeout=wait, interval=interval)
+    opened = []
+    for uid, raw in box.fetch(folder, uids).items():
         try:
-            if attempt == "new":
-                box = ImapMailbox.connect(account, password)
-            with box:
-                uids = set(box.search_header(folder, "Message-ID", msgid))
-                uids.update(box.search_header(folder, ANSWER_TO_HEADER, request_id.hex()))
-                box.delete(folder, sorted(uids))
-            return
-        except MailboxError as e:
-            last = e
-    log.warning("could not withdraw the join request (deleted after 15 minutes anyway): %s", last)
+            code, c2 = _open_answer(parse_answer(uid, raw), ticket.private_key, ticket.request_id)
+        except JoinError as e:
+            log.warning("ignored a join answer (message UID %d): %s", uid, e)
+            box.delete(folder, [uid])
+            continue
+        opened.append(OpenedAnswer(uid, code, c2))
+    return opened
+
+
+def reject_answer(box: MailboxSession, folder: str, answer: OpenedAnswer) -> None:
+    """Delete an answer whose C2 the user did not confirm."""
+    log.warning("ignored a join answer whose code %s was not confirmed", answer.c2)
+    box.delete(folder, [answer.uid])
+
+
+def withdraw(box: MailboxSession, folder: str, ticket: Ticket) -> None:
+    """Delete our request and every answer to it."""
+    uids = set(box.search_header(folder, "Message-ID", ticket.message_id))
+    uids.update(box.search_header(folder, ANSWER_TO_HEADER, ticket.request_id.hex()))
+    box.delete(folder, sorted(uids))
 
 
 def device_name() -> str:
     """This machine's name as the approver will see it (printable ASCII, at most 64 characters)."""
     name = "".join(ch for ch in socket.gethostname() if ch.isascii() and ch.isprintable())
     return name[:MAX_DEVICE_NAME] or "new device"
-
-
-def join(home: Path, *, show_request: Callable[[str], None], confirm: Callable[[str], bool],
-         timeout: float = 600, device: str | None = None, account=None, password=None):
-    """Ask an existing device for the recovery code, then restore every key with it.
-
-    ``show_request(C1)`` is called once the request is in the folder.
-    For each answer that decrypts, ``confirm(C2)`` decides: True restores;
-    False rejects that answer and keeps waiting (it may raise JoinRefused to
-    stop). Returns the :class:`autosmime.vault.backup.RestoreResult`.
-    Raises JoinTimeout (or JoinRefused if answers arrived but none was
-    confirmed) after ``timeout`` seconds. The request and every answer to it
-    are deleted whatever happens.
-    """
-    from autosmime.vault import format as fmt
-    from autosmime.vault.backup import restore
-
-    account, password = account_and_password(Path(home), account, password)
-    folder = account.backup_folder
-    deadline = time.monotonic() + timeout
-    mine = X25519PrivateKey.generate()
-    request_id = os.urandom(16)
-    raw = build_request(address=account.email, request_id=request_id, device=device or device_name(),
-                        public_key=_raw_public(mine))
-    msgid = fmt.read_message_id(raw)
-    refused = 0
-    box = ImapMailbox.connect(account, password)
-    try:
-        if not box.folder_exists(folder) or not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
-            raise NoBackupFound(f"no key backup in the mailbox folder {folder!r} to join")
-        _sweep(box, folder, _utcnow())
-        box.append(folder, raw, (r"\Seen",))
-        show_request(request_code(request_id, _raw_public(mine)))
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if refused:
-                    raise JoinRefused(f"{refused} answer(s) arrived but none was confirmed; nothing was restored")
-                raise JoinTimeout(f"no approval within {timeout:g} s; the join request was withdrawn")
-            # Every answer seen is either used or deleted, so an empty search means "nothing new".
-            uids = box.wait_for(folder, ANSWER_TO_HEADER, request_id.hex(), timeout=min(remaining, 5), interval=1.0)
-            for uid, answer_raw in box.fetch(folder, uids).items():
-                try:
-                    code, c2 = _open_answer(parse_answer(uid, answer_raw), mine, request_id)
-                except JoinError as e:
-                    log.warning("ignored a join answer (message UID %d): %s", uid, e)
-                    box.delete(folder, [uid])
-                    continue
-                if confirm(c2):
-                    return restore(Path(home), code=code, account=account, password=password)
-                refused += 1
-                log.warning("ignored a join answer whose code %s was not confirmed", c2)
-                box.delete(folder, [uid])
-    finally:
-        _withdraw(box, account, password, request_id, msgid)
 
 
 def confirm_from_file(path: Path, *, timeout: float, interval: float = 0.5) -> Callable[[str], bool]:

@@ -23,6 +23,7 @@ an fcntl lock on ``HOME/vault.lock``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -65,6 +66,13 @@ class VaultEntry:
     status: str
     added: _dt.datetime
     source: str
+    device: str = ""  # the device that first added the key to the account ("" if unknown)
+    changed: _dt.datetime | None = None  # when the status was last set (None: when added)
+
+    @property
+    def status_changed(self) -> _dt.datetime:
+        """When the stored status was last set: what decides between two devices' statuses."""
+        return self.changed or self.added
 
     @property
     def fingerprint(self) -> str:
@@ -111,6 +119,8 @@ def _encode_entry(e: VaultEntry) -> dict:
         "status": e.status,
         "added": e.added.isoformat(),
         "source": e.source,
+        "device": e.device,
+        "changed": e.changed.isoformat() if e.changed else None,
     }
 
 
@@ -122,6 +132,8 @@ def _decode_entry(d: dict) -> VaultEntry:
         status=d["status"],
         added=_dt.datetime.fromisoformat(d["added"]),
         source=d["source"],
+        device=str(d.get("device") or ""),
+        changed=_dt.datetime.fromisoformat(d["changed"]) if d.get("changed") else None,
     )
 
 
@@ -137,8 +149,32 @@ def _rebalance(entries: list[VaultEntry], address: str | None) -> list[VaultEntr
     return [_replace_status(e, "retired") if id(e) in retire else e for e in entries]
 
 
-def _replace_status(e: VaultEntry, status: str) -> VaultEntry:
-    return VaultEntry(e.key, e.cert, e.chain, status, e.added, e.source)
+def _replace_status(e: VaultEntry, status: str, when: _dt.datetime | None = None) -> VaultEntry:
+    if status == e.status:
+        return e
+    return dataclasses.replace(e, status=status, changed=when or _utcnow())
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A key another device holds (from an authenticated backup), with its account history."""
+
+    key: PrivateKey
+    cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    status: str
+    added: _dt.datetime
+    changed: _dt.datetime
+    device: str
+
+
+@dataclass(frozen=True)
+class StatusNote:
+    """A status another device set for a key, and when."""
+
+    fingerprint: str
+    status: str
+    changed: _dt.datetime
 
 
 class Vault:
@@ -292,7 +328,7 @@ class Vault:
         """Add one key; False if that certificate is already held."""
         return self.add_many([(key, cert, tuple(chain), status)], source=source) == 1
 
-    def add_many(self, items: Sequence, *, source: str) -> int:
+    def add_many(self, items: Sequence, *, source: str, device: str = "") -> int:
         """Add several keys in one atomic save; returns how many were new.
 
         Items are ``(key, cert, chain)`` or ``(key, cert, chain, status)`` (a
@@ -319,7 +355,7 @@ class Vault:
                 if fp in held:
                     continue
                 held.add(fp)
-                entry = VaultEntry(key, cert, chain, status or "active", _utcnow(), source)
+                entry = VaultEntry(key, cert, chain, status or "active", _utcnow(), source, device)
                 entries.append(entry)
                 entries = _rebalance(entries, entry.email)
                 added += 1
@@ -327,6 +363,55 @@ class Vault:
                 self._entries = entries
                 self._save()
             return added
+
+    def merge(self, incoming: Sequence[Incoming], statuses: Sequence[StatusNote] = (), *,
+              source: str = "merge") -> tuple[int, int]:
+        """Take in what other devices hold: (keys added, statuses changed), in one atomic save.
+
+        A key not held here is added with its original time and device. For a
+        key held on both sides the status set last wins (``changed``); on a
+        tie the stronger one (revoked over retired over active). Then, per
+        address and role, only the newest active key stays active.
+        """
+        strength = {s: i for i, s in enumerate(STATUSES)}
+        with locked(self.home / LOCK_FILE):
+            self._stamp = None
+            self._load()
+            by_fp = {e.fingerprint: i for i, e in enumerate(self._entries)}
+            entries = list(self._entries)
+            added = changed = 0
+            touched: set[str | None] = set()
+            notes = list(statuses)
+            for item in incoming:
+                if item.status not in STATUSES:
+                    continue  # a later version's status: keep ours
+                fp = fingerprint(item.cert)
+                if fp in by_fp:
+                    notes.append(StatusNote(fp, item.status, item.changed))
+                    continue
+                if not same_key(item.key, item.cert):
+                    raise KeyFileError("a backup key does not belong to its certificate")
+                entries.append(VaultEntry(item.key, item.cert, item.chain, item.status, item.added, source,
+                                          item.device, item.changed))
+                by_fp[fp] = len(entries) - 1
+                added += 1
+                touched.add(entries[-1].email)
+            for note in notes:
+                index = by_fp.get(note.fingerprint)
+                if index is None or note.status not in STATUSES:
+                    continue
+                mine = entries[index]
+                theirs_wins = (note.changed, strength[note.status]) > (mine.status_changed, strength[mine.status])
+                if theirs_wins and note.status != mine.status:
+                    entries[index] = dataclasses.replace(mine, status=note.status, changed=note.changed)
+                    changed += 1
+                    touched.add(mine.email)
+            for address in touched:
+                entries = _rebalance(entries, address)
+            if added or changed:
+                self._entries = entries
+                self._save()
+            return added, changed
 
     def set_status(self, fingerprint: str, status: str) -> None:
         """Mark one entry active, retired or revoked (activating retires the address's other active one)."""

@@ -118,3 +118,39 @@ def planted_backup(address: str, seq: int, *, kdf=None, pfx_iterations: int = 10
         manifest["kdf"].update(memory_kib=kdf.memory_kib, iterations=kdf.iterations, lanes=kdf.lanes)
         raw = replace_part(raw, "application/json", json.dumps(manifest).encode())
     return raw
+
+
+# --- the agent's flows, for tests that drive one device's vault -------------------------
+
+
+def agent_of(target):
+    """The agent of a device (a Vault or a home path), with the real IMAP mailbox."""
+    from autosmime.agent.context import Agent
+
+    return Agent(target.home if isinstance(target, Vault) else Path(target))
+
+
+def back_up(vault: Vault, **options):
+    """What every key change does: back up, queueing on server trouble; returns the BackupOutcome."""
+    from autosmime.agent.backup import after_key_change
+
+    return after_key_change(agent_of(vault), **options)
+
+
+def back_up_or_raise(vault: Vault) -> int:
+    """Back up now and return the sequence number; server trouble raises."""
+    from autosmime.agent.backup import backup
+
+    return backup(agent_of(vault), queue=False).seq
+
+
+def retry(vault: Vault):
+    from autosmime.agent.backup import retry_pending
+
+    return retry_pending(agent_of(vault))
+
+
+def restore_with(home, code: str):
+    from autosmime.agent.backup import restore
+
+    return restore(agent_of(home), code)

@@ -2,7 +2,6 @@
 
 import pytest
 
-from autosmime.vault.backup import backup_after_change
 from tests.vault import backup_support as support
 
 
@@ -12,6 +11,6 @@ def devices(mailstack, mail_user, tmp_path):
     email, password = mail_user
     account = mailstack.account(email)
     old = support.make_device(tmp_path, "old", account, password, keys=2)
-    backup_after_change(old)
+    support.back_up(old)
     new = support.make_device(tmp_path, "new", account, password)
     return old, new, account, password

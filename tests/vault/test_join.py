@@ -19,16 +19,21 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from autosmime.agent import join as agent_join
 from autosmime.errors import JoinCodeMismatch, JoinError, JoinRefused, JoinTimeout, NoJoinRequest
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.vault import join as jn
-from autosmime.vault.backup import backup_now
 from autosmime.vault.recovery import load_code, new_code
 from tests.vault import backup_support as support
 
 pytestmark = pytest.mark.mailserver
 
 
+
+
+def approve(home, request) -> str:
+    """The approving device answers ``request``; returns C2."""
+    return agent_join.approve(support.agent_of(home), request).c2
 
 
 class Joiner(threading.Thread):
@@ -47,7 +52,7 @@ class Joiner(threading.Thread):
             return self.confirm(c2)
 
         try:
-            self.result = jn.join(self.home, show_request=self.c1.put, confirm=confirm, timeout=self.timeout,
+            self.result = agent_join.join(support.agent_of(self.home), show_request=self.c1.put, confirm=confirm, timeout=self.timeout,
                                   device="new-laptop")
         except BaseException as e:  # handed to the test thread
             self.error = e
@@ -104,10 +109,10 @@ def test_new_device_joins_and_holds_every_key_and_the_code(devices):
     joiner.start()
     c1 = joiner.request_code()
 
-    [request] = jn.pending_requests(old.home)
+    [request] = agent_join.requests(support.agent_of(old.home))
     assert (request.device, request.code) == ("new-laptop", c1)
     assert jn.find_request([request], c1.replace(" ", "")) == request
-    c2 = jn.approve(old.home, request)
+    c2 = approve(old.home, request)
     assert c2 != c1
     c2_box.put(c2)
     result, error = joiner.outcome()
@@ -118,7 +123,7 @@ def test_new_device_joins_and_holds_every_key_and_the_code(devices):
     assert {(e.fingerprint, e.status) for e in new.entries()} == {(e.fingerprint, e.status) for e in old.entries()}
     assert load_code(new.home) == load_code(old.home)
     assert _join_messages(account, password) == {jn.REQUEST_VALUE: [], jn.ANSWER_VALUE: []}  # cleaned up
-    assert backup_now(new) == 2  # the new device can back up on its own
+    assert support.back_up_or_raise(new) == 2  # the new device can back up on its own
 
 
 def test_wrong_c1_is_refused_and_nothing_is_sent(devices):
@@ -127,7 +132,7 @@ def test_wrong_c1_is_refused_and_nothing_is_sent(devices):
     joiner.start()
     c1 = joiner.request_code()
     wrong = f"{(int(c1.replace(' ', '')) + 1) % 10**12:012d}"
-    requests = jn.pending_requests(old.home)
+    requests = agent_join.requests(support.agent_of(old.home))
     with pytest.raises(JoinCodeMismatch, match="nothing was sent"):
         jn.find_request(requests, wrong)
     with pytest.raises(JoinCodeMismatch):
@@ -153,7 +158,7 @@ def test_a_request_replaced_by_the_provider_shows_another_code_and_is_refused(de
         box.append(account.backup_folder, forged)
         box.delete(account.backup_folder, [genuine.uid])
 
-    [shown] = jn.pending_requests(old.home)
+    [shown] = agent_join.requests(support.agent_of(old.home))
     assert shown.device == "new-laptop" and shown.code != c1
     with pytest.raises(JoinCodeMismatch):
         jn.find_request([shown], c1)
@@ -174,11 +179,11 @@ def test_a_planted_request_beside_the_genuine_one_is_never_the_one_approved(devi
     with ImapMailbox.connect(account, password) as box:
         box.append(account.backup_folder, jn.build_request(address=account.email, request_id=os.urandom(16),
                                                             device="new-laptop", public_key=planted_key))
-    requests = jn.pending_requests(old.home)
+    requests = agent_join.requests(support.agent_of(old.home))
     assert len(requests) == 2 and len({r.code for r in requests}) == 2
     chosen = jn.find_request(requests, c1)
     assert chosen.public_key != planted_key
-    c2_box.put(jn.approve(old.home, chosen))
+    c2_box.put(approve(old.home, chosen))
     result, error = joiner.outcome()
     assert error is None and result.added == 2
 
@@ -200,8 +205,8 @@ def test_a_planted_answer_shows_another_c2_and_is_never_restored(devices, tmp_pa
         time.sleep(0.05)
     assert joiner.confirm_calls == [planted_c2]  # it decrypted: only C2 tells it apart
 
-    [shown] = jn.pending_requests(old.home)
-    c2 = jn.approve(old.home, shown)
+    [shown] = agent_join.requests(support.agent_of(old.home))
+    c2 = approve(old.home, shown)
     assert c2 != planted_c2
     confirm_file.write_text(c2 + "\n")
     result, error = joiner.outcome()
@@ -221,7 +226,7 @@ def test_refusing_c2_restores_nothing(devices):
     joiner = Joiner(new.home, refuse)
     joiner.start()
     c1 = joiner.request_code()
-    jn.approve(old.home, jn.find_request(jn.pending_requests(old.home), c1))
+    approve(old.home, jn.find_request(agent_join.requests(support.agent_of(old.home)), c1))
     _, error = joiner.outcome()
     assert isinstance(error, JoinRefused)
     assert support.snapshot(new.home) == snap and load_code(new.home) is None
@@ -238,8 +243,8 @@ def test_a_replayed_answer_to_another_request_is_ignored(devices):
     with ImapMailbox.connect(account, password) as box:
         box.append(account.backup_folder, jn.build_request(address=account.email, request_id=rid1,
                                                             device="old-phone", public_key=j1))
-    [first] = jn.pending_requests(old.home)
-    jn.approve(old.home, first)
+    [first] = agent_join.requests(support.agent_of(old.home))
+    approve(old.home, first)
     with ImapMailbox.connect(account, password) as box:
         [uid] = box.search_header(account.backup_folder, jn.ANSWER_TO_HEADER, rid1.hex())
         old_answer = box.fetch(account.backup_folder, [uid])[uid]
@@ -281,7 +286,7 @@ def test_joiner_times_out_and_withdraws_its_request(devices):
     assert _join_messages(account, password)[jn.REQUEST_VALUE] == []
     assert support.snapshot(new.home) == snap
     with pytest.raises(NoJoinRequest):
-        jn.pending_requests(old.home)
+        agent_join.requests(support.agent_of(old.home))
 
 
 def test_stale_requests_are_not_shown_and_are_deleted(devices):
@@ -295,7 +300,7 @@ def test_stale_requests_are_not_shown_and_are_deleted(devices):
         box.append(account.backup_folder, b"From: x@example.test\r\n" + jn.JOIN_HEADER.encode() +
                    b": request-v1\r\nSubject: junk\r\n\r\nnot json\r\n")
     with pytest.raises(NoJoinRequest):
-        jn.pending_requests(old.home)
+        agent_join.requests(support.agent_of(old.home))
     # the stale one is gone; junk that does not parse is left alone (it may be a later version's)
     assert len(_join_messages(account, password)[jn.REQUEST_VALUE]) == 1
 

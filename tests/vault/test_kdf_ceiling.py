@@ -17,7 +17,6 @@ from autosmime.errors import BackupRejected, KeyFileError, WrongRecoveryCode
 from autosmime.mailbox.imap import ImapMailbox
 from autosmime.pki import pkcs12
 from autosmime.vault import format as fmt
-from autosmime.vault.backup import backup_after_change, restore
 from autosmime.vault.recovery import new_code
 from tests.vault import backup_support as support
 
@@ -170,7 +169,7 @@ def test_restore_past_planted_backups_derives_no_pkcs12_of_theirs(mailstack, mai
     email, password = mail_user
     account = mailstack.account(email)
     old = support.make_device(tmp_path, "old", account, password, keys=1)
-    backup_after_change(old, recovery_code_out=tmp_path / "code.txt")
+    support.back_up(old, recovery_code_out=tmp_path / "code.txt")
     planted = [support.planted_backup(email, 100 + i) for i in range(3)]
     planted.append(support.planted_backup(email, 200, kdf=fmt.KdfParams(256 * 1024, 16, 16)))  # over the ceiling
     with ImapMailbox.connect(account, password) as box:
@@ -178,7 +177,7 @@ def test_restore_past_planted_backups_derives_no_pkcs12_of_theirs(mailstack, mai
             box.append(account.backup_folder, raw)
     new = support.make_device(tmp_path, "new", account, password)
     work = Work(monkeypatch)
-    result = restore(new.home, code=(tmp_path / "code.txt").read_text())
+    result = support.restore_with(new.home, (tmp_path / "code.txt").read_text())
     # the one over the ceiling is not even a candidate: its manifest fails the shape check, so it sorts last
     assert (result.seq, result.skipped) == (1, 3)
     assert support.fingerprints(new) == support.fingerprints(old)
@@ -196,5 +195,5 @@ def test_restore_with_only_planted_backups_diagnoses_once(mailstack, mail_user, 
     new = support.make_device(tmp_path, "new", account, password)
     work = Work(monkeypatch)
     with pytest.raises(WrongRecoveryCode):
-        restore(new.home, code=new_code())
+        support.restore_with(new.home, new_code())
     assert (work.argon2, work.pkcs12_kdf) == (3, 1)   # the newest one's error is worded; the others cost nothing more

@@ -24,7 +24,6 @@ from autosmime.mailbox.imap import ImapMailbox
 from autosmime.pki.pkcs12 import build_pfx
 from autosmime.pki.profiles import make_ca, make_mailbox_cert, new_key
 from autosmime.vault import format as fmt
-from autosmime.vault.backup import backup_after_change, backup_now
 from autosmime.vault.recovery import load_code, new_code
 from tests.vault import backup_support as support
 
@@ -54,8 +53,8 @@ def origin(mailstack, tmp_path_factory):
     account = mailstack.account(email)
     root = tmp_path_factory.mktemp("origin")
     old = support.make_device(root, "old", account, password, keys=1)
-    backup_after_change(old, recovery_code_out=root / "code.txt")
-    backup_now(old)
+    support.back_up(old, recovery_code_out=root / "code.txt")
+    support.back_up_or_raise(old)
     with ImapMailbox.connect(account, password) as box:
         folder = account.backup_folder
         raws = box.fetch(folder, box.search_header(folder, fmt.MARKER_HEADER, "v1"))
