@@ -72,6 +72,8 @@ def serve_cmd(directory: Path, db_url: str, listen: str, smtp: str, inbound_smtp
               inbound_imap: str | None, inbound_imap_password_file: Path | None, inbound_imap_ca: Path | None,
               dns_zones: tuple[Path, ...], base_url: str | None, validity_days: int | None) -> None:
     """Serve ACME (RFC 8555 + RFC 8823) until interrupted."""
+    import sys
+
     from autosmime.servers.ca.server import CAServer, parse_hostport
     from autosmime.servers.ca.settings import Settings
 
@@ -82,16 +84,15 @@ def serve_cmd(directory: Path, db_url: str, listen: str, smtp: str, inbound_smtp
                       inbound_smtp=parse_hostport(inbound_smtp) if inbound_smtp else None,
                       inbound_imap=poller, dns_zones=list(dns_zones), base_url=base_url,
                       settings=Settings(validity_days=validity_days))
-    click.echo(f"CA_URL={server.directory_url}")
-    click.echo(f"CA_TRUST={server.authority.directory / 'ca.pem'}")
-    click.echo(f"CA_MAIL_FROM={server.authority.mail_from}")
-    if inbound_smtp:
-        click.echo(f"CA_INBOUND_SMTP={inbound_smtp}")
-    click.echo("", nl=False)
-    import sys
+    def ready() -> None:
+        click.echo(f"CA_URL={server.directory_url}")
+        click.echo(f"CA_TRUST={server.authority.directory / 'ca.pem'}")
+        click.echo(f"CA_MAIL_FROM={server.authority.mail_from}")
+        if server.inbound is not None:
+            click.echo(f"CA_INBOUND_SMTP={server.inbound.host}:{server.inbound.port}")
+        sys.stdout.flush()
 
-    sys.stdout.flush()
-    server.serve_forever()
+    server.serve_forever(on_ready=ready)
 
 
 def _imap_poller(url: str, password_file: Path | None, ca_file: Path | None) -> IMAPPoller:

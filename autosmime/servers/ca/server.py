@@ -21,7 +21,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class CAServer:
         except OSError as e:
             self._sock.close()
             raise CAServerError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from None
+        self._sock.listen(1024)   # connections made before uvicorn runs wait in the backlog
         self.host, self.port = self._sock.getsockname()[:2]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = base_url.rstrip("/") if base_url else f"http://{host}:{self.port}"
@@ -121,9 +122,11 @@ class CAServer:
             time.sleep(0.01)
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM (the CLI)."""
+    def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve in this thread until SIGINT/SIGTERM (the CLI); ``on_ready`` runs once the ports listen."""
         self._start_inbound()
+        if on_ready is not None:
+            on_ready()
         self._uvicorn = self._make_uvicorn()
         try:
             self._uvicorn.run(sockets=[self._sock])
