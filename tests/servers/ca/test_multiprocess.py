@@ -122,3 +122,30 @@ def test_a_nonce_is_good_once_across_processes(two_processes: tuple[Proc, Proc])
     assert client.post(b.on(client.kid or ""), nonce=nonce).status_code == 200    # issued by A, used on B
     r = client.post(a.on(client.kid or ""), nonce=nonce)
     assert r.status_code == 400 and r.json()["type"].endswith("badNonce")
+
+
+def test_concurrent_authorization_fetches_send_one_mail(two_processes: tuple[Proc, Proc], sink: MailSink) -> None:
+    import threading
+
+    a, b = two_processes
+    client = ACMETestClient(a.base + "/acme/directory")
+    client.register()
+    address = f"race{os.getpid()}@example.test"
+    authz_url = client.new_order(address).json()["authorizations"][0]
+    targets = [a.on(authz_url), b.on(authz_url)] * 3
+    bodies = [client.signed_body(url, None) for url in targets]     # six requests, six fresh nonces
+    results: list[int] = []
+    barrier = threading.Barrier(len(targets))
+
+    def fetch(url: str, body: bytes) -> None:
+        barrier.wait()
+        r = httpx.post(url, content=body, headers={"Content-Type": "application/jose+json"}, timeout=30)
+        results.append(r.status_code)
+
+    threads = [threading.Thread(target=fetch, args=pair) for pair in zip(targets, bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * len(targets)
+    assert sum(1 for m in sink.messages if f"To: {address}".encode() in m) == 1
