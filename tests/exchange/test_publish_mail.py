@@ -94,3 +94,26 @@ def test_unpublish_by_mailed_manage_token_for_a_lost_key(mail_directory, pki, tm
         client.confirm("unpublish", ch["request"], token=token)
         with pytest.raises(Exception, match="no certificate"):
             client.lookup(email)
+
+
+def test_confirmation_mails_per_address_are_limited(pki, tmp_path, mailstack):
+    from autosmime.errors import DirectoryRateLimited
+    from autosmime.servers.directory.service import Limits
+
+    limits = Limits(lookups_per_client=(1000, 60), lookups_per_address=(1000, 60), writes_per_client=(1000, 3600),
+                    mails_per_address=(2, 3600))
+    running = start_directory(pki, tmp_path, smtp=("127.0.0.1", mailstack._ports.relay), limits=limits)
+    try:
+        email, password = mailstack.fresh_user()
+        user = pki.user(email)
+        with DirectoryClient(running.url) as client:
+            first = client.publish(user.chain_pem)
+            client.publish(user.chain_pem)
+            with pytest.raises(DirectoryRateLimited) as caught:
+                client.publish(user.chain_pem)   # a third mail to the same mailbox within the hour
+            assert 0 < caught.value.retry_after <= 3600
+            # The requests that did mail still work.
+            token, _ = flow.pick_up_token(mailstack.account(email), password, first["request"], 30)
+            client.confirm("publish", first["request"], token=token, proof=answer_challenge(first, user.key, user.cert))
+    finally:
+        running.stop()

@@ -163,21 +163,11 @@ def make_app(directory: Directory) -> Starlette:
             return _error(e)
         return _json(answer, 202)
 
-    async def mail_limited(address: str, request: Request) -> None:
-        n, window = limits.mails_per_address
-        try:
-            check(request, [(hashed("m", normalize_address(address)), n, window)], write=True)
-        except UsageError as e:
-            raise ApiError(400, "bad_address", str(e)) from None
-
     async def unpublish(request: Request) -> Response:
         try:
             data = await body_of(request)
             address, digest, via = field(data, "address"), field(data, "sha256"), field(data, "via")
-            if via == "mail":
-                await mail_limited(address, request)
-            else:
-                check(request, [], write=True)
+            check(request, [], write=True)
             answer = await run_in_threadpool(directory.request_unpublish, address, digest.lower(), via)
         except ApiError as e:
             return _error(e)

@@ -283,6 +283,14 @@ class Directory:
             if self.config.smtp is None:
                 self._drop(request_id)
                 raise ApiError(503, "no_mail", "this directory cannot send mail")
+            # However many ask, an address gets at most mails_per_address of our mails per window.
+            n, window = self.config.limits.mails_per_address
+            with self.sql.session() as cur:
+                retry = self.sql.hit(cur, [(ratelimit.hashed("m", address), n, window)], now)
+            if retry is not None:
+                self._drop(request_id)
+                raise ApiError(429, "mail_limited", "too many confirmation mails to this address; retry later",
+                               retry_after=retry)
             raw = mailer.token_mail(self.config.mail_from, address, op, request_id, token, sha, self.config.public_url)
             try:
                 mailer.send(self.config.smtp, self.config.mail_from, address, raw)
