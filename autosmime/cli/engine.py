@@ -239,7 +239,7 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
     pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
     with _open_input(in_file) as source:  # read as it is decoded: a large message is never held whole
         report, message = decrypt_stream(source, pairs)
-        _write_output(message, out_file)  # a file is read again as this writes
+        _write_output(message, out_file)
     if report.weak:
         click.echo(f"autosmime: warning: weak encryption ({report.content_algorithm})", err=True)
 

@@ -8,8 +8,9 @@
     >>> sys.stdout.buffer.writelines(pieces)                                   # doctest: +SKIP
 
 :func:`decrypt_stream` is the same operation for a large message read from a
-file: it holds the ciphertext once (not the message, its decoded DER and the
-plaintext besides) and hands the plaintext out piece by piece.
+file or a pipe: it keeps none of the message, its decoded DER or the plaintext
+in memory (the ciphertext waits in an unlinked temporary file) and hands the
+plaintext out piece by piece.
 """
 
 from __future__ import annotations
@@ -48,11 +49,10 @@ def decrypt_stream(source: BinaryIO, keys: KeyList) -> tuple[DecryptReport, Iter
 
     Every error is raised before this returns, so a caller that writes the pieces
     out writes nothing for a message that does not decrypt. A base64
-    application/pkcs7-mime message in the common layout is decoded as it is read
-    and only its ciphertext is kept, or nothing when ``source`` is seekable (a
-    file, which is then read a second time as the pieces are consumed: keep it
-    open, and unchanged, until they are); anything else is read whole and goes
-    through :func:`decrypt`.
+    application/pkcs7-mime message in the common layout is decoded as it is read,
+    its ciphertext spooled to an unlinked temporary file (memory if none can be
+    written) and decrypted from there as the pieces are consumed; anything else
+    is read whole and goes through :func:`decrypt`.
     """
     data, body = _read_head(source)
     if body is None:  # bare CMS, or no header block: read whole
@@ -60,11 +60,7 @@ def decrypt_stream(source: BinaryIO, keys: KeyList) -> tuple[DecryptReport, Iter
     msg = mime.Message.parse(data[:body])
     if mime.kind(msg) != "pkcs7-mime" or msg.transfer_encoding != "base64":
         return _whole(data + source.read(), keys)
-    again = None
-    if _seekable(source):  # a file: read it twice rather than hold its ciphertext
-        offset = source.tell() - len(data) + body
-        again = lambda: _b64_chunks(b"", source, offset)  # noqa: E731
-    opened = _enveloped.decrypt_chunks(_b64_chunks(data[body:], source), _pairs(keys), again)
+    opened = _enveloped.decrypt_chunks(_b64_chunks(data[body:], source), _pairs(keys))
     del data
     if isinstance(opened, bytes):  # another CMS layout: the general path, with the DER decoded already
         result = decrypt_classified(Classified(cms_kind(opened), msg, opened), keys)
@@ -115,22 +111,12 @@ def _report(r: _enveloped.DecryptResult) -> DecryptReport:
                          weak=r.weak, authenticated=r.authenticated, recipient_cert=r.recipient_cert)
 
 
-def _seekable(source: BinaryIO) -> bool:
-    try:
-        return source.seekable()
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _b64_chunks(first: bytes, source: BinaryIO, offset: int | None = None) -> Iterator[bytes]:
-    """Strict base64 of ``first`` and the rest of ``source`` (from ``offset``, if given),
-    whitespace ignored, decoded as read.
+def _b64_chunks(first: bytes, source: BinaryIO) -> Iterator[bytes]:
+    """Strict base64 of ``first`` and the rest of ``source``, whitespace ignored, decoded as read.
 
     The verdicts of ``mime.pkcs7_der`` on the whole body: padding may only close the
     last piece, so a "=" seen before the end has the rest judged in one piece.
     """
-    if offset is not None:
-        source.seek(offset)
     carry = b""
     data = first
     while True:

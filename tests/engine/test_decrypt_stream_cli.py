@@ -1,4 +1,4 @@
-"""`autosmime decrypt` streams: from a file (read twice), a pipe (ciphertext held) or --in, the same output."""
+"""`autosmime decrypt` streams: from a file, a pipe or --in, the same output; nothing written on failure."""
 
 import subprocess
 import sys
@@ -26,7 +26,7 @@ def _decrypt(user, *args, stdin=None):
 def test_file_pipe_and_in_out_give_the_same_message(pki, big, tmp_path):
     path, expected = big
     carol = pki["carol"]  # an RSA recipient: the streamed layout
-    with open(path, "rb") as f:  # stdin is the file itself: seekable
+    with open(path, "rb") as f:  # stdin is the file itself
         assert _decrypt(carol, stdin=f).stdout == expected
     piped = subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout
     p = subprocess.run([sys.executable, "-m", "autosmime", "decrypt", "--key", str(carol.key_path),

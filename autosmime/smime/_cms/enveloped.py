@@ -26,9 +26,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Literal
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
@@ -313,19 +314,15 @@ def decrypt_pieces(der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate
     return pieces, result
 
 
-def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]],
-                   again: Callable[[], Iterable] | None = None
+def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certificate | None]]
                    ) -> tuple[Iterator[bytes], DecryptResult] | bytes:
     """:func:`decrypt_pieces` of a ContentInfo arriving in pieces (as base64 decodes it), or,
     for a layout other than the common one, the whole ContentInfo for the general path.
 
-    The common layout (see :mod:`autosmime.smime._cms.enveloped_walk`) keeps only the
-    ciphertext, once, as it arrives; the plaintext comes out piece by piece as the
-    iterator is consumed, after every check has passed. With ``again``, which yields
-    the same pieces from the start a second time (a file read anew), not even that:
-    the first pass measures the ciphertext and keeps its last blocks, the second
-    decrypts it. The input must not change in between; if its length does, the
-    plaintext iterator raises MalformedMessage.
+    The common layout (see :mod:`autosmime.smime._cms.enveloped_walk`) spools the
+    ciphertext to a temporary file as it arrives (see :class:`_Spool`), keeping its last
+    blocks for the padding check; the plaintext comes out piece by piece as the
+    iterator is consumed, after every check has passed.
     """
     it = iter(chunks)
     head = b""
@@ -350,7 +347,7 @@ def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certi
             return b"".join([head, *it])
         need *= 4
     slots, cipher, start = walked
-    kept: list | None = [head[start:]] if again is None else None
+    kept = _Spool(head[start:])
     tail = head[start:][-_TAIL:]
     received = len(head)
     del head
@@ -358,18 +355,13 @@ def decrypt_chunks(chunks: Iterable, keys: Sequence[tuple[PrivateKey, x509.Certi
         received += len(chunk)
         if received > total:
             break
-        if kept is not None:
-            kept.append(chunk)
+        kept.append(chunk)
         tail = chunk[-_TAIL:] if len(chunk) >= _TAIL else (tail + chunk)[-_TAIL:]
     if received != total:
         raise MalformedMessage("not a valid CMS encrypted message "
                                f"({'data after its end' if received > total else 'truncated'})")
     length = total - start
-    if kept is not None:
-        ciphertext = _Streamed(_released(kept), length, tail)
-    else:
-        assert again is not None
-        ciphertext = _Streamed(_reread(again, start, length), length, tail)
+    ciphertext = _Streamed(kept.chunks(), length, tail)
     pieces, result = _open(_Envelope(False, slots, len(slots), [], cipher, ciphertext, b"", b""), keys)
     return iter(pieces), result
 
@@ -386,29 +378,51 @@ class _Streamed:
 _TAIL = 32  # two AES blocks
 
 
-def _released(chunks: list) -> Iterator[bytes]:
-    """The chunks, each let go of as it is handed out: the ciphertext shrinks as the plaintext grows."""
-    for i in range(len(chunks)):
-        chunk, chunks[i] = chunks[i], None
-        yield chunk
+class _Spool:
+    """Ciphertext read once (from a pipe) kept for its decryption: in an unlinked temporary
+    file, so memory does not grow with the message; in memory if no file can be written.
+
+    Only ciphertext goes to disk, never plaintext: what is there is what the mail server
+    already holds.
+    """
+
+    def __init__(self, first: bytes) -> None:
+        self._memory: list = []
+        try:
+            # Unbuffered: each write's outcome is known, so nothing is lost when the disk fills.
+            self._file: IO[bytes] | None = tempfile.TemporaryFile(prefix="autosmime-", buffering=0)
+        except OSError:
+            self._file = None
+        self.append(first)
+
+    def append(self, chunk: bytes) -> None:
+        if self._file is not None and not self._memory:
+            view = memoryview(chunk)
+            try:
+                while view:
+                    written = self._file.write(view)
+                    if not written:
+                        raise OSError("nothing written")
+                    view = view[written:]
+                return
+            except OSError:  # the disk is full: the rest stays in memory
+                chunk = bytes(view)
+        self._memory.append(chunk)
+
+    def chunks(self) -> Iterator[bytes]:
+        """Everything appended, once, each piece let go of as it is handed out."""
+        if self._file is not None:
+            with self._file as f:
+                f.seek(0)
+                while chunk := f.read(_SPOOL_READ):
+                    yield chunk
+        memory, self._memory = self._memory, []
+        for i in range(len(memory)):
+            chunk, memory[i] = memory[i], None
+            yield chunk
 
 
-def _reread(again: Callable[[], Iterable], skip: int, length: int) -> Iterator[bytes]:
-    """The ``length`` octets after the first ``skip`` of a second pass over the input."""
-    left = length
-    for chunk in again():
-        if skip:
-            if len(chunk) <= skip:
-                skip -= len(chunk)
-                continue
-            chunk, skip = chunk[skip:], 0
-        if len(chunk) > left:
-            left = -1
-            break
-        left -= len(chunk)
-        yield chunk
-    if left or skip:
-        raise MalformedMessage("the message changed while it was being decrypted")
+_SPOOL_READ = 1 << 20
 
 
 _HEAD = 16 * 1024  # enough for the fields before the ciphertext of nearly every message
