@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TEMP_PREFIX = ".autosmime-tmp-"
+#: the device vault inside a home (here so "is there a vault?" needs no vault code)
+VAULT_FILE = "vault.bin"
 
 
 def ensure_home(home: Path) -> None:

@@ -19,21 +19,15 @@ from pathlib import Path
 
 import click
 
-from autosmime.cli import home_dir
+from autosmime.cli import agent_for, home_dir
 from autosmime.errors import AccountError, UsageError
-from autosmime.mailbox.account import (
-    DEFAULT_TIMEOUT,
-    SECURITY_HELP,
-    TIMEOUT_ENV,
-    Account,
-    format_security,
-    load_account,
-    parse_security,
-    save_account,
-)
-from autosmime.mailbox.credentials import keyring_available, read_password_file, store_password
-from autosmime.mailbox.imap import ImapMailbox
-from autosmime.mailbox.smtp import check_login
+
+# Option help lives here, so `autosmime --help` loads no mailbox code.
+SECURITY_HELP = ("One mode for both servers (starttls, tls or plain) or one each, as in imap=tls,smtp=starttls "
+                 "(IMAP on 993 with TLS, submission on 587 with STARTTLS). starttls and tls verify the server "
+                 "certificate; plain is allowed only on loopback.")
+TIMEOUT_HELP = ("Give up on a server that does not connect or answer within this time "
+                "[default: 10] (AUTOSMIME_TIMEOUT overrides it).")
 
 _DEFAULT_PORTS = {"imap": {"starttls": 143, "plain": 143, "tls": 993},
                   "smtp": {"starttls": 587, "plain": 587, "tls": 465}}
@@ -59,6 +53,8 @@ def parse_hostport(value: str, kind: str, security: str) -> tuple[str, int]:
 
 def security_option(value: str) -> tuple[str, str]:
     """``--security``'s ``(imap, smtp)`` modes; UsageError (exit 2) for anything else."""
+    from autosmime.mailbox.account import parse_security
+
     try:
         return parse_security(value)
     except AccountError as e:
@@ -85,13 +81,16 @@ def account() -> None:
               help=SECURITY_HELP)
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="PEM CA certificates to verify the servers with instead of the system roots.")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True, metavar="SECONDS",
-              help=f"Give up on a server that does not connect or answer within this time ({TIMEOUT_ENV} overrides it).")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS", help=TIMEOUT_HELP)
 @click.pass_context
 def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | None, password_file: Path | None,
-        security: str, ca_file: Path | None, timeout: float) -> None:
+        security: str, ca_file: Path | None, timeout: float | None) -> None:
     """Check the login and save the account."""
-    home = home_dir(ctx)
+    from autosmime.agent.account import add_account
+    from autosmime.mailbox.account import DEFAULT_TIMEOUT, Account, format_security
+    from autosmime.mailbox.credentials import keyring_available, read_password_file
+
+    agent = agent_for(ctx)
     imap_mode, smtp_mode = security_option(security)
     imap_host, imap_port = parse_hostport(imap, "imap", imap_mode)
     smtp_host, smtp_port = parse_hostport(smtp, "smtp", smtp_mode)
@@ -105,19 +104,11 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
         password = click.prompt(f"Password for {username or email}", hide_input=True, err=True)
     acct = Account(email=email, imap_host=imap_host, imap_port=imap_port, smtp_host=smtp_host,
                    smtp_port=smtp_port, username=username or email, security=format_security(imap_mode, smtp_mode),
-                   ca_file=str(ca_file.expanduser().absolute()) if ca_file else None, timeout=timeout)
-    with ImapMailbox.connect(acct, password):
-        pass
-    check_login(acct, password)  # a typo in --smtp should fail now, not at the first send
-    if store_password(acct, password):
-        where = "the OS keyring"
-    elif password_file is not None:
-        acct.password_file = str(password_file)
-        where = f"{password_file} (path only)"
-    else:
-        raise UsageError("the OS keyring refused the password: pass --password-file")
-    save_account(home, acct)
-    click.echo(f"account {acct.email} saved in {home}; IMAP and SMTP login ok; password from {where}")
+                   ca_file=str(ca_file.expanduser().absolute()) if ca_file else None,
+                   timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+    saved = add_account(agent, acct, password, password_file=password_file)
+    where = "the OS keyring" if saved.password_source == "keyring" else f"{saved.password_file} (path only)"
+    click.echo(f"account {acct.email} saved in {agent.home}; IMAP and SMTP login ok; password from {where}")
 
 
 @account.command("show")
@@ -125,6 +116,8 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
 @click.pass_context
 def show(ctx: click.Context, as_json: bool) -> None:
     """Print the configured account (never the password)."""
+    from autosmime.mailbox.account import load_account
+
     acct = load_account(home_dir(ctx))
     data = dataclasses.asdict(acct)
     data["password_source"] = "file" if acct.password_file else "keyring"

@@ -82,11 +82,15 @@ def _p12_pairs(p12: Path, password_file: Path | None) -> list[KeyPair]:
 
 def _vault(ctx: click.Context):
     """This device's vault, or None when it has none (one that exists but won't open is an error)."""
+    from autosmime._files import VAULT_FILE
     from autosmime.cli import home_dir
-    from autosmime.vault.store import VAULT_FILE, Vault
 
     home = home_dir(ctx)
-    return Vault.open(home, create=False) if (home / VAULT_FILE).exists() else None
+    if not (home / VAULT_FILE).exists():
+        return None
+    from autosmime.vault.store import Vault
+
+    return Vault.open(home, create=False)
 
 
 def _own_keys(ctx, key, cert, chain, p12, password_file, *, purpose: str) -> list[KeyPair]:

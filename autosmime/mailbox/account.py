@@ -42,9 +42,6 @@ ACCOUNT_FILE = "account.json"
 SECURITY_MODES = ("starttls", "tls", "plain")
 Security = Literal["starttls", "tls", "plain"]
 #: what ``--security`` accepts, for help texts
-SECURITY_HELP = ("One mode for both servers (starttls, tls or plain) or one each, as in imap=tls,smtp=starttls "
-                 "(IMAP on 993 with TLS, submission on 587 with STARTTLS). starttls and tls verify the server "
-                 "certificate; plain is allowed only on loopback.")
 #: seconds to wait for a connection, and then for each answer, from the IMAP or SMTP server
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 3600.0

@@ -37,14 +37,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from autosmime._files import ensure_home, locked, remove_stale_temps, write_private
+from autosmime._files import VAULT_FILE, ensure_home, locked, remove_stale_temps, write_private
 from autosmime.errors import KeyFileError, NoKey, UsageError, VaultError
 from autosmime.pki.certs import cert_address, fingerprint, key_roles, normalize_fingerprint, same_key
 from autosmime.pki.keys import KeyPair, PrivateKey, as_private_key
 from autosmime.vault._secrets import get_secret, put_secret
 
 STATUSES = ("active", "retired", "revoked")
-VAULT_FILE = "vault.bin"
 LOCK_FILE = "vault.lock"
 DEVICE_KEY_FILE = "device.key"
 _MAGIC = b"AUTOSMIME-VAULT\n"
