@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import email.utils
+import time
 from collections.abc import Sequence
 from email.headerregistry import Address
 from functools import lru_cache
@@ -153,6 +154,8 @@ def _is_rfc822(block: HeaderBlock) -> bool:
     if not types:
         return False
     value = types[0].partition(b":")[2]
+    if b"822" not in value:  # the usual answer, without splitting and lowering
+        return False
     return value.split(b";")[0].strip().lower() == b"message/rfc822"
 
 
@@ -319,19 +322,20 @@ def _validation_time(at: _dt.datetime | None, signing_time: _dt.datetime | None)
     does), never later than now; None (now) without either."""
     if at is not None or signing_time is None:
         return at
-    return min(signing_time, _dt.datetime.now(_dt.UTC))
+    # time.time() is a twentieth of datetime.now(): the cap costs nothing for the usual past time.
+    return signing_time if signing_time.timestamp() <= time.time() else _dt.datetime.now(_dt.UTC)
 
 
 def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBlock | None,
            trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None, require_from_match: bool,
            check_date: bool, extra_certs: Sequence[x509.Certificate]) -> VerifyResult:
-    pool = list(signed.certificates) + list(extra_certs)
+    pool = [*signed.certificates, *extra_certs]
     # Each SignerInfo in the order received, the failed ones with what went wrong.
-    failed = dict(signed.failures)
+    failed = dict(signed.failures) if signed.failures else {}
     good = iter(signed.signers)
     reports: list[tuple[SignerReport, AutosmimeError | None]] = []
     for i in range(len(signed.signers) + len(failed)):
-        if i in failed:
+        if failed and i in failed:
             cert, err = failed[i].cert, failed[i].error
             reports.append((SignerReport(
                 cert=cert, chain=(), addresses=tuple(cert_addresses(cert)) if cert is not None else (),
@@ -344,7 +348,9 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
         notes: tuple[str, ...] = ()
         try:
             path = validate(s.cert, pool, trust_roots, at=_validation_time(at, s.signing_time), purpose="sign")
-            chain, notes = path.chain, tuple(str(n) for n in path.notes)
+            chain = path.chain
+            if path.notes:
+                notes = tuple(str(n) for n in path.notes)
         except (UntrustedSigner, UnsupportedAlgorithm) as e:
             error = e
         reports.append((SignerReport(
@@ -355,7 +361,7 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
     # Bare CMS has no headers at all: nothing to bind (the caller knows what it verified).
     headers = signer_headers(signed.content, context) if context is not None else None
     sender, from_problem = from_binding(headers) if context is not None else (None, None)
-    secured = _secure_headers(signed, headers)
+    secured = _secure_headers(signed, headers) if any(s.secure_headers for s in signed.signers) else None
     altered = None
     if secured is not None:  # RFC 7508: the signed copy is what the signer vouched for
         signed_sender, problem = from_binding(secured)
@@ -364,10 +370,13 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
         headers, sender, from_problem = secured, signed_sender, problem
 
     # The signer that counts: the one From names; failing that, the first good one, or the first.
-    chosen = next((r for r in reports if sender is not None and sender in r[0].addresses), None)
-    matches = None if sender is None else chosen is not None
-    if chosen is None:
-        chosen = next((r for r in reports if r[1] is None), reports[0])
+    chosen = reports[0]
+    if len(reports) == 1:  # the usual case, without the searches
+        matches = None if sender is None else sender in chosen[0].addresses
+    else:
+        named = next((r for r in reports if sender is not None and sender in r[0].addresses), None)
+        matches = None if sender is None else named is not None
+        chosen = named if named is not None else next((r for r in reports if r[1] is None), reports[0])
     primary, error = chosen
     if error is None and require_from_match and context is not None:
         if altered is not None:
@@ -381,7 +390,7 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
         problem = date_problem(headers, primary.signing_time)
         if problem is not None:
             error = TimeMismatch(problem)
-    ordered = (primary, *(r for r, _ in reports if r is not primary))
+    ordered = (primary,) if len(reports) == 1 else (primary, *(r for r, _ in reports if r is not primary))
     canonical = isinstance(signed.content, memoryview)  # split_signed_view only views CRLF bytes
     return VerifyResult(message=mime.rejoin(outer, signed.content, canonical=canonical), signers=ordered,
                         from_address=sender, from_matches=matches,
