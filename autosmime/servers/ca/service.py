@@ -368,7 +368,9 @@ class CAService:
         limit = self.settings.orders_per_account_per_hour
         expires = now + self.settings.authz_ttl
         order_id = new_id()
-        replaces = payload.get("replaces") if isinstance(payload.get("replaces"), str) else None
+        replaces = payload.get("replaces")
+        if replaces is not None:
+            self._check_replaces(replaces, req.account["id"], now)
         with self.store.tx() as c:
             recent = c.execute(_RECENT_ORDERS, {"acct": req.account["id"], "since": now - 3600}).scalar() or 0
             if recent >= limit:
@@ -382,6 +384,22 @@ class CAService:
                 token2=mailmod.new_token2(), message_id=mailmod.new_message_id(self.authority.domain))
                 for value in values])
         return 201, {"Location": self._u(req.base, "order", order_id)}, self._order_json(req.base, order_id)
+
+    def _check_replaces(self, replaces: Any, account_id: str, now: float) -> None:
+        """RFC 9773 §5: ``replaces`` names a certificate of this account not already being replaced."""
+        if not isinstance(replaces, str):
+            raise Problem.malformed("replaces must be an ARI certID string")
+        with self.store.read() as c:
+            cert = c.execute(sa.select(certificates.c.account_id).where(certificates.c.ari_id == replaces)).first()
+            if cert is None or cert.account_id != account_id:
+                raise Problem.malformed("replaces does not name a certificate of this account")
+            taken = c.execute(sa.select(orders.c.id).where(
+                orders.c.replaces == replaces,
+                sa.or_(orders.c.status == "valid",
+                       sa.and_(orders.c.status.in_(("pending", "ready", "processing")), orders.c.expires > now)),
+            ).limit(1)).first()
+        if taken is not None:
+            raise Problem("alreadyReplaced", "another order already replaces this certificate", 409)
 
     def _order_row(self, order_id: str) -> dict[str, Any]:
         with self.store.read() as c:

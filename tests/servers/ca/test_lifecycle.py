@@ -161,3 +161,18 @@ def test_ca_certificates_served(ca: CA) -> None:
     assert x509.load_der_x509_certificate(der) == ca.server.authority.issuing_cert
     pem = httpx.get(ca.server.url + "/ca/root.pem").content
     assert x509.load_pem_x509_certificate(pem) == ca.server.authority.root_cert
+
+
+def test_renewal_order_replaces(ca: CA) -> None:
+    p, cert, _ = _issued(ca)
+    cert_id = ari_cert_id(cert)
+    order = {"identifiers": [{"type": "email", "value": p.address}], "replaces": cert_id}
+    r = p.client.post(p.client.directory["newOrder"], order)
+    assert r.status_code == 201 and r.json()["replaces"] == cert_id, r.text
+    again = p.client.post(p.client.directory["newOrder"], order)          # the first renewal is still pending
+    assert again.status_code == 409 and again.json()["type"].endswith("alreadyReplaced")
+    other = ca.client()
+    r = other.post(other.directory["newOrder"], order)                      # not the other account's certificate
+    assert r.status_code == 400 and r.json()["type"].endswith("malformed")
+    r = p.client.post(p.client.directory["newOrder"], order | {"replaces": "AAAA.AAAA"})
+    assert r.status_code == 400
