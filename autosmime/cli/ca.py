@@ -68,9 +68,11 @@ def init_cmd(directory: Path, name: str, domain: str, validity_days: int) -> Non
               help="Zone file with DKIM TXT records (repeatable); default: real DNS.")
 @click.option("--base-url", help="Public URL of the HTTP listener (default http://LISTEN).")
 @click.option("--validity-days", type=click.IntRange(1, 825), help="Certificate lifetime (default: from ca init).")
+@click.option("--no-prelint", is_flag=True, help="Skip pkilint before signing (S/MIME BR 4.3.1.2 requires it).")
 def serve_cmd(directory: Path, db_url: str, listen: str, smtp: str, inbound_smtp: str | None,
               inbound_imap: str | None, inbound_imap_password_file: Path | None, inbound_imap_ca: Path | None,
-              dns_zones: tuple[Path, ...], base_url: str | None, validity_days: int | None) -> None:
+              dns_zones: tuple[Path, ...], base_url: str | None, validity_days: int | None,
+              no_prelint: bool) -> None:
     """Serve ACME (RFC 8555 + RFC 8823) until interrupted."""
     import sys
 
@@ -83,7 +85,7 @@ def serve_cmd(directory: Path, db_url: str, listen: str, smtp: str, inbound_smtp
     server = CAServer(directory, db_url, listen=parse_hostport(listen), smtp=parse_hostport(smtp),
                       inbound_smtp=parse_hostport(inbound_smtp) if inbound_smtp else None,
                       inbound_imap=poller, dns_zones=list(dns_zones), base_url=base_url,
-                      settings=Settings(validity_days=validity_days))
+                      settings=Settings(validity_days=validity_days, prelint=not no_prelint))
     def ready() -> None:
         click.echo(f"CA_URL={server.directory_url}")
         click.echo(f"CA_TRUST={server.authority.directory / 'ca.pem'}")

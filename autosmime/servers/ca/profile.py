@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -144,10 +145,59 @@ def ca_issuers_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/ca/issuing.der"
 
 
+class PreIssuanceLinter:
+    """pkilint's S/MIME linter (MAILBOX-STRICT) run on the to-be-signed certificate (S/MIME BR §4.3.1.2).
+
+    The certificate is first signed with a throw-away key of the CA key's type
+    (so the encoding is exactly what the CA will sign) and linted; only a
+    certificate without FATAL or ERROR findings is then signed with the CA key.
+    ``cabf.internal_domain_name`` is not counted: a CA on loopback or under a
+    ``.test`` name (the devstack, the tests) cannot avoid it, and it says
+    nothing about the profile. About 5 ms a certificate.
+    """
+
+    IGNORED = frozenset({"cabf.internal_domain_name"})
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._validator: Any = None
+        self._dummy: ec.EllipticCurvePrivateKey | None = None
+
+    def _setup(self, curve: ec.EllipticCurve) -> None:
+        from pkilint.cabf import smime
+        from pkilint.cabf.smime.smime_constants import Generation, ValidationLevel
+        from pkilint.pkix import certificate
+
+        self._validator = certificate.create_pkix_certificate_validator_container(
+            smime.create_decoding_validators(),
+            smime.create_subscriber_validators(ValidationLevel.MAILBOX, Generation.STRICT))
+        self._dummy = ec.generate_private_key(curve)
+
+    def findings(self, builder: x509.CertificateBuilder, ca_key: ec.EllipticCurvePrivateKey) -> list[str]:
+        """The FATAL/ERROR finding codes for what ``builder`` would become (empty: fine to sign)."""
+        from pkilint import loader
+
+        with self._lock:
+            if self._validator is None or self._dummy is None or self._dummy.curve.name != ca_key.curve.name:
+                self._setup(ca_key.curve)
+            assert self._dummy is not None
+            der = builder.sign(self._dummy, hashes.SHA384()).public_bytes(serialization.Encoding.DER)
+            doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+            results = self._validator.validate(doc.root)
+        return sorted({f.finding.code for r in results for f in r.finding_descriptions
+                       if f.finding.severity.name in ("FATAL", "ERROR") and f.finding.code not in self.IGNORED})
+
+
 def issue_mailbox_cert(addresses: list[str], key: PublicKey, authority: Authority, base_url: str, *,
                        days: int | None = None, usage: str = "dual", now: _dt.datetime | None = None,
-                       ) -> x509.Certificate:
-    """Sign a Mailbox-validated Strict certificate for ``addresses`` (already validated)."""
+                       linter: PreIssuanceLinter | None = None) -> x509.Certificate:
+    """Sign a Mailbox-validated Strict certificate for ``addresses`` (already validated).
+
+    With ``linter``, the certificate is linted before the CA key signs it;
+    findings raise ``serverInternal`` and nothing is signed.
+    """
     days = authority.validity_days if days is None else days
     if not 1 <= days <= MAX_VALIDITY_DAYS:
         raise ValueError(f"validity {days} days is outside 1..{MAX_VALIDITY_DAYS}")
@@ -175,6 +225,10 @@ def issue_mailbox_cert(addresses: list[str], key: PublicKey, authority: Authorit
         .add_extension(_aki(issuer), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
     )
+    if linter is not None:
+        found = linter.findings(builder, authority.issuing_key)
+        if found:
+            raise Problem.server_internal(f"pre-issuance lint failed ({', '.join(found)}); nothing was signed")
     return builder.sign(authority.issuing_key, hashes.SHA384())
 
 

@@ -177,6 +177,7 @@ class CAService:
         self.dnsfunc = dkim_dnsfunc(resolver)
         self.settings = settings or Settings()
         self.clock = self.settings.clock
+        self.linter = profile.PreIssuanceLinter() if self.settings.prelint else None
 
     # --- URLs -------------------------------------------------------------------
 
@@ -659,7 +660,7 @@ class CAService:
             cert = profile.issue_mailbox_cert(
                 identifiers, public_key, self.authority, self.settings.base_url or req.base,
                 days=self.settings.validity_days, usage=usage,
-                now=_dt.datetime.fromtimestamp(now, _dt.UTC))
+                now=_dt.datetime.fromtimestamp(now, _dt.UTC), linter=self.linter)
         except Exception:
             with self.store.tx() as c:
                 c.execute(orders.update().where(orders.c.id == order_id).values(status="ready"))

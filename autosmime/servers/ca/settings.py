@@ -26,6 +26,7 @@ class Settings:
     mails_per_account_per_hour: int = 30
     orders_per_account_per_hour: int = 300
     crl_days: int = 7
+    prelint: bool = True                     # pkilint before signing (S/MIME BR §4.3.1.2)
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:

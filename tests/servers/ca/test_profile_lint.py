@@ -147,3 +147,37 @@ def test_crl_lints_clean_and_lists_revocations(public_ca: CA, tmp_path: Path) ->
                           "-s", "WARNING", "--document-format", "DER", str(path)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_prelint_finds_a_broken_profile(ca_dir: Path) -> None:
+    from autosmime.servers.ca.authority import Authority
+    from autosmime.servers.ca.profile import PreIssuanceLinter
+
+    authority = Authority.open(ca_dir)
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+               .issuer_name(authority.issuing_cert.subject).public_key(key).serial_number(x509.random_serial_number())
+               .not_valid_before(now).not_valid_after(now + dt.timedelta(days=900))
+               .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("a@example.com"),
+                                                           x509.DNSName("example.com")]), critical=False))
+    assert PreIssuanceLinter().findings(builder, authority.issuing_key)      # several ERRORs
+
+
+def test_prelint_failure_issues_nothing(ca: CA) -> None:
+    from tests.servers.ca.conftest import start_order
+    from tests.servers.ca.support import make_csr
+
+    class Refusing:
+        def findings(self, builder: Any, ca_key: Any) -> list[str]:
+            return ["test.refused"]
+
+    ca.server.service.linter = Refusing()  # type: ignore[assignment]
+    p = start_order(ca)
+    p.reply(ca)
+    p.post_challenge()
+    r = p.finalize(make_csr(ec.generate_private_key(ec.SECP256R1()), p.address))
+    assert r.status_code == 500 and "pre-issuance lint" in r.json()["detail"]
+    assert ca.certificates_issued() == 0
