@@ -1,8 +1,9 @@
 """Find a recipient's certificate, and learn certificates from verified mail.
 
+    >>> from autosmime.agent import Agent
     >>> from autosmime.agent.lookup import lookup, harvest_verified
-    >>> found = lookup(home, "bob@example.test")                 # doctest: +SKIP
-    >>> harvest_verified(home, read_result)                      # doctest: +SKIP
+    >>> found = lookup(Agent(home), "bob@example.test")          # doctest: +SKIP
+    >>> harvest_verified(Agent(home), read_result)               # doctest: +SKIP
 
 Trust for recipients' chains: the roots of this vault's own chains (the CA
 that issued my certificates) plus any ``extra_roots`` (the CLI's --trust).
@@ -12,7 +13,7 @@ The directory is used when one is configured (see agent.publish.directory_url).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -24,26 +25,28 @@ from autosmime.exchange.lookup import DEFAULT_TTL, Found, find_certificate
 from autosmime.exchange.transparency import LogWitness
 from autosmime.smime.models import ReadResult, VerifyResult
 
+if TYPE_CHECKING:
+    from autosmime.agent.context import Agent
 
-def vault_roots(home: Path) -> list[x509.Certificate]:
+
+def vault_roots(agent: Agent) -> list[x509.Certificate]:
     """The self-signed ends of the chains this vault holds."""
-    from autosmime.vault.store import VAULT_FILE, Vault
-
-    if not (home / VAULT_FILE).exists():
+    if not agent.has_vault():
         return []
     roots = []
-    for e in Vault.open(home, create=False).entries():
+    for e in agent.vault(create=False).entries():
         for c in e.chain:
             if c.issuer == c.subject and c not in roots:
                 roots.append(c)
     return roots
 
 
-def lookup(home: Path, address: str, *, directory: str | None = None, extra_roots: Sequence[x509.Certificate] = (),
+def lookup(agent: Agent, address: str, *, directory: str | None = None, extra_roots: Sequence[x509.Certificate] = (),
            ttl: int = DEFAULT_TTL, smimea: bool = False) -> Found:
     from autosmime.agent.publish import directory_url
 
-    roots = [*vault_roots(home), *extra_roots]
+    home = agent.home
+    roots = [*vault_roots(agent), *extra_roots]
     contacts = Contacts(home)
     try:
         url: str | None = directory_url(home, directory)
@@ -56,6 +59,6 @@ def lookup(home: Path, address: str, *, directory: str | None = None, extra_root
                                 smimea=smimea)
 
 
-def harvest_verified(home: Path, result: ReadResult | VerifyResult) -> list[Harvested]:
+def harvest_verified(agent: Agent, result: ReadResult | VerifyResult) -> list[Harvested]:
     """Add the From-matching signer of each good signature in ``result`` to the contacts."""
-    return harvest(result, Contacts(home))
+    return harvest(result, Contacts(agent.home))

@@ -1,7 +1,8 @@
 """Publish my certificate in a key directory, confirming the mailed token by myself over IMAP.
 
+    >>> from autosmime.agent import Agent
     >>> from autosmime.agent.publish import publish
-    >>> outcome = publish(home, "http://127.0.0.1:8480")     # doctest: +SKIP
+    >>> outcome = publish(Agent(home), "http://127.0.0.1:8480")     # doctest: +SKIP
     >>> outcome.leaf_index                                    # doctest: +SKIP
     7
 
@@ -21,6 +22,7 @@ import datetime as _dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
@@ -28,9 +30,12 @@ from autosmime.errors import CertificateSwapped, PublishRejected, UsageError
 from autosmime.exchange.client import DirectoryClient
 from autosmime.exchange.proofs import answer_challenge, monitor_request
 from autosmime.exchange.transparency import LogWitness
-from autosmime.mailbox.account import Account
+from autosmime.mailbox.session import MailboxSession
 from autosmime.pki.certs import fingerprint
 from autosmime.pki.select import normalize_address
+
+if TYPE_CHECKING:
+    from autosmime.agent.context import Agent
 
 TOKEN_HEADER = "X-Autosmime-Directory"
 TOKEN_WAIT = 120.0
@@ -74,46 +79,34 @@ def _parse_token_header(raw: bytes) -> dict[str, str]:
     return {k.strip(): v.strip() for k, eq, v in (i.partition("=") for i in items[1:]) if eq}
 
 
-def pick_up_token(account: Account, password: str, request_id: str, timeout: float = TOKEN_WAIT) -> tuple[str, int]:
+def pick_up_token(box: MailboxSession, request_id: str, timeout: float = TOKEN_WAIT) -> tuple[str, int]:
     """(token, uid) of the directory's mail for ``request_id`` in INBOX; PublishRejected if none comes in time."""
-    from autosmime.mailbox.imap import ImapMailbox
-
-    with ImapMailbox.connect(account, password) as box:
-        uids = box.wait_for("INBOX", TOKEN_HEADER, f"request={request_id};", timeout=timeout, interval=0.25)
-        for uid, raw in box.fetch("INBOX", uids).items():
-            fields = _parse_token_header(raw)
-            if fields.get("request") == request_id and fields.get("token"):
-                return fields["token"], uid
+    uids = box.wait_for("INBOX", TOKEN_HEADER, f"request={request_id};", timeout=timeout, interval=0.25)
+    for uid, raw in box.fetch("INBOX", uids).items():
+        fields = _parse_token_header(raw)
+        if fields.get("request") == request_id and fields.get("token"):
+            return fields["token"], uid
     raise PublishRejected(f"the directory's confirmation mail did not arrive within {timeout:.0f} s")
 
 
-def _delete_token_mail(account: Account, password: str, uid: int) -> None:
-    from autosmime.mailbox.imap import ImapMailbox
-
-    with ImapMailbox.connect(account, password) as box:
-        box.delete("INBOX", [uid])
-
-
-def publish(home: Path, url: str | None = None, *, account: Account | None = None, password: str | None = None,
-            token_wait: float = TOKEN_WAIT) -> Published:
-    from autosmime.mailbox.credentials import account_and_password
-    from autosmime.vault.store import Vault
-
+def publish(agent: Agent, url: str | None = None, *, token_wait: float = TOKEN_WAIT) -> Published:
+    home = agent.home
     url = directory_url(home, url)
-    account, password = account_and_password(home, account, password)
-    address = normalize_address(account.email)
-    pair = Vault.open(home, create=False).encryption_pair(address)
+    address = normalize_address(agent.account().email)
+    pair = agent.vault(create=False).encryption_pair(address)
     chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pair.cert, *pair.chain)).decode()
     with DirectoryClient(url) as client:
         witness = LogWitness.open(home, client)
         challenge = client.publish(chain_pem, address)
-        token, uid = None, None
+        proof = answer_challenge(challenge, pair.key, pair.cert, pair.chain)
         if challenge.get("mail") == "sent":
-            token, uid = pick_up_token(account, password, str(challenge["request"]), token_wait)
-        done = client.confirm("publish", str(challenge["request"]), token=token,
-                              proof=answer_challenge(challenge, pair.key, pair.cert, pair.chain))
-        if uid is not None:
-            _delete_token_mail(account, password, uid)
+            with agent.open_mailbox() as box:
+                token, uid = pick_up_token(box, str(challenge["request"]), token_wait)
+                done = client.confirm("publish", str(challenge["request"]), token=token, proof=proof)
+                box.delete("INBOX", [uid])   # used up; nothing for the user to see
+        else:
+            token = None
+            done = client.confirm("publish", str(challenge["request"]), proof=proof)
         sha = fingerprint(pair.cert)
         answer, _ = client.lookup(address)
         proven = witness.verify_lookup(address, answer or {})
@@ -124,14 +117,11 @@ def publish(home: Path, url: str | None = None, *, account: Account | None = Non
                      "mail" if token else "fast path")
 
 
-def unpublish(home: Path, url: str | None = None, *, account: Account | None = None) -> str:
+def unpublish(agent: Agent, url: str | None = None) -> str:
     """Withdraw my active certificate (possession-signed); returns its SHA-256."""
-    from autosmime.mailbox.account import load_account
-    from autosmime.vault.store import Vault
-
-    url = directory_url(home, url)
-    address = normalize_address((account or load_account(home)).email)
-    pair = Vault.open(home, create=False).encryption_pair(address)
+    url = directory_url(agent.home, url)
+    address = normalize_address(agent.account().email)
+    pair = agent.vault(create=False).encryption_pair(address)
     sha = fingerprint(pair.cert)
     with DirectoryClient(url) as client:
         challenge = client.unpublish(address, sha, "proof")
@@ -149,18 +139,15 @@ class LogEvent:
     mine: bool      # a certificate this vault holds (or held)
 
 
-def monitor(home: Path, url: str | None = None, *, account: Account | None = None) -> list[LogEvent]:
+def monitor(agent: Agent, url: str | None = None) -> list[LogEvent]:
     """Every log event for my address, each proven in the log; ``mine`` False is a certificate I never had."""
-    from autosmime.mailbox.account import load_account
-    from autosmime.vault.store import Vault
-
-    url = directory_url(home, url)
-    address = normalize_address((account or load_account(home)).email)
-    vault = Vault.open(home, create=False)
+    url = directory_url(agent.home, url)
+    address = normalize_address(agent.account().email)
+    vault = agent.vault(create=False)
     pair = vault.signing_pair(address)
     held = {fingerprint(e.cert) for e in vault.entries()}
     with DirectoryClient(url) as client:
-        witness = LogWitness.open(home, client)
+        witness = LogWitness.open(agent.home, client)
         when, signed = monitor_request(address, pair.key, pair.cert, pair.chain)
         events = witness.verify_events(address, client.monitor(address, when, signed))
     return [LogEvent(int(e["idx"]), str(e["op"]), str(e["cert"]),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from autosmime.cli import home_dir
+from autosmime.cli import agent_for
 
 
 def register(group: click.Group) -> None:
@@ -31,7 +31,7 @@ def publish(ctx: click.Context, directory: str | None) -> None:
     """Publish my encryption certificate (confirms the directory's mail by itself)."""
     from autosmime.agent.publish import publish as run
 
-    done = run(home_dir(ctx), directory)
+    done = run(agent_for(ctx), directory)
     click.echo(f"published {done.address} {done.sha256} at log entry {done.leaf_index} "
                f"(log size {done.tree_size}, mailbox proven by {done.mailbox_proof})")
 
@@ -54,7 +54,7 @@ def lookup(ctx: click.Context, address: str, directory: str | None, trust: tuple
     from autosmime.pki.keys import load_certificates, read_file
 
     roots = [c for p in trust for c in load_certificates(read_file(p))]
-    found = run(home_dir(ctx), address, directory=directory, extra_roots=roots, smimea=smimea)
+    found = run(agent_for(ctx), address, directory=directory, extra_roots=roots, smimea=smimea)
     sha = fingerprint(found.cert)
     if as_json:
         click.echo(json.dumps({
@@ -77,7 +77,7 @@ def monitor(ctx: click.Context, directory: str | None) -> None:
     """My address's history in the directory's log; exit 1 if it shows a certificate I never held."""
     from autosmime.agent.publish import monitor as run
 
-    events = run(home_dir(ctx), directory)
+    events = run(agent_for(ctx), directory)
     foreign = 0
     for e in events:
         mark = "mine" if e.mine else "NOT MINE"

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from autosmime.agent import publish as flow
+from autosmime.agent.context import Agent
 from autosmime.errors import PublishRejected
 from autosmime.exchange.client import DirectoryClient
 from autosmime.exchange.proofs import answer_challenge
@@ -26,6 +27,11 @@ def mail_directory(pki, tmp_path, mailstack):
     running.stop()
 
 
+def token_of(account: Account, password: str, request_id: str) -> tuple[str, int]:
+    with ImapMailbox.connect(account, password) as box:
+        return flow.pick_up_token(box, request_id, 30)
+
+
 def device(tmp_path, mailstack, email, password, user) -> tuple:
     home = tmp_path / email.split("@")[0]
     home.mkdir()
@@ -42,7 +48,7 @@ def test_publish_with_mailed_token(mail_directory, pki, tmp_path, mailstack, mai
     email, password = mail_user
     user = pki.user(email)                      # a trusted CA that is not a fast-path CA: the mail round trip
     home, account = device(tmp_path, mailstack, email, password, user)
-    done = flow.publish(home, mail_directory.url, token_wait=30)
+    done = flow.publish(Agent(home), mail_directory.url, token_wait=30)
     assert done.mailbox_proof == "mail" and done.address == email
     with DirectoryClient(mail_directory.url) as client:
         answer, _ = client.lookup(email)
@@ -51,13 +57,13 @@ def test_publish_with_mailed_token(mail_directory, pki, tmp_path, mailstack, mai
     with ImapMailbox.connect(account, password) as box:
         assert box.search_header("INBOX", flow.TOKEN_HEADER, "v1") == []
     # The owner's history shows that publication, and it is theirs.
-    [event] = flow.monitor(home)
+    [event] = flow.monitor(Agent(home))
     assert event.op == "publish" and event.mine and event.leaf_index == done.leaf_index
     # Withdrawn with a possession proof: the same 404 as never published.
-    flow.unpublish(home)
+    flow.unpublish(Agent(home))
     with DirectoryClient(mail_directory.url) as client, pytest.raises(Exception, match="no certificate"):
         client.lookup(email)
-    assert [e.op for e in flow.monitor(home)] == ["publish", "unpublish"]
+    assert [e.op for e in flow.monitor(Agent(home))] == ["publish", "unpublish"]
 
 
 def test_token_is_bound_to_its_request_and_single_use(mail_directory, pki, tmp_path, mailstack):
@@ -68,8 +74,8 @@ def test_token_is_bound_to_its_request_and_single_use(mail_directory, pki, tmp_p
     with DirectoryClient(mail_directory.url) as client:
         a = client.publish(alice.chain_pem)
         m = client.publish(mallory.chain_pem)
-        a_token, _ = flow.pick_up_token(mailstack.account(alice_email), alice_pw, a["request"], 30)
-        m_token, _ = flow.pick_up_token(mailstack.account(mallory_email), mallory_pw, m["request"], 30)
+        a_token, _ = token_of(mailstack.account(alice_email), alice_pw, a["request"])
+        m_token, _ = token_of(mailstack.account(mallory_email), mallory_pw, m["request"])
         # Mallory's own mailbox token does not confirm a request for Alice's address.
         with pytest.raises(PublishRejected, match="token"):
             client.confirm("publish", a["request"], token=m_token, proof=answer_challenge(a, alice.key, alice.cert))
@@ -86,11 +92,11 @@ def test_unpublish_by_mailed_manage_token_for_a_lost_key(mail_directory, pki, tm
     email, password = mailstack.fresh_user()
     user = pki.user(email)
     home, account = device(tmp_path, mailstack, email, password, user)
-    done = flow.publish(home, mail_directory.url, token_wait=30)
+    done = flow.publish(Agent(home), mail_directory.url, token_wait=30)
     with DirectoryClient(mail_directory.url) as client:
         ch = client.unpublish(email, done.sha256, "mail")
         assert "proof" not in ch
-        token, _ = flow.pick_up_token(account, password, ch["request"], 30)
+        token, _ = token_of(account, password, ch["request"])
         client.confirm("unpublish", ch["request"], token=token)
         with pytest.raises(Exception, match="no certificate"):
             client.lookup(email)
@@ -113,7 +119,7 @@ def test_confirmation_mails_per_address_are_limited(pki, tmp_path, mailstack):
                 client.publish(user.chain_pem)   # a third mail to the same mailbox within the hour
             assert 0 < caught.value.retry_after <= 3600
             # The requests that did mail still work.
-            token, _ = flow.pick_up_token(mailstack.account(email), password, first["request"], 30)
+            token, _ = token_of(mailstack.account(email), password, first["request"])
             client.confirm("publish", first["request"], token=token, proof=answer_challenge(first, user.key, user.cert))
     finally:
         running.stop()
