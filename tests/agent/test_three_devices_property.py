@@ -24,7 +24,7 @@ from autosmime.agent.keys import import_file
 from autosmime.errors import MailboxError, RecoveryCodeNeeded
 from autosmime.vault import join as protocol
 from autosmime.vault.backup import scan_folder
-from tests.agent.world import ADDRESS, CHEAP, World, code_of, held, p12_of_new_key
+from tests.agent.world import ADDRESS, CHEAP, DovecotWorld, World, code_of, held, p12_of_new_key
 
 RUNS = 100
 STEPS = 10
@@ -37,7 +37,7 @@ def _seed() -> int:
     return 20261205 if os.environ.get("CI") else random.SystemRandom().randrange(2**32)
 
 
-def _join(world: World, joiner, approver) -> None:
+def _join(world: World | DovecotWorld, joiner, approver) -> None:
     """The join protocol's steps, in order, on sessions that may break (as the two devices would run them)."""
     folder = "autosmime-keys"
     with joiner.open_mailbox() as box:
@@ -61,8 +61,8 @@ def _join(world: World, joiner, approver) -> None:
 
 
 class Run:
-    def __init__(self, world: World, rng: random.Random) -> None:
-        self.world, self.rng = world, rng
+    def __init__(self, world: World | DovecotWorld, rng: random.Random, address: str = ADDRESS) -> None:
+        self.world, self.rng, self.address = world, rng, address
         self.devices = [world.device(name) for name in ("laptop", "phone", "tablet")]
         self.imported: set[str] = set()  # every key imported on any device
         self.covered: set[str] = set()  # keys some device reported in a stored backup
@@ -106,12 +106,15 @@ class Run:
 
     def _codes_with_backups(self) -> set[str]:
         """The device codes that open at least one backup in the folder."""
-        box = self.world.server.session()
         out = set()
-        for code in {code_of(d) for d in self.devices} - {None}:
-            scan = scan_folder(box, "autosmime-keys", address=ADDRESS, code=code, params=CHEAP)
-            if scan.authentic:
-                out.add(code)
+        box = self.world.session()
+        try:
+            for code in {code_of(d) for d in self.devices} - {None}:
+                scan = scan_folder(box, "autosmime-keys", address=self.address, code=code, params=CHEAP)
+                if scan.authentic:
+                    out.add(code)
+        finally:
+            box.close()
         return out
 
     def check(self) -> None:
@@ -170,3 +173,31 @@ def test_three_devices_never_lose_a_key(tmp_path):
         joins += sum("join: ok" in line for line in r.log)
         cuts += sum(": cut" in line for line in r.log)
     assert joins and cuts, (joins, cuts)  # both the join and the cut paths were exercised
+
+
+@pytest.mark.mailserver
+@pytest.mark.timeout(1200)
+def test_three_devices_on_dovecot_with_tcp_cuts(mailstack, tmp_path):
+    """The same property, fewer runs, against real Dovecot through a proxy that resets TCP connections."""
+    from autosmime.devstack.faultproxy import CuttingProxy
+
+    seed = _seed()
+    rng = random.Random(seed)
+    cuts = 0
+    for run in range(6):
+        email, password = mailstack.fresh_user()
+        proxy = CuttingProxy("127.0.0.1", mailstack.imap_port)
+        try:
+            world = DovecotWorld(tmp_path / f"run{run}", mailstack.account(email),
+                                 mailstack.account(email, imap_port=proxy.port), password, proxy)
+            r = Run(world, rng, address=email)
+            try:
+                for _ in range(8):
+                    r.step()
+                r.heal()
+            except AssertionError as e:
+                raise AssertionError(f"seed {seed}, run {run}: {e}\n" + "\n".join(r.log)) from None
+            cuts += proxy.cuts
+        finally:
+            proxy.stop()
+    assert cuts, "no connection was cut"

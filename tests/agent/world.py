@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autosmime.agent.context import Agent
+from autosmime.devstack.faultproxy import CuttingProxy
 from autosmime.mailbox.account import Account
-from autosmime.mailbox.memory import Fault, MemoryServer
+from autosmime.mailbox.memory import Fault, MemoryMailbox, MemoryServer
+from autosmime.mailbox.session import MailboxSession
 from autosmime.pki.certs import fingerprint
 from autosmime.pki.pkcs12 import build_pfx
 from autosmime.vault import format as fmt
@@ -44,6 +46,10 @@ class World:
                      account=ACCOUNT, password="unused", backup_params=CHEAP, device=name,
                      present_code=present if terminal else None)
 
+    def session(self) -> MemoryMailbox:
+        """A session for the test's own checks (never cut)."""
+        return self.server.session()
+
     def cuts(self, rng: random.Random | None, rate: float = 0.0) -> None:
         """From now on each mailbox operation breaks the connection with probability ``rate``."""
         if rng is None or rate <= 0:
@@ -73,3 +79,32 @@ def held(agent: Agent) -> set[str]:
 
 def code_of(agent: Agent) -> str | None:
     return load_code(agent.home)
+
+
+@dataclass
+class DovecotWorld:
+    """The same devices on the real Dovecot account, through a proxy that cuts TCP connections."""
+
+    root: Path
+    direct: Account  # the account as the test's own checks reach it
+    through_proxy: Account  # ... and as the devices do
+    password: str
+    proxy: CuttingProxy
+
+    def device(self, name: str) -> Agent:
+        from autosmime.mailbox.imap import ImapMailbox
+
+        return Agent(self.root / name, mailbox_factory=ImapMailbox.connect, account=self.through_proxy,
+                     password=self.password, backup_params=CHEAP, device=name)
+
+    def session(self) -> MailboxSession:
+        from autosmime.mailbox.imap import ImapMailbox
+
+        return ImapMailbox.connect(self.direct, self.password)
+
+    def cuts(self, rng: random.Random | None, rate: float = 0.0) -> None:
+        """Half the steps run with every connection cut after a random number of client bytes."""
+        if rng is None or rate <= 0 or rng.random() < 0.5:
+            self.proxy.cut_after(None)
+        else:
+            self.proxy.cut_after(rng.randint(0, 12000))
