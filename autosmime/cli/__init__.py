@@ -15,6 +15,7 @@ mailbox nor the agent.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -112,6 +113,7 @@ def _register() -> None:
 
     directory.register(cli)
     exchange.register(cli)
+    importlib.import_module("autosmime.cli.setup").register(cli)
 
 
 _register()
