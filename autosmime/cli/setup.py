@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from autosmime.agent.setup import SetupOutcome
 
 STDOUT = "-"
+T = TypeVar("T")
 
 
 def register(group: click.Group) -> None:
@@ -86,17 +86,40 @@ def _show_code(code: str) -> bool:
     return True
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    """A rich spinner on stderr naming the running step (only when stderr is a terminal)."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
+class _Spinner:
+    """A rich spinner on stderr naming the running step, only when stderr is a terminal; paused while the
+    person is asked something or shown the recovery code, so the two never interleave."""
 
-    console = Console(stderr=True)
-    with console.status("starting") as status:
-        yield lambda text: status.update(text + " ...")
+    def __init__(self, enabled: bool) -> None:
+        self._status: Any = None
+        if enabled:
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status("starting ...")
+
+    def __enter__(self) -> _Spinner:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def step(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text + " ...")
+
+    def paused(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def run(*args: Any) -> T:
+            if self._status is not None:
+                self._status.stop()
+            try:
+                return fn(*args)
+            finally:
+                if self._status is not None:
+                    self._status.start()
+        return run
 
 
 def _describe(outcome: SetupOutcome) -> list[str]:
@@ -243,11 +266,11 @@ def setup_cmd(ctx: click.Context, address: str, imap: str | None, smtp: str | No
     person = _person_here()
     captured: list[str] = []
     home = home_dir(ctx)
-    with _progress(sys.stderr.isatty() and not as_json) as progress:
-        prompts = Prompts(ask_password=_ask_password if sys.stdin.isatty() else None,
-                          ask_code=_ask_code if sys.stdin.isatty() else None,
-                          present_code=None if to_stdout else (_show_code if person else None),
-                          progress=progress)
+    with _Spinner(sys.stderr.isatty() and not as_json) as spinner:
+        prompts = Prompts(ask_password=spinner.paused(_ask_password) if sys.stdin.isatty() else None,
+                          ask_code=spinner.paused(_ask_code) if sys.stdin.isatty() else None,
+                          present_code=spinner.paused(_show_code) if person and not to_stdout else None,
+                          progress=spinner.step)
         outcome = setup(home, address, given, prompts, code_sink=captured.append if to_stdout else None)
     code = captured[-1] if captured else None
     if as_json:
