@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autosmime.agent.context import Agent, MailboxFactory, imap_session
@@ -50,7 +50,6 @@ from autosmime.vault.backup import DEFAULT_PARAMS, BackupParams
 __all__ = ["KeysFrom", "Progress", "Prompts", "Publication", "ServerGiven", "SetupOutcome", "guess_security",
            "resolve_account", "setup"]
 
-PASSWORD_FILE = "mail-password"  # in the home, 0600, where there is no keyring
 PUBLISHED_STATE = "setup_published"  # vault state: {"sha256": ..., "url": ...} of the last publication
 #: ports that speak TLS from the first byte (RFC 8314); any other port is taken as STARTTLS
 IMPLICIT_TLS_PORTS = {"imap": 993, "smtp": 465}
@@ -223,26 +222,6 @@ def _password(home: Path, account: Account, saved: bool, given: ServerGiven, pro
     return password
 
 
-def _keep_password(home: Path, account: Account, password: str, given: ServerGiven) -> tuple[Account, str]:
-    """Where the password lives from now on: the keyring, the given file (its path), or a 0600 file in the home."""
-    from autosmime._files import ensure_home, write_private
-    from autosmime.mailbox.credentials import store_password
-
-    if store_password(account, password):
-        return account, "keyring"
-    if given.password_file is not None:
-        return replace(account, password_file=str(Path(given.password_file).expanduser().absolute())), "password-file"
-    ensure_home(home)
-    write_private(home / PASSWORD_FILE, password.encode("utf-8") + b"\n")
-    return replace(account, password_file=str((home / PASSWORD_FILE).absolute())), "file"
-
-
-def _password_store(account: Account, home: Path) -> str:
-    if not account.password_file:
-        return "keyring"
-    return "file" if Path(account.password_file) == (home / PASSWORD_FILE).absolute() else "password-file"
-
-
 def check_login(account: Account, password: str) -> None:
     """Log in to IMAP, then SMTP (sending nothing): a typo in either fails now, not at the first send."""
     from autosmime.mailbox.imap import ImapMailbox
@@ -377,12 +356,15 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
 
     if saved is None:
         from autosmime.mailbox.account import save_account
+        from autosmime.mailbox.credentials import keep_password
 
-        account, store = _keep_password(home, account, password, given)
+        account, store = keep_password(home, account, password, given.password_file)
         save_account(home, account)
         agent = agent_for(account)
     else:
-        store = _password_store(account, home)
+        from autosmime.mailbox.credentials import password_store
+
+        store = password_store(home, account)
 
     # 3b. keys
     restored: RestoreOutcome | None = None

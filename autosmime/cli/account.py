@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -76,7 +77,8 @@ def account() -> None:
 @click.option("--smtp", "smtp", required=True, metavar="HOST:PORT", help="SMTP submission server.")
 @click.option("--username", help="Login name (default: the email address).")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="File whose first line is the password (required when there is no OS keyring).")
+              help="File whose first line is the password (else asked at the terminal, no echo, and kept in the OS "
+                   "keyring, or in a 0600 file in the home where there is none).")
 @click.option("--security", default="starttls", show_default=True, metavar="MODE|imap=MODE,smtp=MODE",
               help=SECURITY_HELP)
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -88,18 +90,17 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
     """Check the login and save the account."""
     from autosmime.agent.account import add_account
     from autosmime.mailbox.account import DEFAULT_TIMEOUT, Account, format_security
-    from autosmime.mailbox.credentials import keyring_available, read_password_file
+    from autosmime.mailbox.credentials import read_password_file
 
     agent = agent_for(ctx)
     imap_mode, smtp_mode = security_option(security)
     imap_host, imap_port = parse_hostport(imap, "imap", imap_mode)
     smtp_host, smtp_port = parse_hostport(smtp, "smtp", smtp_mode)
-    has_keyring = keyring_available()
-    if password_file is None and not has_keyring:
-        raise UsageError("no OS keyring is available: pass --password-file")
     if password_file is not None:
         password_file = password_file.expanduser().absolute()
         password = read_password_file(password_file)
+    elif not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password on: pass --password-file")
     else:
         password = click.prompt(f"Password for {username or email}", hide_input=True, err=True)
     acct = Account(email=email, imap_host=imap_host, imap_port=imap_port, smtp_host=smtp_host,
@@ -107,7 +108,8 @@ def add(ctx: click.Context, email: str, imap: str, smtp: str, username: str | No
                    ca_file=str(ca_file.expanduser().absolute()) if ca_file else None,
                    timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
     saved = add_account(agent, acct, password, password_file=password_file)
-    where = "the OS keyring" if saved.password_source == "keyring" else f"{saved.password_file} (path only)"
+    where = {"keyring": "the OS keyring", "password-file": f"{saved.password_file} (path only)",
+             "file": f"{saved.password_file} (0600; there is no OS keyring)"}[saved.password_source]
     click.echo(f"account {acct.email} saved in {agent.home}; IMAP and SMTP login ok; password from {where}")
 
 

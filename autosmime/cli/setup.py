@@ -125,8 +125,9 @@ class _Spinner:
 def _describe(outcome: SetupOutcome) -> list[str]:
     from autosmime.agent.outcomes import BackupState
     from autosmime.agent.setup import KeysFrom, Publication
+    from autosmime.mailbox.credentials import HOME_PASSWORD_FILE
 
-    where = {"keyring": "the OS keyring", "file": f"{outcome.home / 'mail-password'} (0600)",
+    where = {"keyring": "the OS keyring", "file": f"{outcome.home / HOME_PASSWORD_FILE} (0600)",
              "password-file": "your password file (its path is remembered)"}[outcome.password_store]
     source = {"given": "as given", "saved": "as saved before"}.get(outcome.settings_source,
                                                                       f"found by {outcome.settings_source} discovery")

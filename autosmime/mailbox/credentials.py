@@ -4,12 +4,14 @@
     >>> isinstance(keyring_available(), bool)
     True
 
-The password is never written into autosmime's own files; only the path of
-a password file the user manages is remembered.
+Where it is kept after set-up (:func:`keep_password`): the OS keyring; else the
+path of the password file the user gave; else, when the user typed it at the
+terminal and there is no keyring, a 0600 file in the home (``mail-password``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -59,6 +61,37 @@ def get_password(account: Account, home: Path, password_file: str | None = None)
 def store_password(account: Account, password: str) -> bool:
     """Save ``password`` in the OS keyring; False when no real keyring exists (or it refuses)."""
     return _keyring.put_secret(account.email, password)
+
+
+#: the password file kept in the home when there is no keyring and the password was typed
+HOME_PASSWORD_FILE = "mail-password"
+
+
+def keep_password(home: Path, account: Account, password: str,
+                  password_file: str | os.PathLike[str] | None = None) -> tuple[Account, str]:
+    """Keep ``password`` for ``account`` (not yet saved): the account to save, and where it went.
+
+    "keyring" (the OS keyring took it), "password-file" (no keyring: ``password_file``'s
+    absolute path is remembered) or "file" (no keyring, no file given: a 0600 file in ``home``).
+    """
+    from autosmime._files import ensure_home, write_private
+
+    if store_password(account, password):
+        return account, "keyring"
+    if password_file is not None:
+        path = Path(password_file).expanduser().absolute()
+        return dataclasses.replace(account, password_file=str(path)), "password-file"
+    ensure_home(Path(home))
+    path = (Path(home) / HOME_PASSWORD_FILE).absolute()
+    write_private(path, password.encode("utf-8") + b"\n")
+    return dataclasses.replace(account, password_file=str(path)), "file"
+
+
+def password_store(home: Path, account: Account) -> str:
+    """Where a saved account's password is kept: "keyring", "file" (in the home) or "password-file"."""
+    if not account.password_file:
+        return "keyring"
+    return "file" if Path(account.password_file) == (Path(home) / HOME_PASSWORD_FILE).absolute() else "password-file"
 
 
 def account_and_password(home: Path, account: Account | None = None,

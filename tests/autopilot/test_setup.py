@@ -325,3 +325,27 @@ def test_at_a_terminal_password_asked_without_echo_and_code_shown_once(stack: St
     text = out.decode(errors="replace")
     assert code == 0, text
     assert "nothing changed" in text and recovery not in text and "Password" not in text
+
+
+def test_account_add_at_a_terminal_without_keyring_keeps_a_0600_file(stack: Stack, fresh_address: str,
+                                                                    tmp_path: Path) -> None:
+    """`account add` with no --password-file: asked with no echo, kept where setup keeps it."""
+    from autosmime.mailbox.credentials import get_password, keyring_available
+
+    if keyring_available():
+        pytest.skip("this machine has an OS keyring: the password goes there")
+    home = tmp_path / "home"
+    password = stack.password(fresh_address)
+    code, out = _run_in_pty(["--home", str(home), "account", "add", "--email", fresh_address, "--imap", stack.env["IMAP"],
+                             "--smtp", stack.env["SMTP"], "--ca-file", stack.env["MAIL_CA_FILE"]], {},
+                            [(b"Password for ", password.encode() + b"\n")])
+    text = out.decode(errors="replace")
+    assert code == 0, text
+    assert password not in text and "(0600; there is no OS keyring)" in text
+    saved = home / "mail-password"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    account = load_account(home)
+    assert account.password_file == str(saved) and get_password(account, home) == password
+    r = run_cli("--home", str(tmp_path / "other"), "account", "add", "--email", fresh_address, "--imap",
+                stack.env["IMAP"], "--smtp", stack.env["SMTP"])
+    assert r.returncode == 2 and "pass --password-file" in _one_line(r)
