@@ -15,7 +15,6 @@ mailbox nor the agent.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -109,11 +108,11 @@ def _register() -> None:
 
     for module in (engine, account, keys, backup, ca, enroll, devstack):
         module.register(cli)
-    from autosmime.cli import directory, exchange  # commands import their libraries when run
+    from autosmime.cli import directory, exchange, setup  # commands import their libraries when run
 
     directory.register(cli)
     exchange.register(cli)
-    importlib.import_module("autosmime.cli.setup").register(cli)
+    setup.register(cli)
 
 
 _register()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from autosmime.cli import home_dir
+from autosmime.cli import _show_new_code, home_dir
 from autosmime.errors import UsageError
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ T = TypeVar("T")
 
 def register(group: click.Group) -> None:
     group.add_command(setup_cmd)
-
-
-def _person_here() -> bool:
-    return sys.stdin.isatty() and sys.stderr.isatty()
 
 
 def _hostport(value: str | None, kind: str, security: str | None) -> tuple[str, int] | None:
@@ -75,15 +71,6 @@ def _ask_code() -> str | None:
     text = click.prompt("Recovery code (or press Enter to join from one of your other devices instead)",
                         hide_input=True, default="", show_default=False, err=True)
     return str(text).strip() or None
-
-
-def _show_code(code: str) -> bool:
-    if not _person_here():
-        return False
-    click.echo("autosmime: your recovery code (shown once; write it down and keep it offline, "
-               "it opens every key backup):", err=True)
-    click.echo(f"    {code}", err=True)
-    return True
 
 
 class _Spinner:
@@ -264,13 +251,12 @@ def setup_cmd(ctx: click.Context, address: str, imap: str | None, smtp: str | No
         ca_trust=str(ca_trust.expanduser()) if ca_trust else None, directory=directory,
         recovery_code=_read_code_file(recovery_code_file) if recovery_code_file else None,
         recovery_code_out=code_out)
-    person = _person_here()
     captured: list[str] = []
     home = home_dir(ctx)
     with _Spinner(sys.stderr.isatty() and not as_json) as spinner:
         prompts = Prompts(ask_password=spinner.paused(_ask_password) if sys.stdin.isatty() else None,
                           ask_code=spinner.paused(_ask_code) if sys.stdin.isatty() else None,
-                          present_code=spinner.paused(_show_code) if person and not to_stdout else None,
+                          present_code=None if to_stdout else spinner.paused(_show_new_code),
                           progress=spinner.step)
         outcome = setup(home, address, given, prompts, code_sink=captured.append if to_stdout else None)
     code = captured[-1] if captured else None
