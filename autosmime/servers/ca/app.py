@@ -78,6 +78,9 @@ def make_app(service: CAService) -> Starlette:
         async def endpoint(request: HTTPRequest) -> Response:
             from starlette.concurrency import run_in_threadpool
 
+            declared = request.headers.get("content-length", "0")
+            if not declared.isdigit() or int(declared) > MAX_BODY:
+                return problem_response(request, Problem("malformed", "request too large or without a length", 413))
             body = await request.body()
 
             def run() -> Response:

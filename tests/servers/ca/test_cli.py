@@ -66,3 +66,28 @@ def test_serve_prints_its_urls_and_serves(ca_dir: Path, tmp_path: Path, zone_fil
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_inbound_imap_url_parsing(monkeypatch) -> None:
+    import pytest
+
+    from autosmime.cli.ca import _imap_poller
+    from autosmime.errors import UsageError
+
+    monkeypatch.setenv("AUTOSMIME_CA_IMAP_PASSWORD", "pw")
+    poller = _imap_poller("imaps://acme%40ca.test@mail.ca.test:10993/Replies", None, None)
+    assert (poller.host, poller.port, poller.user, poller.folder, poller.use_ssl) == \
+        ("mail.ca.test", 10993, "acme@ca.test", "Replies", True)
+    plain = _imap_poller("imap://acme@127.0.0.1", None, None)
+    assert (plain.port, plain.folder, plain.use_ssl) == (143, "INBOX", False)
+    with pytest.raises(UsageError):
+        _imap_poller("http://x@y", None, None)
+    monkeypatch.delenv("AUTOSMIME_CA_IMAP_PASSWORD")
+    with pytest.raises(UsageError):
+        _imap_poller("imaps://a@b", None, None)
+
+
+def test_oversized_request_refused(ca) -> None:
+    r = httpx.post(ca.directory_url.replace("directory", "new-order"), content=b"x" * 70000,
+                   headers={"Content-Type": "application/jose+json"})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
