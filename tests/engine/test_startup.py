@@ -38,21 +38,12 @@ def _heavy(modules: list[str]) -> list[str]:
     return [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
 
 
-# The root module (autosmime/cli/__init__.py) imports every command group at start; one of
-# them, cli.account, imports autosmime.mailbox and with it imapclient. It is being rewritten.
-ROOT_NOT_LAZY_YET = pytest.mark.xfail(
-    strict=True, reason="autosmime/cli/__init__.py imports autosmime.cli.account at start, which "
-                        "imports autosmime.mailbox (imapclient)")
-
-
-@ROOT_NOT_LAZY_YET
 @pytest.mark.parametrize("command", [[], ["sign"], ["verify"], ["encrypt"], ["decrypt"], ["read"]],
                          ids=["root", "sign", "verify", "encrypt", "decrypt", "read"])
 def test_help_imports_no_heavy_layer(tmp_path, command):
     assert _heavy(_imported(tmp_path, *command, "--help")) == []
 
 
-@ROOT_NOT_LAZY_YET
 def test_decrypt_with_key_files_imports_no_heavy_layer(tmp_path, pki):
     from autosmime.smime import encrypt
 
