@@ -4,7 +4,7 @@
 
 Starts ``autosmime devstack`` (Dovecot + Postfix with DKIM signing + the CA on SQLite) in a
 temporary directory and times a first enrolment for five fresh users (after one warm-up user):
-``enrol_home``, what ``autosmime enroll`` runs — ACME account creation, key generation, order,
+``enrol_account``, what ``autosmime enroll`` runs — ACME account creation, key generation, order,
 challenge mail over IMAP IDLE with DKIM check, reply through SMTP, validation, finalisation,
 vault, backup. One enrolment per address: the CA allows 5 challenge mails per address per hour.
 Wall time: the figure is dominated by waiting for mail and servers, not by this process's CPU.
@@ -58,7 +58,8 @@ def mail_round_trip(account, password: str) -> float:  # type: ignore[no-untyped
 
 
 def main() -> int:
-    from autosmime.agent.enrol import enrol_home
+    from autosmime.agent.context import Agent
+    from autosmime.agent.enrol import enrol_account
     from autosmime.devstack.stack import down, up
     from autosmime.mailbox.account import Account, save_account
 
@@ -80,7 +81,7 @@ def main() -> int:
                               password_file=str(Path(env["PASSWORDS_DIR"]) / address))
             save_account(home, account)
             start = time.perf_counter()
-            result = enrol_home(home, ca_url=env["CA_URL"])
+            result = enrol_account(Agent(home), ca_url=env["CA_URL"])
             if i == 0:
                 continue                               # warm-up: imports, the CA's first queries
             totals.append(time.perf_counter() - start)

@@ -1,7 +1,8 @@
 """Enrol, renew and revoke S/MIME certificates over ACME for S/MIME (RFC 8823): the flows.
 
-    >>> from autosmime.agent.enrol import enrol_home
-    >>> result = enrol_home(home, ca_url="https://ca.example/directory")       # doctest: +SKIP
+    >>> from autosmime.agent import Agent
+    >>> from autosmime.agent.enrol import enrol_account
+    >>> result = enrol_account(Agent(home), ca_url="https://ca.example/directory")   # doctest: +SKIP
     >>> result.cert.subject                                                     # doctest: +SKIP
 
 The protocol pieces live in :mod:`autosmime.enroll`; this module ties them to the
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,6 +64,10 @@ from autosmime.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    from autosmime.agent.context import Agent
+    from autosmime.agent.outcomes import BackupOutcome
+
 log = logging.getLogger(__name__)
 
 KeyType = Literal["rsa3072", "rsa2048", "rsa4096", "p256"]
@@ -88,7 +93,7 @@ class EnrolResult:
     chain: tuple[x509.Certificate, ...]
     reading: Reading          # the token reading the CA accepted
     seconds: float            # from the start until the certificate was in the vault (backup excluded)
-    backup: str | None = None  # the backup's one-line status
+    backup: BackupOutcome | None = None  # the key backup made right after
 
 
 def new_cert_key(key_type: str) -> Any:
@@ -191,7 +196,7 @@ def _sender_domain(address: str) -> str:
 def enrol(*, address: str, acme: AcmeClient, box: Any, send: Sender, vault: Any,
           key_type: str = "rsa3072", reading: Reading = "string", dnsfunc: DnsFunc | None = None,
           replaces: str | None = None, timeouts: Timeouts = Timeouts(),
-          backup: Callable[[], str] | None = None, on_reading: Callable[[Reading], None] | None = None
+          backup: Callable[[], BackupOutcome] | None = None, on_reading: Callable[[Reading], None] | None = None
           ) -> EnrolResult:
     """Obtain a certificate for ``address`` and store it (with its new key) in ``vault``.
 
@@ -334,7 +339,7 @@ def _sent_folder(box: Any) -> str | None:
     return str(found) if found else None
 
 
-# --- resolution for a home directory ----------------------------------------------------------
+# --- the flows behind the commands: resolution through the Agent -------------------------------
 
 
 def _dnsfunc_for(ca_url: str, record: dict) -> DnsFunc | None:
@@ -380,14 +385,12 @@ def _default_ca(vault: Any, ca_url: str | None) -> str:
     return str(url)
 
 
-def _run(home: Path, ca_url: str | None, trust: str | None, action: Callable[..., Any]) -> Any:
-    from autosmime.mailbox.credentials import account_and_password
-    from autosmime.mailbox.imap import ImapMailbox
+def _session(agent: Agent, ca_url: str | None, trust: str | None, action: Callable[..., Any]) -> Any:
+    """Resolve everything a flow needs for ``agent``'s account, open the mailbox, run ``action``."""
     from autosmime.mailbox.smtp import send as smtp_send
-    from autosmime.vault.store import Vault
 
-    account, password = account_and_password(Path(home))
-    vault = Vault.open(Path(home))
+    account, password = agent.account(), agent.password()
+    vault = agent.vault()
     url = _default_ca(vault, ca_url)
     if trust:
         trust = str(Path(trust).expanduser().absolute())
@@ -398,20 +401,23 @@ def _run(home: Path, ca_url: str | None, trust: str | None, action: Callable[...
     def send(raw: bytes, sender: str, recipients: list[str]) -> None:
         smtp_send(account, password, raw, sender, recipients)
 
-    def backup() -> str:
-        from autosmime.vault.backup import backup_after_change
+    def backup() -> BackupOutcome:
+        from autosmime.agent.backup import after_key_change
 
-        return backup_after_change(vault)
+        return after_key_change(agent)
 
-    with ImapMailbox.connect(account, password) as box:
-        result = action(account=account, vault=vault, acme=acme, record=record, url=url, box=box, send=send,
-                        backup=backup)
-    return result
+    with agent.open_mailbox() as box:
+        return action(account=account, vault=vault, acme=acme, record=record, url=url, box=box, send=send,
+                      backup=backup)
 
 
-def enrol_home(home: Path, *, ca_url: str | None = None, trust: str | None = None,
-               key_type: str = "rsa3072", timeouts: Timeouts = Timeouts()) -> EnrolResult:
-    """Enrol the account configured in ``home`` at the CA (``ca_url``, else the last one used)."""
+def enrol_account(agent: Agent, *, ca_url: str | None = None, trust: str | None = None,
+                  key_type: str = "rsa3072", timeouts: Timeouts = Timeouts()) -> EnrolResult:
+    """``autosmime enroll``: a certificate for the agent's account from the CA at ``ca_url``
+    (else the last one used), then a backup."""
+    if key_type not in KEY_TYPES:
+        raise UsageError(f"unknown key type {key_type!r} (use one of {', '.join(KEY_TYPES)})")
+
     def action(*, account, vault, acme, record, url, box, send, backup):
         result = enrol(address=account.email, acme=acme, box=box, send=send, vault=vault, key_type=key_type,
                        reading=record.get("token_reading", "string"), dnsfunc=_dnsfunc_for(url, record),
@@ -420,9 +426,7 @@ def enrol_home(home: Path, *, ca_url: str | None = None, trust: str | None = Non
         vault.update_state(**{DEFAULT_CA_STATE: url})
         return result
 
-    if key_type not in KEY_TYPES:
-        raise UsageError(f"unknown key type {key_type!r} (use one of {', '.join(KEY_TYPES)})")
-    return _run(Path(home), ca_url, trust, action)
+    return _session(agent, ca_url, trust, action)
 
 
 @dataclass(frozen=True)
@@ -451,9 +455,10 @@ def _current(vault: Any, address: str) -> Any:
     return max(entries, key=lambda e: (e.cert.not_valid_before_utc, e.added))
 
 
-def renew_home(home: Path, *, force: bool = False, key_type: str | None = None,
-               timeouts: Timeouts = Timeouts()) -> tuple[RenewDecision, EnrolResult | None]:
-    """Renew the account's certificate at the CA it came from, with a new key, when due (or ``force``)."""
+def renew_account(agent: Agent, *, force: bool = False, key_type: str | None = None,
+                  timeouts: Timeouts = Timeouts()) -> tuple[RenewDecision, EnrolResult | None]:
+    """``autosmime renew``: when due (or ``force``), a new certificate with a new key from the CA
+    the last one came from; the old key stays, retired."""
     def action(*, account, vault, acme, record, url, box, send, backup):
         entry = _current(vault, account.email)
         decision = decide_renewal(acme, entry.cert)
@@ -470,7 +475,7 @@ def renew_home(home: Path, *, force: bool = False, key_type: str | None = None,
                        on_reading=lambda r: vault.update_acme_account(url, token_reading=r))
         return decision, result
 
-    return _run(Path(home), None, None, action)
+    return _session(agent, None, None, action)
 
 
 def _key_type_of(key: Any) -> str:
@@ -480,19 +485,17 @@ def _key_type_of(key: Any) -> str:
     return {2048: "rsa2048", 4096: "rsa4096"}.get(size, "rsa3072")
 
 
-def revoke_home(home: Path, *, reason: str = "superseded") -> tuple[x509.Certificate, str | None]:
-    """Revoke the account's active certificate at the CA it came from; the key stays (revoked) in the vault."""
+def revoke_account(agent: Agent, *, reason: str = "superseded") -> tuple[x509.Certificate, BackupOutcome]:
+    """``autosmime revoke``: revoke the active certificate at its CA; the key stays in the vault, revoked."""
     if reason not in REASONS:
         raise UsageError(f"unknown revocation reason {reason!r}")
-    from autosmime.mailbox.credentials import account_and_password
-    from autosmime.vault.backup import backup_after_change
-    from autosmime.vault.store import Vault
+    from autosmime.agent.backup import after_key_change
 
-    account, _password = account_and_password(Path(home))
-    vault = Vault.open(Path(home))
+    account = agent.account()
+    vault = agent.vault()
     url = _default_ca(vault, None)
     acme, _record = client_for(vault, url)
     entry = _current(vault, account.email)
     acme.revoke(entry.cert, REASONS[reason])
     vault.set_status(entry.fingerprint, "revoked")
-    return entry.cert, backup_after_change(vault)
+    return entry.cert, after_key_change(agent)

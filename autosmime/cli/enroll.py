@@ -10,9 +10,14 @@ Output: one line on stdout saying what happened; the backup status on stderr.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from autosmime.cli import home_dir
+from autosmime.cli import agent_for
+
+if TYPE_CHECKING:
+    from autosmime.agent.outcomes import BackupOutcome
 
 KEY_TYPES = ("rsa3072", "rsa2048", "rsa4096", "p256")
 REVOKE_REASONS = ("keyCompromise", "superseded", "cessationOfOperation")
@@ -32,9 +37,12 @@ def _describe(cert) -> str:
     return f"issued by {issuer}, valid until {until}, SHA-256 {cert.fingerprint(hashes.SHA256()).hex()}"
 
 
-def _backup_line(status: str | None) -> None:
-    if status:
-        click.echo(f"autosmime: {status}", err=True)
+def _backup_lines(outcome: BackupOutcome | None) -> None:
+    from autosmime.cli.backup import backup_lines
+
+    if outcome is not None:
+        for line in backup_lines(outcome):
+            click.echo(f"autosmime: {line}", err=True)
 
 
 @click.command()
@@ -46,11 +54,11 @@ def _backup_line(status: str | None) -> None:
 @click.pass_context
 def enroll(ctx: click.Context, ca_url: str | None, ca_trust: str | None, key_type: str) -> None:
     """Get an S/MIME certificate for your address, answering the CA's challenge mail automatically."""
-    from autosmime.agent.enrol import enrol_home
+    from autosmime.agent.enrol import enrol_account
 
-    result = enrol_home(home_dir(ctx), ca_url=ca_url, trust=ca_trust, key_type=key_type)
+    result = enrol_account(agent_for(ctx), ca_url=ca_url, trust=ca_trust, key_type=key_type)
     click.echo(f"enrolled {result.address}: {_describe(result.cert)}")
-    _backup_line(result.backup)
+    _backup_lines(result.backup)
 
 
 @click.command()
@@ -58,15 +66,15 @@ def enroll(ctx: click.Context, ca_url: str | None, ca_trust: str | None, key_typ
 @click.pass_context
 def renew(ctx: click.Context, force: bool) -> None:
     """Renew the certificate with a new key when due (the old key is kept to read old mail)."""
-    from autosmime.agent.enrol import renew_home
+    from autosmime.agent.enrol import renew_account
 
-    decision, result = renew_home(home_dir(ctx), force=force)
+    decision, result = renew_account(agent_for(ctx), force=force)
     when = decision.when.strftime("%Y-%m-%dT%H:%M:%SZ")
     if result is None:
         click.echo(f"not due: renewal at {when} ({decision.source}); use --force to renew now")
         return
     click.echo(f"renewed {result.address}: {_describe(result.cert)}")
-    _backup_line(result.backup)
+    _backup_lines(result.backup)
 
 
 @click.command()
@@ -74,8 +82,8 @@ def renew(ctx: click.Context, force: bool) -> None:
 @click.pass_context
 def revoke(ctx: click.Context, reason: str) -> None:
     """Revoke the active certificate (its key stays in the vault to read old mail)."""
-    from autosmime.agent.enrol import revoke_home
+    from autosmime.agent.enrol import revoke_account
 
-    cert, status = revoke_home(home_dir(ctx), reason=reason)
+    cert, outcome = revoke_account(agent_for(ctx), reason=reason)
     click.echo(f"revoked ({reason}): {_describe(cert)}")
-    _backup_line(status)
+    _backup_lines(outcome)
