@@ -527,7 +527,10 @@ class CAService:
             c.execute(_CLIENT_POSTED, {"aid": authz_id, "now": now, "now2": now, "now3": now})
             self._promote_order(row["order_id"], c)
         row = self._authz_row(authz_id, req.account["id"])
-        return 200, up, self._challenge_json(req.base, row)
+        doc = self._challenge_json(req.base, row)
+        if doc["status"] == "processing":
+            up["Retry-After"] = "2"     # the reply travels by mail; poll gently (RFC 8555 §7.5.1)
+        return 200, up, doc
 
     def _ensure_mail(self, row: dict[str, Any]) -> None:
         """Send the challenge mail once; rate limits apply to the sending."""

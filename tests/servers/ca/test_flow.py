@@ -27,6 +27,7 @@ def _issue(ca: CA, reply_first: bool) -> x509.Certificate:
     else:
         chall = p.post_challenge()
         assert chall["status"] == "processing"
+        assert p.client.post(p.challenge["url"], {}).headers["Retry-After"] == "2"
         p.reply(ca)
         chall = p.client.post(p.challenge["url"]).json()
     assert chall["status"] == "valid"

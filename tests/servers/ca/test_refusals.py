@@ -287,3 +287,27 @@ def test_private_key_material_unused(ca: CA) -> None:
     pem = p.client.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption())
     assert pem not in b"".join(ca.sink.messages)
+
+
+def test_rate_limits_per_account(ca_dir, tmp_path, sink, provider, zone_file) -> None:
+    from tests.servers.ca.conftest import fresh_address, start_ca
+
+    env = start_ca(ca_dir, f"sqlite:///{tmp_path / 'limits.db'}", sink, provider, zone_file,
+                   mails_per_account_per_hour=2, orders_per_account_per_hour=3)
+    try:
+        c = env.client()
+        start_order(env, client=c)
+        start_order(env, client=c)
+        r = c.new_order(fresh_address())                        # the third order is allowed ...
+        assert r.status_code == 201
+        authz = c.post(r.json()["authorizations"][0])            # ... but its mail is over the account's limit
+        assert authz.status_code == 429 and "per account" in authz.json()["detail"]
+        r = c.new_order(fresh_address())                         # and a fourth order is over the order limit
+        assert r.status_code == 429 and r.json()["type"].endswith("rateLimited")
+        other = env.client()                                     # another account is not affected
+        start_order(env, client=other)
+        env.clock.offset = 3601                                   # an hour later the account may mail again
+        c.forget_nonce()
+        assert c.new_order(fresh_address()).status_code == 201
+    finally:
+        env.server.stop()
