@@ -461,6 +461,6 @@ def _publish(agent: Agent, given: ServerGiven, keys: KeysFrom, cert: CertSummary
         vault.update_state(**{PUBLISHED_STATE: {"sha256": cert.sha256, "url": url}})
         return Publication.HELD, url, cert.sha256
     _note(prompts.progress, f"publishing your certificate in the key directory {url}")
-    result = publish(agent.home, url, account=agent.account(), password=agent.password())
+    result = publish(agent, url)
     vault.update_state(**{PUBLISHED_STATE: {"sha256": result.sha256, "url": url}})
     return Publication.PUBLISHED, url, result.sha256
