@@ -12,14 +12,41 @@ import contextlib
 import datetime as _dt
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
-from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import write_private
 from autosmime.errors import KeyFileError, NoKey, UsageError
-from autosmime.pki.keys import KeyPair, load_certificates, load_key_and_cert, read_file, read_first_line
+
+if TYPE_CHECKING:
+    from autosmime.pki.keys import KeyPair
+
+
+# autosmime.pki.keys (and with it cryptography's X.509 and serialization) is imported when a
+# command runs, not when the CLI starts: `autosmime --help` needs none of it.
+def read_file(path: Path) -> bytes:
+    from autosmime.pki import keys
+
+    return keys.read_file(path)
+
+
+def read_first_line(path: Path) -> bytes:
+    from autosmime.pki import keys
+
+    return keys.read_first_line(path)
+
+
+def load_certificates(data: bytes) -> list[Any]:
+    from autosmime.pki import keys
+
+    return keys.load_certificates(data)
+
+
+def load_key_and_cert(key: Path, cert: Path, chain: Path | None = None) -> KeyPair:
+    from autosmime.pki import keys
+
+    return keys.load_key_and_cert(key, cert, chain)
 
 _in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
                    help="Read the message from FILE instead of standard input.")
@@ -107,6 +134,8 @@ def _own_keys(ctx, key, cert, chain, p12, password_file, *, purpose: str) -> lis
         raise UsageError(f"no key given (--key/--cert or --p12) and no vault on this device to {purpose} with")
     if purpose == "sign":
         return [vault.signing_pair()]
+    from autosmime.pki.keys import KeyPair
+
     pairs = [KeyPair(k, c) for k, c in vault.decryption_keys()]
     if not pairs:
         raise NoKey("the vault holds no keys")
@@ -179,6 +208,8 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_fi
     data = _read_input(in_file)
     result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch, check_date=when is None)
     if signer_cert_out and result.signer_cert is not None:
+        from cryptography.hazmat.primitives import serialization
+
         _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
