@@ -181,3 +181,11 @@ def test_prelint_failure_issues_nothing(ca: CA) -> None:
     r = p.finalize(make_csr(ec.generate_private_key(ec.SECP256R1()), p.address))
     assert r.status_code == 500 and "pre-issuance lint" in r.json()["detail"]
     assert ca.certificates_issued() == 0
+
+
+@pytest.mark.parametrize("name", ["ca.pem", "issuing.pem"])
+def test_ca_certificates_lint_clean_as_pkix(ca_dir: Path, name: str) -> None:
+    # pkilint has no S/MIME linter for CA certificates; its RFC 5280 linter is the check that exists
+    out = subprocess.run([sys.executable, "-m", "pkilint.bin.lint_pkix_cert", "lint", "-s", "WARNING",
+                          str(ca_dir / name)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
