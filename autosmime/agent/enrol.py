@@ -56,6 +56,7 @@ from autosmime.enroll.client import REASONS, AcmeClient, account_key_pem, load_a
 from autosmime.enroll.messages import ari_cert_id
 from autosmime.enroll.renewal import renewal_due
 from autosmime.errors import (
+    AutosmimeError,
     ChallengeMailInvalid,
     ChallengeMailTimeout,
     EnrollmentError,
@@ -94,6 +95,7 @@ class EnrolResult:
     reading: Reading          # the token reading the CA accepted
     seconds: float            # from the start until the certificate was in the vault (backup excluded)
     backup: BackupOutcome | None = None  # the key backup made right after
+    backup_error: str | None = None      # why there is none (e.g. the account's recovery code is needed)
 
 
 def new_cert_key(key_type: str) -> Any:
@@ -238,8 +240,13 @@ def enrol(*, address: str, acme: AcmeClient, box: Any, send: Sender, vault: Any,
     vault.add(key, cert, chain, source="acme")
     seconds = time.monotonic() - started
     log.debug("stored in the vault after %.3f s", seconds)
-    status = backup() if backup is not None else None
-    return EnrolResult(address, cert, chain, used, seconds, status)
+    status, problem = None, None
+    if backup is not None:
+        try:
+            status = backup()
+        except AutosmimeError as e:   # the certificate is issued and stored: say so, and why no backup
+            problem = str(e)
+    return EnrolResult(address, cert, chain, used, seconds, status, problem)
 
 
 def _attempt(address: str, acme: AcmeClient, box: Any, send: Sender, csr: Callable[[], bytes], reading: Reading,

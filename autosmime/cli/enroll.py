@@ -37,9 +37,11 @@ def _describe(cert) -> str:
     return f"issued by {issuer}, valid until {until}, SHA-256 {cert.fingerprint(hashes.SHA256()).hex()}"
 
 
-def _backup_lines(outcome: BackupOutcome | None) -> None:
+def _backup_lines(outcome: BackupOutcome | None, error: str | None = None) -> None:
     from autosmime.cli.backup import backup_lines
 
+    if error is not None:
+        click.echo(f"autosmime: warning: the new key is not backed up yet: {error}", err=True)
     if outcome is not None:
         for line in backup_lines(outcome):
             click.echo(f"autosmime: {line}", err=True)
@@ -58,7 +60,7 @@ def enroll(ctx: click.Context, ca_url: str | None, ca_trust: str | None, key_typ
 
     result = enrol_account(agent_for(ctx), ca_url=ca_url, trust=ca_trust, key_type=key_type)
     click.echo(f"enrolled {result.address}: {_describe(result.cert)}")
-    _backup_lines(result.backup)
+    _backup_lines(result.backup, result.backup_error)
 
 
 @click.command()
@@ -74,7 +76,7 @@ def renew(ctx: click.Context, force: bool) -> None:
         click.echo(f"not due: renewal at {when} ({decision.source}); use --force to renew now")
         return
     click.echo(f"renewed {result.address}: {_describe(result.cert)}")
-    _backup_lines(result.backup)
+    _backup_lines(result.backup, result.backup_error)
 
 
 @click.command()

@@ -226,3 +226,19 @@ def test_forged_challenges_and_other_mail_are_passed_over(devstack: dict[str, st
     with ImapMailbox.connect(account, password) as box:
         assert len(box.search_header("INBOX", "Message-ID", "forged@example.test")) == 1
         assert len(box.search_header("INBOX", "Subject", "lunch?")) == 1
+
+
+def test_a_backup_that_needs_the_accounts_code_does_not_hide_the_certificate(devstack: dict[str, str],
+                                                                             tmp_path: Path) -> None:
+    """A second device enrolling before it restored: the certificate is issued and kept, and the
+    missing backup is one warning (the account's backups are under a code this device lacks)."""
+    first, second = tmp_path / "bob-laptop", tmp_path / "bob-phone"
+    address = add_account(first, devstack, "bob")
+    r = run_cli("--home", str(first), "enroll", "--ca", devstack["CA_URL"], env=_client_env(devstack))
+    assert r.returncode == 0, r.stderr
+    add_account(second, devstack, "bob")
+    r = run_cli("--home", str(second), "enroll", "--ca", devstack["CA_URL"], env=_client_env(devstack))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"enrolled {address}: ")
+    assert "warning: the new key is not backed up yet:" in r.stderr
+    assert [e.status for e in _active(second, address)] == ["active"]
