@@ -29,6 +29,8 @@ from autosmime.errors import AutosmimeError
 if TYPE_CHECKING:
     from autosmime.agent.context import Agent
 
+__all__ = ["agent_for", "cli", "home_dir", "main"]
+
 
 class _Group(click.Group):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from autosmime import _keyring
 from autosmime.errors import AccountError, KeyFileError
-from autosmime.mailbox.account import Account, load_account
+from autosmime.mailbox.account import Account
 
 
 def keyring_available() -> bool:
@@ -92,10 +92,3 @@ def password_store(home: Path, account: Account) -> str:
     if not account.password_file:
         return "keyring"
     return "file" if Path(account.password_file) == (Path(home) / HOME_PASSWORD_FILE).absolute() else "password-file"
-
-
-def account_and_password(home: Path, account: Account | None = None,
-                         password: str | None = None) -> tuple[Account, str]:
-    """The account configured in ``home`` and its password, unless the caller already has them."""
-    account = account if account is not None else load_account(home)
-    return account, password if password is not None else get_password(account, home)
