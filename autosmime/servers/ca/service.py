@@ -43,6 +43,7 @@ from typing import Any, cast
 
 import josepy as jose
 import sqlalchemy as sa
+from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -160,6 +161,21 @@ def public_key_of(jwk: jose.JWK) -> Any:
     return key.public_key() if hasattr(key, "public_key") else key
 
 
+def _registration(payload: dict[str, Any]) -> messages.Registration:
+    """newAccount / account-update payloads, read by the acme package's message class."""
+    try:
+        return messages.Registration.from_json(payload)
+    except (jose.DeserializationError, TypeError, ValueError) as e:
+        raise Problem.malformed(f"bad account object: {e}") from None
+
+
+def _contacts(contact: Any) -> list[str]:
+    if not isinstance(contact, list | tuple) or not all(isinstance(x, str) and x.startswith("mailto:")
+                                                        for x in contact):
+        raise Problem("unsupportedContact", "contact must be a list of mailto: URLs")
+    return list(contact)
+
+
 def key_authorization_digest(token1: str, token2: str, account_thumbprint: str) -> str:
     """base64url(SHA-256(token1 || token2 "." thumbprint)) — the string reading, equal to the bytes
     reading for the 24-byte token-part1 this CA uses."""
@@ -246,18 +262,16 @@ class CAService:
     def new_account(self, req: Request) -> Response:
         if req.jws.jwk is None:
             raise Problem.malformed("newAccount must be signed with a jwk")
-        payload = req.jws.json_payload() if req.jws.payload else {}
+        reg = _registration(req.jws.json_payload() if req.jws.payload else {})
         tp = thumbprint(req.jws.jwk)
         with self.store.read() as c:
             row = c.execute(sa.select(accounts).where(accounts.c.thumbprint == tp)).first()
         if row is not None:
             r = dict(row._mapping)
             return 200, {"Location": self._u(req.base, "acct", r["id"])}, self._account_json(req.base, r)
-        if payload.get("onlyReturnExisting"):
+        if reg.only_return_existing:
             raise Problem.account_does_not_exist()
-        contact = payload.get("contact", [])
-        if not isinstance(contact, list) or not all(isinstance(x, str) and x.startswith("mailto:") for x in contact):
-            raise Problem("unsupportedContact", "contact must be a list of mailto: URLs")
+        contact = _contacts(reg.contact)
         jwk_json = json.dumps(req.jws.jwk.to_partial_json(), sort_keys=True)
         row_d: dict[str, Any] = {"id": new_id(), "thumbprint": tp, "jwk": jwk_json, "status": "valid",
                  "contact": json.dumps(contact), "created": self.clock()}
@@ -279,16 +293,14 @@ class CAService:
         row = req.account
         if req.jws.payload:
             payload = req.jws.json_payload()
+            reg = _registration(payload)
             updates: dict[str, Any] = {}
             if "contact" in payload:
-                contact = payload["contact"]
-                if not isinstance(contact, list) or not all(isinstance(x, str) and x.startswith("mailto:")
-                                                            for x in contact):
-                    raise Problem("unsupportedContact", "contact must be a list of mailto: URLs")
-                updates["contact"] = json.dumps(contact)
-            if payload.get("status") == "deactivated":
+                updates["contact"] = json.dumps(_contacts(reg.contact))
+            status = getattr(reg.status, "name", reg.status)   # the field has no decoder: a plain string
+            if status == "deactivated":
                 updates["status"] = "deactivated"
-            elif "status" in payload:
+            elif status is not None:
                 raise Problem.malformed("only status 'deactivated' may be requested")
             if updates:
                 with self.store.tx() as c:
