@@ -35,6 +35,10 @@ from autosmime.errors import UsageError
 
 metadata = MetaData()
 
+# A 64-bit integer key; in SQLite spelled INTEGER so it is the table's rowid (one B-tree probe per lookup, not an
+# index probe and then a table probe). SQLite's INTEGER is 64-bit anyway.
+RowId = BigInteger().with_variant(Integer, "sqlite")
+
 # One row per certificate ever accepted; ``chain`` is the PEM of it and its validated intermediates (for CRL checks).
 certs = Table(
     "certs", metadata,
@@ -63,7 +67,7 @@ Index("bindings_by_sha", bindings.c.sha256)
 
 log_leaves = Table(
     "log_leaves", metadata,
-    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("idx", RowId, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
     Column("label", LargeBinary(32), nullable=False),
 )
@@ -71,7 +75,7 @@ Index("log_leaves_by_label", log_leaves.c.label)
 
 log_nodes = Table(
     "log_nodes", metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", RowId, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),
 )
 
@@ -85,7 +89,7 @@ log_head = Table(
 
 checkpoints = Table(
     "checkpoints", metadata,
-    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("size", RowId, primary_key=True, autoincrement=False),
     Column("note", Text, nullable=False),
     Column("created", BigInteger, nullable=False),
 )

@@ -26,7 +26,10 @@ from autosmime.pki import tlog
 from autosmime.servers.directory.rawsql import RawSql
 from autosmime.servers.directory.schema import checkpoints, log_head, log_leaves, log_nodes, upsert
 
-HEAD_TTL = 1.0  # seconds a process reuses the head it read; a newer leaf forces a re-read
+HEAD_TTL = 1.0
+# Nodes of these levels and above are cached in memory (n / 2**6 of them at most; 16,000 for a million leaves).
+CACHE_FROM_LEVEL = 6
+CACHE_MAX = 1 << 20  # seconds a process reuses the head it read; a newer leaf forces a re-read
 
 
 def event(op: str, label: bytes, sha256_hex: str, when: int) -> dict:
@@ -52,6 +55,7 @@ class TransparencyLog:
         self._head_read = 0.0
         self._lock = threading.Lock()
         self.sql = RawSql(engine)
+        self._node_cache: dict[tuple[int, int], bytes] = {}
         with engine.begin() as conn:
             if conn.execute(select(log_head.c.size).where(log_head.c.id == 1)).first() is None:
                 note = tlog.sign_checkpoint(origin, 0, tlog.EMPTY_ROOT, key).note
@@ -107,9 +111,27 @@ class TransparencyLog:
         return conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).scalar()
 
     def nodes(self, cur: Any, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Stored perfect subtree hashes by (level, index), read on a DB-API cursor."""
-        ids = {node_id(lv, ix): (lv, ix) for lv, ix in keys}
-        return {ids[i]: h for i, h in self.sql.nodes(cur, list(ids)).items()}
+        """Stored perfect subtree hashes by (level, index), read on a DB-API cursor.
+
+        A perfect subtree's hash never changes once written (the log only grows), so the upper levels,
+        which every proof shares, are kept in memory; only the lowest CACHE_FROM_LEVEL levels are read.
+        """
+        found: dict[tuple[int, int], bytes] = {}
+        ids: dict[int, tuple[int, int]] = {}
+        cache = self._node_cache
+        for key in keys:
+            h = cache.get(key) if key[0] >= CACHE_FROM_LEVEL else None
+            if h is None:
+                ids[node_id(*key)] = key
+            else:
+                found[key] = h
+        if ids:
+            for i, h in self.sql.nodes(cur, list(ids)).items():
+                key = ids[i]
+                found[key] = h
+                if key[0] >= CACHE_FROM_LEVEL and len(cache) < CACHE_MAX:
+                    cache[key] = h
+        return found
 
     def proofs(self, cur: Any, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """Inclusion proofs of several leaves in the tree of ``size``, from one query."""
