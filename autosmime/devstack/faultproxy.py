@@ -37,6 +37,7 @@ class CuttingProxy:
         self._stopping = threading.Event()
         self.connections = 0       # accepted so far
         self.cuts = 0              # connections cut on purpose
+        self.active = 0            # connections holding a slot now
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.2)
         self.port: int = self._server.getsockname()[1]
@@ -94,6 +95,7 @@ class CuttingProxy:
             with self._lock:
                 limit = self._limit
                 self.connections += 1
+                self.active += 1
             threading.Thread(target=self._serve, args=(client, limit), daemon=True).start()
 
     def _serve(self, client: socket.socket, limit: int | None) -> None:
@@ -149,7 +151,8 @@ class CuttingProxy:
                 self._conns.discard(client)
                 if upstream is not None:
                     self._conns.discard(upstream)
-            self._slots.release()
+                self.active -= 1
+                self._slots.release()
 
     def _count_cut(self) -> None:
         with self._lock:

@@ -59,6 +59,8 @@ def test_cut_connections_release_their_slots_while_the_server_is_silent():
                     client.sendall(b"hello")
                     assert _is_cut(client)
                 assert _wait_until(lambda: proxy.cuts == i + 1), f"cut {i + 1} not counted"
+                # The slot comes back at once, not after the 60 s idle timeout (a refused connection is no cut).
+                assert _wait_until(lambda: proxy.active == 0), f"cut {i + 1} still holds its slot"
             assert _wait_until(lambda: len(proxy._conns) == 0), "cut connections still held"
             # Healed: a new connection reaches the server and is forwarded both ways.
             proxy.cut_after(None)
