@@ -133,13 +133,14 @@ class InboxWatch:
     """
 
     folder = "INBOX"
+    use_idle = True          # False: NOOP polling even where IDLE is offered
     first_tick = 0.1
     max_tick = 1.0
 
     def __init__(self, box: Any) -> None:
         self.box = box
         self._client = box._client      # IDLE is not part of ImapMailbox's API (yet)
-        self._idle = b"IDLE" in self._client.capabilities()
+        self._idle = self.use_idle and b"IDLE" in self._client.capabilities()
         self._tick = self.first_tick
         self.box._select(self.folder)
         self.since = self._uid_next()

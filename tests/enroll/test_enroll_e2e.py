@@ -242,3 +242,28 @@ def test_a_backup_that_needs_the_accounts_code_does_not_hide_the_certificate(dev
     assert r.stdout.startswith(f"enrolled {address}: ")
     assert "warning: the new key is not backed up yet:" in r.stderr
     assert [e.status for e in _active(second, address)] == ["active"]
+
+
+def test_polling_without_idle_and_the_sent_copy_is_removed(devstack: dict[str, str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server without IDLE is polled; a provider that files the reply in Sent (as Gmail does)
+    gets that copy removed along with the challenge."""
+    from autosmime.agent.enrol import InboxWatch
+
+    monkeypatch.setattr(InboxWatch, "use_idle", False)
+    account, password, vault, acme, send = _session(tmp_path / "carol", devstack, "carol")
+    filed: list[bytes] = []
+
+    def send_and_file(raw: bytes, sender: str, rcpts: list[str]) -> None:
+        send(raw, sender, rcpts)
+        with ImapMailbox.connect(account, password) as other:
+            other.append("Sent", raw)
+        filed.append(raw)
+
+    with ImapMailbox.connect(account, password) as box:
+        result = enrol(address=account.email, acme=acme, box=box, send=send_and_file, vault=vault,
+                       key_type="p256", timeouts=Timeouts(mail=30, early_post_after=10, validation=30))
+    assert result.cert is not None and len(filed) == 1
+    with ImapMailbox.connect(account, password) as box:
+        assert box.search_header("Sent", "Subject", "ACME:") == []
+        assert box.search_header("INBOX", "Subject", "ACME:") == []
