@@ -14,6 +14,9 @@ only gets that); EKU emailProtection only; certificatePolicies
 (keyIdentifier) and SKI; a 159-bit random serial; validity 365 days by
 default, never over 825. Keys accepted (§6.1.5): RSA 2048..8192 bits in
 multiples of 8 with an odd exponent >= 65537, ECDSA P-256/P-384/P-521.
+Before the CA key signs, :class:`PreIssuanceLinter` runs pkilint's
+MAILBOX-STRICT linter on the same certificate signed with a throw-away key
+(S/MIME BR §4.3.1.2).
 """
 
 from __future__ import annotations
