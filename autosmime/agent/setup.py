@@ -278,27 +278,12 @@ def _ca_url(agent: Agent, given: ServerGiven) -> str:
     return str(url)
 
 
-def _enrol(agent: Agent, url: str, given: ServerGiven, prompts: Prompts, timeouts: Timeouts) -> None:
-    """A certificate for the account over ACME for S/MIME; the backup is the caller's next step."""
-    from autosmime.agent.enrol import _dnsfunc_for, client_for, enrol
-    from autosmime.mailbox.smtp import send as smtp_send
+def _enrol(agent: Agent, url: str, given: ServerGiven, prompts: Prompts, timeouts: Timeouts) -> BackupOutcome | None:
+    """A certificate for the account over ACME for S/MIME, and the backup made right after (None if none was)."""
+    from autosmime.agent.enrol import enrol_account
 
-    account, password = agent.account(), agent.password()
-    vault = agent.vault()
-    trust = str(Path(given.ca_trust).expanduser().absolute()) if given.ca_trust else None
-    if trust and not Path(trust).is_file():
-        raise UsageError(f"--ca-trust: no such file {trust}")
     _note(prompts.progress, f"enrolling at {url}: the CA mails a challenge, autosmime answers it")
-    acme, record = client_for(vault, url, trust=trust)
-
-    def send(raw: bytes, sender: str, recipients: list[str]) -> None:
-        smtp_send(account, password, raw, sender, recipients)
-
-    with agent.open_mailbox() as box:
-        enrol(address=account.email, acme=acme, box=box, send=send, vault=vault,
-              reading=record.get("token_reading", "string"), dnsfunc=_dnsfunc_for(url, record), timeouts=timeouts,
-              on_reading=lambda r: vault.update_acme_account(url, token_reading=r))
-    vault.update_state(**{DEFAULT_CA_STATE: url})
+    return enrol_account(agent, ca_url=url, trust=given.ca_trust, timeouts=timeouts).backup
 
 
 # --- the flow -----------------------------------------------------------------------------------
@@ -377,23 +362,21 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
         if cert is None:
             notes.append("the backup holds no usable certificate for this address: enrolling a new one")
             ca_url = _ca_url(agent, given)
+    backup: BackupOutcome | None = None
     if cert is None and ca_url is not None:
-        _enrol(agent, ca_url, given, prompts, timeouts)
+        backup = _enrol(agent, ca_url, given, prompts, timeouts)
         keys = KeysFrom.ENROLLED
         cert = _usable_certificate(agent, account.email)
 
     # 4. backup
     vault = agent.vault()
     state = vault.state
-    backup: BackupOutcome | None = None
-    # after an enrolment; when one is queued; or when this device never stored nor restored one (a run that
-    # stopped between enrolment and backup). A restore needs none: the backup it read holds every key.
+    # after an enrolment that made none; when one is queued; or when this device never stored nor restored
+    # one (a run that stopped between enrolment and backup). A restore needs none: it read one with every key.
     never = not (state.get(backups.LAST_OK) or state.get(backups.SEQ_SEEN))
-    if keys is KeysFrom.ENROLLED or state.get(backups.PENDING) or never:
+    if backup is None and (keys is KeysFrom.ENROLLED or state.get(backups.PENDING) or never):
         _note(prompts.progress, "backing up your keys into your mailbox")
         backup = backups.backup(agent, recovery_code_out=given.recovery_code_out)
-        if backup.pending:
-            notes.append(f"key backup pending (will retry): {backup.reason}")
     code_shown = bool(backup and backup.code_shown)
     code_file = backup.code_file if backup else None
     if code_file is None and given.recovery_code_out is not None and load_code(home) is not None:
