@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -75,6 +76,7 @@ def test_dkim_length_limit_refused(ca: CA) -> None:
     assert_not_issued(ca, p, "dkim_length_limit")
 
 
+@pytest.mark.parametrize("ca", ["sqlite", "postgresql"], indirect=True)
 def test_wrong_digest(ca: CA) -> None:
     p = start_order(ca)
     p.reply(ca, digest=b64url(b"\x00" * 32))
@@ -91,6 +93,7 @@ def test_digest_of_other_account_key(ca: CA) -> None:
     assert_not_issued(ca, p, "incorrect_response")
 
 
+@pytest.mark.parametrize("ca", ["sqlite", "postgresql"], indirect=True)
 def test_replayed_token(ca: CA) -> None:
     # Order 1 completes; its reply mail is replayed while order 2 (same account, same address) waits.
     p1 = start_order(ca)
@@ -116,6 +119,7 @@ def test_replayed_token(ca: CA) -> None:
     assert "stale" in results and "incorrect_response" in results
 
 
+@pytest.mark.parametrize("ca", ["sqlite", "postgresql"], indirect=True)
 def test_reply_after_expiry(ca: CA) -> None:
     p = start_order(ca)
     ca.clock.offset = 24 * 3600 + 1          # everything expires within 24 h
@@ -135,6 +139,7 @@ def test_client_post_after_expiry(ca: CA) -> None:
     assert_not_issued(ca, p)
 
 
+@pytest.mark.parametrize("ca", ["sqlite", "postgresql"], indirect=True)
 def test_two_response_blocks(ca: CA) -> None:
     p = start_order(ca)
     good = p.client.digest(p.token1, p.challenge["token"])
@@ -161,6 +166,7 @@ def _bad_csr(p: Pending, csr: bytes, ca: CA) -> None:
     assert ca.certificates_issued() == 0
 
 
+@pytest.mark.parametrize("ca", ["sqlite", "postgresql"], indirect=True)
 def test_csr_with_extra_san(ca: CA) -> None:
     p = _ready(ca)
     _bad_csr(p, make_csr(ec.generate_private_key(ec.SECP256R1()), p.address, "other@example.test"), ca)
@@ -196,6 +202,7 @@ def test_account_key_as_certificate_key(ca: CA) -> None:
     _bad_csr(p, make_csr(p.client.key, p.address), ca)
 
 
+@pytest.mark.parametrize("ca", ["sqlite", "postgresql"], indirect=True)
 def test_replayed_nonce(ca: CA) -> None:
     p = _ready(ca)
     nonce = p.client.nonce()
