@@ -32,12 +32,12 @@ from autosmime.exchange.proofs import answer_challenge, monitor_request
 from autosmime.exchange.transparency import LogWitness
 from autosmime.mailbox.session import MailboxSession
 from autosmime.pki.certs import fingerprint
+from autosmime.pki.possession import TOKEN_HEADER, parse_token_header
 from autosmime.pki.select import normalize_address
 
 if TYPE_CHECKING:
     from autosmime.agent.context import Agent
 
-TOKEN_HEADER = "X-Autosmime-Directory"
 TOKEN_WAIT = 120.0
 DEFAULT_FILE = "directory/default-url"
 
@@ -69,21 +69,17 @@ def _remember_url(home: Path, url: str) -> None:
     write_private(home / DEFAULT_FILE, url.encode() + b"\n")
 
 
-def _parse_token_header(raw: bytes) -> dict[str, str]:
+def _token_fields(raw: bytes) -> dict[str, str]:
     from email.parser import BytesHeaderParser
 
-    value = BytesHeaderParser().parsebytes(raw).get(TOKEN_HEADER, "")
-    items = [p.strip() for p in " ".join(str(value).split()).split(";")]
-    if not items or items[0] != "v1":
-        return {}
-    return {k.strip(): v.strip() for k, eq, v in (i.partition("=") for i in items[1:]) if eq}
+    return parse_token_header(str(BytesHeaderParser().parsebytes(raw).get(TOKEN_HEADER, "")))
 
 
 def pick_up_token(box: MailboxSession, request_id: str, timeout: float = TOKEN_WAIT) -> tuple[str, int]:
     """(token, uid) of the directory's mail for ``request_id`` in INBOX; PublishRejected if none comes in time."""
     uids = box.wait_for("INBOX", TOKEN_HEADER, f"request={request_id};", timeout=timeout, interval=0.25)
     for uid, raw in box.fetch("INBOX", uids).items():
-        fields = _parse_token_header(raw)
+        fields = _token_fields(raw)
         if fields.get("request") == request_id and fields.get("token"):
             return fields["token"], uid
     raise PublishRejected(f"the directory's confirmation mail did not arrive within {timeout:.0f} s")

@@ -18,9 +18,28 @@ from __future__ import annotations
 
 import base64
 
-__all__ = ["statement", "statement_message", "monitor_statement", "MONITOR_SKEW"]
+__all__ = ["statement", "statement_message", "monitor_statement", "MONITOR_SKEW", "TOKEN_HEADER", "token_header",
+           "parse_token_header"]
 
 MONITOR_SKEW = 300
+
+# The mailbox-control token travels in one header of the directory's mail (servers.directory.mailer), found by
+# an IMAP SEARCH HEADER for "request=<id>;" and parsed by the client (agent.publish):
+#     X-Autosmime-Directory: v1; op=<publish|unpublish>; request=<id>; token=<token>; cert=<sha256 hex>
+TOKEN_HEADER = "X-Autosmime-Directory"
+
+
+def token_header(op: str, request_id: str, token: str, sha256_hex: str) -> str:
+    """The header's value."""
+    return f"v1; op={op}; request={request_id}; token={token}; cert={sha256_hex}"
+
+
+def parse_token_header(value: str) -> dict[str, str]:
+    """The fields of a token header value ({} unless version 1)."""
+    items = [p.strip() for p in " ".join(value.split()).split(";")]
+    if not items or items[0] != "v1":
+        return {}
+    return {k.strip(): v.strip() for k, eq, v in (i.partition("=") for i in items[1:]) if eq}
 
 
 def statement(op: str, request_id: str, address: str, sha256_hex: str, nonce: bytes) -> bytes:

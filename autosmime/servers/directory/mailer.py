@@ -4,8 +4,8 @@
     >>> b"X-Autosmime-Directory: v1; op=publish; request=r1; token=tok" in raw
     True
 
-The machine-readable part is one header, so an IMAP ``SEARCH HEADER`` finds it
-without downloading anything else:
+The machine-readable part is one header (its format: autosmime.pki.possession),
+so an IMAP ``SEARCH HEADER`` finds it without downloading anything else:
 
     X-Autosmime-Directory: v1; op=<publish|unpublish>; request=<id>; token=<token>; cert=<sha256 hex>
 
@@ -21,8 +21,7 @@ import email.utils
 import smtplib
 
 from autosmime.errors import DirectoryError
-
-HEADER = "X-Autosmime-Directory"
+from autosmime.pki.possession import TOKEN_HEADER, token_header
 
 
 def token_mail(sender: str, address: str, op: str, request_id: str, token: str, sha256_hex: str, directory: str) -> bytes:
@@ -41,23 +40,10 @@ def token_mail(sender: str, address: str, op: str, request_id: str, token: str, 
         f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
         f"Message-ID: {email.utils.make_msgid('directory')}\r\n"
         "Auto-Submitted: auto-generated\r\n"
-        f"{HEADER}: v1; op={op}; request={request_id}; token={token}; cert={sha256_hex}\r\n"
+        f"{TOKEN_HEADER}: {token_header(op, request_id, token, sha256_hex)}\r\n"
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n"
     )
     return (head + "\r\n" + body).encode("ascii")
-
-
-def parse_header(value: str) -> dict[str, str]:
-    """The fields of an X-Autosmime-Directory header value ({} if it is not version 1)."""
-    items = [p.strip() for p in " ".join(value.split()).split(";")]
-    if not items or items[0] != "v1":
-        return {}
-    out = {}
-    for item in items[1:]:
-        name, eq, val = item.partition("=")
-        if eq:
-            out[name.strip()] = val.strip()
-    return out
 
 
 def send(smtp: tuple[str, int], sender: str, address: str, raw: bytes) -> None:
