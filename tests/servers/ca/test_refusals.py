@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.servers.ca.conftest import CA, Pending, start_order
@@ -63,9 +62,8 @@ def test_dkim_signature_broken(ca: CA) -> None:
     p = start_order(ca)
     raw = compose_reply(sender=p.address, to=p.ca_from, token1=p.token1, in_reply_to=p.message_id,
                         digest=p.client.digest(p.token1, p.challenge["token"]))
-    raw = ca.provider.sign(raw).replace(b"Auto-Submitted: auto-replied", b"Auto-Submitted: auto-replieD")
-    raw = raw.replace(p.address.encode(), p.address.encode(), 1)
-    tampered = raw.replace(b"\r\n\r\n", b"\r\n\r\nPS: tampered\r\n", 1)
+    # signed by the right domain, then the body changed in transit: the body hash no longer matches
+    tampered = ca.provider.sign(raw).replace(b"\r\n\r\n", b"\r\n\r\nPS: tampered\r\n", 1)
     send_smtp(ca.server.inbound_smtp_port, p.address, p.ca_from, tampered)  # type: ignore[arg-type]
     assert_not_issued(ca, p, "dkim_invalid")
 
@@ -286,14 +284,6 @@ def test_unsupported_jws_algorithm(ca: CA) -> None:
     body["protected"] = b64url(json.dumps(protected).encode())
     r = c.post(c.directory["newOrder"], body=json.dumps(body).encode())
     assert r.status_code == 400 and r.json()["type"].endswith("badSignatureAlgorithm")
-
-
-def test_private_key_material_unused(ca: CA) -> None:
-    # the serialisation helpers used above do not leak: the account key stays on the client
-    p = _ready(ca)
-    pem = p.client.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-    assert pem not in b"".join(ca.sink.messages)
 
 
 def test_rate_limits_per_account(ca_dir, tmp_path, sink, provider, zone_file) -> None:
