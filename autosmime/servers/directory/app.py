@@ -19,6 +19,17 @@ Routes (JSON unless said otherwise; errors are ``{"error": code, "detail": text}
     GET  /v1/log/consistency?from=m&to=n  RFC 9162 consistency proof + the checkpoint of size n
     GET  /healthz                         "ok" (no database)
 
+A lookup answer (200):
+
+    {"address": ..., "tree_size": n, "checkpoint": "<C2SP signed note of size n>",
+     "certificates": [{"address", "sha256", "der_b64", "issuers_b64": [...], "not_before", "not_after",
+                       "preferred", "status": {"state": "good|revoked|unknown", "checked_at"},
+                       "leaf_index", "leaf_b64", "inclusion": [base64 hashes, RFC 9162 order]}, ...]}
+
+owner's preference first, then newest. The leaf is the canonical JSON event
+``{"cert", "idx", "label", "op": "publish", "ts", "v": 1}`` with label =
+SHA-256("smimedir/label/v1" || address) (autosmime.pki.select.address_label).
+
 The 404 of a lookup is one constant body for never-published, withdrawn and
 unknown addresses alike. Lookups carry ETag (If-None-Match answers 304) and
 Cache-Control. Every request is counted against per-client limits, lookups by
