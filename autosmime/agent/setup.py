@@ -46,6 +46,7 @@ from autosmime.errors import AccountError, NoBackupFound, NoKey, RecoveryCodeNee
 from autosmime.mailbox.account import ACCOUNT_FILE, Account, format_security, load_account, parse_security
 from autosmime.mailbox.autoconfig import MailSettings, discover
 from autosmime.vault.backup import DEFAULT_PARAMS, BackupParams
+from autosmime.vault.store import Vault
 
 __all__ = ["KeysFrom", "Progress", "Prompts", "Publication", "ServerGiven", "SetupOutcome", "guess_security",
            "resolve_account", "setup"]
@@ -392,9 +393,9 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
             code_shown = True
 
     # 5. publication
-    publication, directory, published = _publish(agent, given, keys, cert, prompts, notes)
+    publication, directory, published = _publish(agent, vault, given, keys, cert, prompts, notes)
 
-    final = agent.vault().state
+    final = vault.state
     return SetupOutcome(
         address=account.email, home=home, account_saved=saved is None, settings_source=source,
         imap=_hostport(account.imap_host, account.imap_port), smtp=_hostport(account.smtp_host, account.smtp_port),
@@ -419,13 +420,12 @@ def _in_directory(home: Path, url: str, address: str, sha256: str) -> bool:
         return sha256 in {p.sha256 for p in witness.verify_lookup(address, answer or {})}
 
 
-def _publish(agent: Agent, given: ServerGiven, keys: KeysFrom, cert: CertSummary | None, prompts: Prompts,
-             notes: list[str]) -> tuple[Publication, str | None, str | None]:
+def _publish(agent: Agent, vault: Vault, given: ServerGiven, keys: KeysFrom, cert: CertSummary | None,
+             prompts: Prompts, notes: list[str]) -> tuple[Publication, str | None, str | None]:
     from autosmime.agent.publish import _remember_url, directory_url, publish
 
     if cert is None:
         return Publication.NO_DIRECTORY, None, None
-    vault = agent.vault()
     done = vault.state.get(PUBLISHED_STATE) or {}
     try:
         url: str | None = directory_url(agent.home, given.directory)
