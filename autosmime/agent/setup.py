@@ -359,6 +359,8 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
 
         _note(prompts.progress, "restoring your keys from the backup in your mailbox")
         restored = restore(agent, code)
+        if given.ca_url and agent.has_vault():  # the CA to renew at (the vault's state is this device's own)
+            agent.vault(create=False).update_state(**{DEFAULT_CA_STATE: given.ca_url})
         cert = _usable_certificate(agent, account.email)
         if cert is None:
             notes.append("the backup holds no usable certificate for this address: enrolling a new one")

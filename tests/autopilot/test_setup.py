@@ -205,6 +205,7 @@ def test_second_device_restores_with_the_code_and_reads(stack: Stack, first_devi
         assert outcome["publication"] == first["publication"] | {"state": "held"}
     assert _fingerprints(second) == _fingerprints(home)
     assert _backups(stack, home) == backups_before
+    assert Vault.open(second, create=False).state.get("acme_default_ca") == stack.env["CA_URL"]   # renews there
 
     # Mail encrypted to the first device's certificate is read on the second.
     [cert] = [e.cert for e in Vault.open(home, create=False).entries()]
