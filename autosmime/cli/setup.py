@@ -204,7 +204,9 @@ def _as_json(outcome: SetupOutcome, code: str | None) -> dict[str, Any]:
     return data
 
 
-@click.command("setup")
+@click.command("setup", epilog="Exit codes: 0 set up (or already set up), 1 failure, 2 usage, 3 no key backup to "
+                               "restore with the given recovery code, 4 a recovery code is needed (or join from "
+                               "another device: autosmime restore --join).")
 @click.argument("address")
 @click.option("--imap", metavar="HOST:PORT", help="IMAP server (default: discovered from the address).")
 @click.option("--smtp", metavar="HOST:PORT", help="SMTP submission server (default: discovered from the address).")
