@@ -7,6 +7,9 @@ a pool of provisioned users.
 ``fresh_address`` (function): an address no test has used yet: an empty mailbox, no backup, no
 certificate. Its password file is ``stack.password_file(address)``.
 
+``set_up(stack, home)`` runs ``autosmime setup`` for a fresh address in ``home`` (enrolled, backed up,
+published when the stack has a directory) and returns the address: a ready device for send/read tests.
+
 ``run_cli(*args)`` runs ``python -m autosmime`` as a user would (no terminal on stdin unless
 ``input`` is given), with the stack's DNS zone for DKIM checks.
 
@@ -118,3 +121,20 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture
 def fresh_address(stack: Stack) -> str:
     return stack.take_address()
+
+
+def set_up(stack: Stack, home: Path, address: str | None = None, *extra: str) -> str:
+    """``autosmime --home HOME setup`` for ``address`` (a fresh one by default) on the stack; returns the address.
+
+    The recovery code goes to ``HOME.parent / (HOME.name + "-recovery-code")`` (0600).
+    """
+    address = address or stack.take_address()
+    args = ["--home", str(home), "setup", address, "--imap", stack.env["IMAP"], "--smtp", stack.env["SMTP"],
+            "--security", stack.env["SECURITY"], "--ca-file", stack.env["MAIL_CA_FILE"], "--ca", stack.env["CA_URL"],
+            "--password-file", str(stack.password_file(address)),
+            "--recovery-code-out", str(home.parent / f"{home.name}-recovery-code")]
+    if stack.directory_url:
+        args += ["--directory", stack.directory_url]
+    r = run_cli(*args, *extra, env=stack.client_env())
+    assert r.returncode == 0, r.stderr
+    return address

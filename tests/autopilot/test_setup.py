@@ -350,3 +350,14 @@ def test_account_add_at_a_terminal_without_keyring_keeps_a_0600_file(stack: Stac
     r = run_cli("--home", str(tmp_path / "other"), "account", "add", "--email", fresh_address, "--imap",
                 stack.env["IMAP"], "--smtp", stack.env["SMTP"])
     assert r.returncode == 2 and "pass --password-file" in _one_line(r)
+
+
+def test_set_up_helper_makes_a_ready_device(stack: Stack, tmp_path: Path) -> None:
+    """The conftest helper other autopilot tests start from: a device with an active certificate."""
+    from autosmime.vault.store import Vault
+    from tests.autopilot.conftest import set_up
+
+    home = tmp_path / "dev"
+    address = set_up(stack, home)
+    assert Vault.open(home, create=False).encryption_pair(address).cert
+    assert (tmp_path / "dev-recovery-code").read_text().strip()
