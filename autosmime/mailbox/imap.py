@@ -155,6 +155,15 @@ class ImapMailbox:
         with self._errors("LIST"):
             return [name for _flags, _sep, name in self._client.list_folders()]
 
+    def special_folder(self, use: str) -> str | None:
+        """The folder the server marks with SPECIAL-USE ``use`` (e.g. ``\\Sent``, RFC 6154), or None."""
+        wanted = use.encode().lower()
+        with self._errors("LIST"):
+            for flags, _sep, name in self._client.list_folders():
+                if any(bytes(f).lower() == wanted for f in flags):
+                    return str(name)
+        return None
+
     def folder_exists(self, name: str) -> bool:
         with self._errors("LIST"):
             return bool(self._client.folder_exists(name))
@@ -179,6 +188,12 @@ class ImapMailbox:
             response = self._client.append(folder, raw, flags=tuple(flags))
         match = _APPENDUID.search(response if isinstance(response, bytes) else str(response).encode())
         return int(match.group(1)) if match else None
+
+    def uids(self, folder: str) -> list[int]:
+        """Every UID in ``folder``, ascending (the newest last)."""
+        self._select(folder)
+        with self._errors(f"SEARCH in {folder}"):
+            return sorted(int(uid) for uid in self._client.search(["ALL"]))
 
     def search_header(self, folder: str, header: str, value: str) -> list[int]:
         """UIDs in ``folder`` whose ``header`` contains ``value`` (IMAP substring match)."""

@@ -115,6 +115,12 @@ class MemoryMailbox:
         assert isinstance(result, int)
         return result
 
+    def uids(self, folder: str) -> list[int]:
+        """Every UID in ``folder``, ascending."""
+        result = self._run("search", lambda: sorted(self._folder(folder)))
+        assert isinstance(result, list)
+        return result
+
     def search_header(self, folder: str, header: str, value: str) -> list[int]:
         wanted, needle = header.lower(), value.lower()
         parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
