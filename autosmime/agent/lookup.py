@@ -30,14 +30,15 @@ if TYPE_CHECKING:
 
 
 def vault_roots(agent: Agent) -> list[x509.Certificate]:
-    """The self-signed ends of the chains this vault holds."""
+    """The self-signed ends of the chains this vault holds; for a chain that stops short of its root
+    (an ACME CA may send only its issuing CA), the top of that chain: the CA we enrolled with is
+    trusted as far as we received it from it (pki.validate checks an anchor for nothing else)."""
     if not agent.has_vault():
         return []
-    roots = []
+    roots: list[x509.Certificate] = []
     for e in agent.vault(create=False).entries():
-        for c in e.chain:
-            if c.issuer == c.subject and c not in roots:
-                roots.append(c)
+        tops = [c for c in e.chain if c.issuer == c.subject] or list(e.chain[-1:])
+        roots += [c for c in tops if c not in roots]
     return roots
 
 
