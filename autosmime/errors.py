@@ -293,3 +293,14 @@ class RecoveryCodeNeeded(BackupError):
     """
 
     exit_code = 4
+
+
+# --- sending mail (appended by the agent's send flow) -------------------------
+
+
+class EncryptionUnavailable(AutosmimeError):
+    """``send --require-encryption``, and some recipient has no usable certificate: nothing was sent."""
+
+
+class NotSent(MailboxError):
+    """The mail server could not take the message; it is kept in the outbox for the next attempt."""

@@ -138,3 +138,34 @@ def set_up(stack: Stack, home: Path, address: str | None = None, *extra: str) ->
     r = run_cli(*args, *extra, env=stack.client_env())
     assert r.returncode == 0, r.stderr
     return address
+
+
+# --- set-up users, for the send / inbox / read tests (appended by the 'mail' helper) ---------------
+
+
+@dataclass
+class User:
+    """A user set up with :func:`set_up` (enrolled, backed up, published when the stack has a directory)."""
+
+    address: str
+    home: Path
+
+    @property
+    def code_file(self) -> Path:
+        return self.home.parent / f"{self.home.name}-recovery-code"
+
+    def args(self, *more: str) -> list[str]:
+        return ["--home", str(self.home), *more]
+
+
+def set_up_user(stack: Stack, base: Path) -> User:
+    """A fresh address set up on a new device in ``base / "home"``."""
+    home = base / "home"
+    return User(set_up(stack, home), home)
+
+
+@pytest.fixture(scope="session")
+def correspondents(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[User, User]:
+    """Two users set up on the stack (each enrolled, backed up and published): (alice-like, bob-like)."""
+    return (set_up_user(stack, tmp_path_factory.mktemp("sender")),
+            set_up_user(stack, tmp_path_factory.mktemp("recipient")))
