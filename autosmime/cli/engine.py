@@ -287,12 +287,16 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
               help="Validate as of this ISO 8601 time (old mail); the Date header is then not held to the signing time.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print every layer's record and the content as one JSON document (docs/engine.md).")
+@click.option("--folder", help="With UID: the mailbox folder (default INBOX).")
 @_in
 @_out
+@click.argument("uid", required=False, type=click.IntRange(min=1))
 @click.pass_context
-def read(ctx, key, cert, p12, password_file, trust, at, as_json, in_file, out_file):
+def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file, out_file, uid):
     """Open every layer: print the content, and a summary on stderr.
 
+    With UID, the message is fetched from the mailbox (INBOX, or --folder) and read with every
+    key in the vault; without, it is read from standard input or --in.
     Exit 0 when the signature nearest the content is good or there is no S/MIME
     signature; 1 when it is not good or the content could not be decrypted.
     """
@@ -300,13 +304,26 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, in_file, out_fi
 
     from autosmime.smime import read as do_read
 
-    pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
+    if uid is None and folder is not None:
+        raise UsageError("--folder goes with a UID (autosmime read UID --folder F)")
+    if uid is not None and in_file is not None:
+        raise UsageError("give either a UID or --in, not both")
     roots = [c for path in trust for c in load_certificates(read_file(path))]
     when = _parse_at(at)
-    data = _read_input(in_file)
-    result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None)
+    extra: dict = {}
+    if uid is not None:  # from the mailbox: agent.inbox (every vault key, the vault's roots, harvesting)
+        from autosmime.agent.inbox import read_uid
+        from autosmime.cli import agent_for
+
+        given = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt") if key or p12 else None
+        opened = read_uid(agent_for(ctx), uid, folder or "INBOX", keys=given, extra_roots=roots, at=when)
+        result, extra = opened.result, {"uid": opened.uid, "folder": opened.folder}
+    else:
+        pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
+        data = _read_input(in_file)
+        result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None)
     if as_json:
-        _write_output((json.dumps(result.to_json(), indent=2) + "\n").encode(), out_file)
+        _write_output((json.dumps({**result.to_json(), **extra}, indent=2) + "\n").encode(), out_file)
     elif result.message is not None:
         _write_output(result.message, out_file)
     click.echo(f"autosmime: {result.summary}", err=True)
