@@ -304,3 +304,10 @@ class EncryptionUnavailable(AutosmimeError):
 
 class NotSent(MailboxError):
     """The mail server could not take the message; it is kept in the outbox for the next attempt."""
+
+
+# --- key statuses (issue 13) ---------------------------------------------------
+
+
+class KeyStatusRefused(VaultError):
+    """That key cannot take that status: it is expired, revoked, or not for the account's address."""

@@ -1,4 +1,4 @@
-"""Key flows that need no CA: import a PKCS#12 file, and this device's status.
+"""Key flows that need no CA: import a PKCS#12 file, choose the active key, and this device's status.
 
     >>> from autosmime.agent.keys import import_file, device_status
     >>> outcome = import_file(agent, data, b"password")              # doctest: +SKIP
@@ -6,17 +6,20 @@
     (2, <BackupState.STORED: 'stored'>)
     >>> device_status(agent).recovery_code_unseen                    # doctest: +SKIP
     False
+    >>> set_key_status(agent, "3f2a...", "active").retired            # doctest: +SKIP
+    ('9c41...',)
 """
 
 from __future__ import annotations
 
 from autosmime.agent import backup as backups
 from autosmime.agent.context import Agent
-from autosmime.agent.outcomes import DeviceStatus, ImportedKey, ImportOutcome, KeySummary
-from autosmime.errors import AccountError, MailboxError, NoKey
-from autosmime.pki.certs import fingerprint
+from autosmime.agent.outcomes import DeviceStatus, ImportedKey, ImportOutcome, KeyChange, KeySummary
+from autosmime.errors import AccountError, KeyStatusRefused, MailboxError, NoKey, UsageError
+from autosmime.pki.certs import cert_addresses, fingerprint, key_roles, normalize_fingerprint
+from autosmime.vault.store import VaultEntry, holds_valid_ca_cert, is_provisional
 
-__all__ = ["device_status", "import_file"]
+__all__ = ["device_status", "import_file", "set_key_status"]
 
 
 def import_file(agent: Agent, data: bytes, password: bytes | None, *,
@@ -42,10 +45,70 @@ def import_file(agent: Agent, data: bytes, password: bytes | None, *,
     before = {e.fingerprint for e in vault.entries()}
     vault.add_many([(p.key, p.cert, p.chain) for p in pairs], source="import", device=agent.device)
     wanted = {fingerprint(p.cert) for p in pairs} - before
-    new = tuple(ImportedKey(e.fingerprint, e.email, e.cert.subject.rfc4514_string())
-                for e in vault.entries() if e.fingerprint in wanted)
+    entries = vault.entries()
+    new = tuple(ImportedKey(e.fingerprint, e.email, e.cert.subject.rfc4514_string(), e.status,
+                            _kept_instead(e, entries))
+                for e in entries if e.fingerprint in wanted)
     out = Path(str(recovery_code_out)) if recovery_code_out is not None else None
     return ImportOutcome(new=new, backup=backups.after_key_change(agent, recovery_code_out=out))
+
+
+def _kept_instead(entry: VaultEntry, entries: list[VaultEntry]) -> str | None:
+    """The valid CA-issued key that stayed active although ``entry`` is newer (the vault's rule), if any."""
+    if entry.status != "retired" or not is_provisional(entry.cert):
+        return None
+    for other in entries:
+        if (other.status == "active" and other.email == entry.email and holds_valid_ca_cert(other)
+                and key_roles(other.cert) & key_roles(entry.cert)
+                and other.cert.not_valid_before_utc <= entry.cert.not_valid_before_utc):
+            return other.fingerprint
+    return None
+
+
+def set_key_status(agent: Agent, fp: str, status: str) -> KeyChange:
+    """Make one key "active" (its address's other active key of the same role retires) or "retired",
+    then back up so the account's other devices learn it (queued if the mailbox is unreachable).
+
+    Refused (KeyStatusRefused, nothing changed): activating a key that is expired,
+    revoked or not for the account's address; retiring a revoked key.
+    """
+    if status not in ("active", "retired"):
+        raise UsageError(f"a key can be made active or retired here, not {status!r}")
+    wanted = normalize_fingerprint(fp)
+    vault = agent.vault(create=False)
+    entries = vault.entries()
+    matches = [e for e in entries if e.fingerprint.startswith(wanted)] if len(wanted) >= 8 else []
+    if not matches:
+        raise NoKey(f"no key with fingerprint {fp} in the vault (see `autosmime keys`)")
+    if len(matches) > 1:
+        raise UsageError(f"{fp} matches {len(matches)} keys: give more of the fingerprint")
+    target = matches[0]
+    if target.status == "revoked":
+        raise KeyStatusRefused(f"key {target.fingerprint[:16]} is revoked; a revoked key stays revoked")
+    if status == "active":
+        if target.effective_status() == "expired":
+            raise KeyStatusRefused(f"key {target.fingerprint[:16]} expired on "
+                                   f"{target.cert.not_valid_after_utc:%Y-%m-%d}; it can only decrypt old mail")
+        try:
+            address = agent.account().email.lower()
+        except AccountError:
+            address = None  # no account on this device: any address the vault holds
+        if address is not None and address not in cert_addresses(target.cert):
+            names = ", ".join(cert_addresses(target.cert)) or "no address"
+            raise KeyStatusRefused(f"key {target.fingerprint[:16]} is for {names}, not for the account's "
+                                   f"address {address}")
+    if target.status == status:
+        return KeyChange(target.fingerprint, target.email, status, changed=False)
+    vault.set_status(target.fingerprint, status)
+    after = {e.fingerprint: e for e in vault.entries()}
+    retired = tuple(e.fingerprint for e in entries
+                    if e.status == "active" and after[e.fingerprint].status == "retired"
+                    and e.fingerprint != target.fingerprint)
+    no_active_left = status == "retired" and not any(
+        e.status == "active" and e.email == target.email and e.effective_status() == "active"
+        for e in after.values())
+    return KeyChange(target.fingerprint, target.email, status, changed=True, retired=retired,
+                     no_active_left=no_active_left, backup=backups.after_key_change(agent))
 
 
 def device_status(agent: Agent) -> DeviceStatus:

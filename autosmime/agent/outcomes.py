@@ -58,6 +58,8 @@ class ImportedKey:
     fingerprint: str
     address: str | None
     subject: str
+    status: str = "active"  # as stored after the import
+    kept_active: str | None = None  # the valid CA-issued key's fingerprint that stayed active instead of this one
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,14 @@ class DeviceStatus:
     backup_seq_seen: int | None = None
     recovery_code_stored: bool = False
     recovery_code_unseen: bool = False  # created here but never shown nor written out
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    fingerprint: str
+    address: str | None
+    status: str  # the status now stored
+    changed: bool  # False: it already had that status
+    retired: tuple[str, ...] = ()  # fingerprints activating it retired
+    no_active_left: bool = False  # retiring it left its address without an active key
+    backup: BackupOutcome | None = None

@@ -11,16 +11,21 @@ written to the file the user names (0600) or typed at a hidden prompt.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from autosmime.cli import agent_for
+from autosmime.cli._options import OutFile, is_stdout
+from autosmime.cli._output import Progress, emit_json, plural, progress, say, warn
 from autosmime.errors import BackupError, JoinCodeMismatch, JoinRefused, UsageError
 
 if TYPE_CHECKING:
+    from autosmime.agent.context import Agent
     from autosmime.agent.outcomes import BackupOutcome, RestoreOutcome
 
 
@@ -51,28 +56,81 @@ def backup_lines(outcome: BackupOutcome) -> list[str]:
     elif outcome.state is BackupState.PENDING:
         lines.insert(0, f"key backup pending (will retry): {outcome.reason}")
     elif outcome.was_pending:
-        lines.insert(0, f"pending key backup stored as backup {outcome.seq} ({outcome.keys} keys)")
+        lines.insert(0, f"pending key backup stored as backup {outcome.seq} ({plural(outcome.keys, 'key')})")
     else:
         merged = f", {outcome.merged} taken in from your other devices" if outcome.merged else ""
-        lines.insert(0, f"key backup {outcome.seq} stored ({outcome.keys} keys{merged})")
+        lines.insert(0, f"key backup {outcome.seq} stored ({plural(outcome.keys, 'key')}{merged})")
     return lines
 
 
+def backup_json(outcome: BackupOutcome, codes: list[str] | None = None) -> dict[str, Any]:
+    """A backup outcome as JSON (docs/cli.md); the recovery code only when ``--recovery-code-out -`` asked."""
+    doc: dict[str, Any] = {
+        "state": outcome.state.value, "seq": outcome.seq, "keys": outcome.keys, "merged": outcome.merged,
+        "reason": outcome.reason, "was_pending": outcome.was_pending, "code_created": outcome.code_created,
+        "code_shown": outcome.code_shown, "code_file": str(outcome.code_file) if outcome.code_file else None}
+    if codes:
+        doc["recovery_code"] = codes[-1]
+    return doc
+
+
+@contextlib.contextmanager
+def code_to_stdout(ctx: click.Context, out: Path | None, spinner: Progress,
+                   as_json: bool) -> Iterator[tuple[Agent, Path | None, list[str]]]:
+    """The agent for a command with ``--recovery-code-out``, and the file to pass on.
+
+    ``-`` hands the code (new or held) to standard output, alone, or to the
+    JSON object with ``--json``, instead of a file. A code shown on the
+    terminal pauses the spinner.
+    """
+    from autosmime.cli import _show_new_code
+
+    agent = agent_for(ctx)
+    codes: list[str] = []
+    if not is_stdout(out):
+        agent.present_code = spinner.paused(_show_new_code)
+        yield agent, out, codes
+        return
+
+    def to_stdout(code: str) -> bool:
+        codes.append(code)
+        if not as_json:
+            click.echo(code)
+        return True
+
+    agent.present_code = to_stdout
+    yield agent, None, codes
+    if not codes:  # the device already had a code: hand that one over, as a file would get it
+        from autosmime.agent.backup import show_code
+
+        try:
+            to_stdout(show_code(agent))
+        except BackupError:
+            pass  # no code yet (nothing to back up)
+
+
 @click.command("backup")
-@click.option("--recovery-code-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the recovery code to this file (0600), creating the code on first use.")
+@click.option("--recovery-code-out", type=OutFile(),
+              help="Write the recovery code to this file (0600), creating the code on first use; "
+                   "'-' prints it on standard output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on standard output.")
 @click.pass_context
-def backup_cmd(ctx: click.Context, recovery_code_out: Path | None) -> None:
+def backup_cmd(ctx: click.Context, recovery_code_out: Path | None, as_json: bool) -> None:
     """Store an encrypted backup of every key in the mailbox's backup folder (and send a queued one)."""
     from autosmime.agent.backup import backup
 
-    outcome = backup(agent_for(ctx), recovery_code_out=recovery_code_out)
+    with progress("backing up your keys ...") as spinner, \
+            code_to_stdout(ctx, recovery_code_out, spinner, as_json) as (agent, code_out, codes):
+        outcome = backup(agent, recovery_code_out=code_out)
     if outcome.pending:  # a failure is one line, like every other
         note = f" (recovery code written to {outcome.code_file}; keep it offline)" if outcome.code_file else ""
         raise BackupError(f"key backup pending (will retry): {outcome.reason}; it will be retried by the next "
                           f"`autosmime backup` or key change{note}")
+    if as_json:
+        emit_json(backup_json(outcome, codes))
+        return
     for line in backup_lines(outcome):
-        click.echo(f"autosmime: {line}", err=True)
+        say(line)
 
 
 @click.command("restore")
@@ -85,9 +143,10 @@ def backup_cmd(ctx: click.Context, recovery_code_out: Path | None) -> None:
 @click.option("--confirm-file", type=click.Path(dir_okay=False, path_type=Path),
               help="With --join, for scripts: the code `autosmime approve` printed, read from this file "
                    "(waited for) when the approval arrives, instead of asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on standard output.")
 @click.pass_context
 def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool, timeout: float | None,
-                confirm_file: Path | None) -> None:
+                confirm_file: Path | None, as_json: bool) -> None:
     """Restore every key from the newest valid backup in the mailbox."""
     from autosmime.agent.backup import restore
 
@@ -99,11 +158,16 @@ def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool
         if timeout is not None or confirm_file is not None:
             raise UsageError("--timeout and --confirm-file need --join")
         code = _read_code(recovery_code_file)
-        result = restore(agent_for(ctx), code)
-    click.echo(f"autosmime: restored backup {result.seq} of {result.created}: "
-               f"{result.keys} keys ({result.added} new on this device)", err=True)
+        with progress("restoring your keys from the mailbox ..."):
+            result = restore(agent_for(ctx), code)
+    if as_json:
+        emit_json({"seq": result.seq, "created": result.created, "keys": result.keys, "added": result.added,
+                   "skipped": result.skipped})
+        return
+    say(f"restored backup {result.seq} of {result.created}: "
+        f"{plural(result.keys, 'key')} ({result.added} new on this device)")
     if result.skipped:
-        click.echo(f"autosmime: warning: skipped {result.skipped} newer invalid backup(s)", err=True)
+        warn(f"skipped {plural(result.skipped, 'newer invalid backup')}")
 
 
 def _join(ctx: click.Context, timeout: float, confirm_file: Path | None) -> RestoreOutcome:
@@ -187,21 +251,23 @@ def recovery_code_show(ctx: click.Context) -> None:
 
 
 @recovery_code.command("rotate")
-@click.option("--recovery-code-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the new recovery code to this file (0600).")
+@click.option("--recovery-code-out", type=OutFile(),
+              help="Write the new recovery code to this file (0600); '-' prints it on standard output.")
 @click.pass_context
 def recovery_code_rotate(ctx: click.Context, recovery_code_out: Path | None) -> None:
     """Replace the account's recovery code: a full backup under a new code, verified, then the old backups go."""
     from autosmime.agent.backup import rotate_code
 
-    outcome = rotate_code(agent_for(ctx), recovery_code_out=recovery_code_out)
-    click.echo(f"autosmime: new recovery code in use; key backup {outcome.seq} stored ({outcome.keys} keys); "
-               "backups under the old code removed", err=True)
+    with progress("rotating the recovery code ...") as spinner, \
+            code_to_stdout(ctx, recovery_code_out, spinner, False) as (agent, code_out, codes):
+        outcome = rotate_code(agent, recovery_code_out=code_out)
+    say(f"new recovery code in use; key backup {outcome.seq} stored ({plural(outcome.keys, 'key')}); "
+        "backups under the old code removed")
     if outcome.code_file is not None:
-        click.echo(f"autosmime: recovery code written to {outcome.code_file}; keep it offline", err=True)
+        say(f"recovery code written to {outcome.code_file}; keep it offline")
     elif not outcome.code_shown:
-        click.echo("autosmime: warning: the new code was neither shown nor written out; "
-                   "run `autosmime recovery-code show` and keep it offline", err=True)
+        warn("the new code was neither shown nor written out; "
+             "run `autosmime recovery-code show` and keep it offline")
 
 
 def register(group: click.Group) -> None:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from autosmime._files import write_private
-from autosmime.errors import KeyFileError, NoKey, UsageError
+from autosmime.cli._options import OutFile, is_stdout
+from autosmime.cli._output import say, warn
+from autosmime.errors import KeyFileError, MalformedMessage, NoKey, UsageError
 
 if TYPE_CHECKING:
     from autosmime.pki.keys import KeyPair
@@ -50,8 +52,8 @@ def load_key_and_cert(key: Path, cert: Path, chain: Path | None = None) -> KeyPa
 
 _in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
                    help="Read the message from FILE instead of standard input.")
-_out = click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
-                    help="Write the result to FILE instead of standard output.")
+_out = click.option("--out", "out_file", type=OutFile(),
+                    help="Write the result to FILE instead of standard output ('-': standard output).")
 
 
 def _read_input(in_file: Path | None) -> bytes:
@@ -82,7 +84,7 @@ def _open_input(in_file: Path | None) -> Iterator[BinaryIO]:
 
 def _write_output(data: bytes | Iterable[bytes], out_file: Path | None) -> None:
     """Only after success, and atomically for files: a failure leaves nothing behind."""
-    if out_file is None:
+    if out_file is None or is_stdout(out_file):
         out = click.get_binary_stream("stdout")
         out.writelines((data,) if isinstance(data, bytes) else data)
         out.flush()
@@ -184,6 +186,26 @@ def sign(ctx, key, cert, p12, password_file, chain, opaque, pss, in_file, out_fi
     pair = _own_keys(ctx, key, cert, chain, p12, password_file, purpose="sign")[0]
     data = _read_input(in_file)
     _write_output(do_sign(data, pair.key, pair.cert, pair.chain, opaque=opaque, pss=pss), out_file)
+    _warn_from_mismatch(data, pair.cert)
+
+
+def _warn_from_mismatch(data: bytes, cert: Any) -> None:
+    """Recipients' clients flag a signature whose certificate does not name the From address: say so now."""
+    from autosmime.pki.certs import cert_addresses
+    from autosmime.smime import mime
+    from autosmime.smime.verify import from_address
+
+    try:
+        sender = from_address(mime.Message.parse(data))
+    except MalformedMessage:
+        return
+    names = cert_addresses(cert)
+    if sender is None:
+        warn(f"the message has no single From address; recipients will see a signature by "
+             f"{', '.join(names) or 'a certificate naming no address'} they cannot match to a sender")
+    elif sender not in names:
+        warn(f"From is {sender} but the certificate is for {', '.join(names) or 'no address'}: "
+             "recipients' mail clients will show the signature as not matching the sender")
 
 
 @click.command()
@@ -191,8 +213,8 @@ def sign(ctx, key, cert, p12, password_file, chain, opaque, pss, in_file, out_fi
               help="Trusted root certificate(s); repeatable.")
 @click.option("--at", "at", metavar="TIME",
               help="Validate as of this ISO 8601 time (old mail); the Date header is then not held to the signing time.")
-@click.option("--signer-cert-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the signer's certificate (PEM) to FILE: the signer From names.")
+@click.option("--signer-cert-out", type=OutFile(),
+              help="Write the signer's certificate (PEM) to FILE ('-': standard output): the signer From names.")
 @click.option("--allow-from-mismatch", is_flag=True, help="Accept a signer whose certificate does not name From.")
 @_in
 @_out
@@ -213,8 +235,7 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_fi
         _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
-    click.echo(f"autosmime: good signature from {result.signer_address or 'unknown address'} ({when_text})",
-               err=True)
+    say(f"good signature from {result.signer_address or 'unknown address'} ({when_text})")
 
 
 @click.command()
@@ -252,6 +273,9 @@ def encrypt(ctx, to, self_cert, modern, sign_first, key, cert, p12, password_fil
                 sender = vault.encryption_pair().cert
             except NoKey:
                 sender = None
+    if sender is None:
+        warn("your own copy is left out: you will not be able to decrypt this message yourself "
+             "(give --self YOUR-CERT.pem, or keep an active key in this device's vault)")
     data = _read_input(in_file)
     profile = "modern" if modern else "interop"
     if pair is not None:
@@ -276,7 +300,7 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
         report, message = decrypt_stream(source, pairs)
         _write_output(message, out_file)
     if report.weak:
-        click.echo(f"autosmime: warning: weak encryption ({report.content_algorithm})", err=True)
+        warn(f"weak encryption ({report.content_algorithm})")
 
 
 @click.command()
@@ -326,7 +350,7 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file
         _write_output((json.dumps({**result.to_json(), **extra}, indent=2) + "\n").encode(), out_file)
     elif result.message is not None:
         _write_output(result.message, out_file)
-    click.echo(f"autosmime: {result.summary}", err=True)
+    say(result.summary)
     if result.exit_code:
         # Not ctx.exit(): the group runs click with standalone_mode=False, which turns that into a return value.
         raise SystemExit(result.exit_code)

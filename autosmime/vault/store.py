@@ -136,14 +136,36 @@ def _decode_entry(d: dict) -> VaultEntry:
     )
 
 
+#: a certificate valid this long or less is "short-lived" (the CA/B Forum's bound for short-lived certificates)
+SHORT_LIVED = _dt.timedelta(days=7)
+
+
+def is_provisional(cert: x509.Certificate) -> bool:
+    """A self-signed or short-lived certificate: a stopgap that should not displace a CA-issued one."""
+    return cert.issuer == cert.subject or cert.not_valid_after_utc - cert.not_valid_before_utc <= SHORT_LIVED
+
+
+def holds_valid_ca_cert(e: VaultEntry, now: _dt.datetime | None = None) -> bool:
+    """True for a CA-issued (not provisional) certificate that is valid now."""
+    now = now or _utcnow()
+    return (not is_provisional(e.cert) and e.status != "revoked"
+            and e.cert.not_valid_before_utc <= now <= e.cert.not_valid_after_utc)
+
+
 def _rebalance(entries: list[VaultEntry], address: str | None) -> list[VaultEntry]:
-    """Per role, only the newest active entry of an address stays active; older actives retire."""
+    """Per role, only the newest active entry of an address stays active; older actives retire.
+
+    A valid CA-issued certificate outranks a newer self-signed or short-lived
+    one: importing a stopgap never silently replaces the key others encrypt to
+    (``keys activate`` chooses it explicitly, through :meth:`Vault.set_status`).
+    """
+    now = _utcnow()
     actives = [e for e in entries if e.status == "active" and e.email == address]
     keep: set[int] = set()
     for role in ("sign", "encrypt"):
         candidates = [e for e in actives if role in key_roles(e.cert)]
         if candidates:
-            keep.add(id(max(candidates, key=VaultEntry._age)))
+            keep.add(id(max(candidates, key=lambda e: (holds_valid_ca_cert(e, now), e._age()))))
     retire = {id(e) for e in actives} - keep
     return [_replace_status(e, "retired") if id(e) in retire else e for e in entries]
 

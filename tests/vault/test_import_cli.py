@@ -23,7 +23,7 @@ def test_import_then_keys_json_shows_every_key(tmp_path):
     (tmp_path / "pw").write_text("alice\n")
     r = autosmime(home, "import", str(VECTORS / "rfc9216/keys/alice.p12"), "--password-file", str(tmp_path / "pw"))
     assert r.returncode == 0, r.stderr
-    assert "imported 2 new key(s)" in r.stderr and "alice" not in r.stdout
+    assert "autosmime: imported 2 new keys" in r.stderr and "alice" not in r.stdout
     (tmp_path / "pw2").write_text("nss")
     r = autosmime(home, "import", str(VECTORS / "nss-interop-openssl/Fran.p12"), "--password-file", str(tmp_path / "pw2"))
     assert r.returncode == 0, r.stderr

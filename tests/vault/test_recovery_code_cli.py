@@ -111,4 +111,4 @@ def test_status_warns_until_the_code_is_shown_and_rotate_replaces_it(two_devices
     r = _cli(fresh, "restore", "--recovery-code-file", str(tmp_path / "old"))
     assert r.returncode == 1 and "recovery code does not open" in r.stderr
     r = _cli(fresh, "restore", "--recovery-code-file", str(tmp_path / "new"))
-    assert r.returncode == 0 and "1 keys" in r.stderr, r.stderr
+    assert r.returncode == 0 and "1 key (" in r.stderr, r.stderr

@@ -1,0 +1,114 @@
+"""Global options after the subcommand, ``--json`` before it, ``~`` in ``--out=~/x``, ``-`` for standard output."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+import pytest
+
+from autosmime.cli import cli
+from autosmime.cli._options import normalise_args
+from autosmime.vault.store import Vault
+from tests.cli import support
+from tests.cli.support import run
+
+
+@pytest.mark.parametrize("given, expected", [
+    (["keys", "--home", "H", "--json"], ["--home", "H", "keys", "--json"]),
+    (["keys", "--home=H"], ["--home=H", "keys"]),
+    (["status", "--debug"], ["--debug", "status"]),
+    (["--json", "keys"], ["keys", "--json"]),
+    (["--home", "H", "keys", "activate", "AB", "--debug"], ["--home", "H", "--debug", "keys", "activate", "AB"]),
+    # a global option's name as another option's value stays that value
+    (["encrypt", "--to", "--home", "--in", "x"], ["encrypt", "--to", "--home", "--in", "x"]),
+    # nor after --
+    (["keys", "--", "--debug"], ["keys", "--", "--debug"]),
+    (["--json", "keys", "--", "--debug"], ["keys", "--json", "--", "--debug"]),
+    ([], []),
+    (["--help"], ["--help"]),
+])
+def test_normalise_args(given, expected):
+    assert normalise_args(cli, given) == expected
+
+
+def test_tilde_is_expanded_in_path_options_only(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert normalise_args(cli, ["sign", "--out=~/x", "--in", "~/y"]) == \
+        ["sign", "--out=/home/someone/x", "--in", "/home/someone/y"]
+    assert normalise_args(cli, ["--home=~/h", "keys"]) == ["--home=/home/someone/h", "keys"]
+    # not a path: left alone
+    assert normalise_args(cli, ["verify", "--at=~now"]) == ["verify", "--at=~now"]
+
+
+def test_a_command_defining_the_option_keeps_it():
+    @click.group()
+    @click.option("--home")
+    def root(home):
+        pass
+
+    @root.command()
+    @click.option("--home")
+    def own(home):
+        pass
+
+    assert normalise_args(root, ["own", "--home", "x"]) == ["own", "--home", "x"]
+
+
+def test_global_options_after_the_subcommand_work_end_to_end(tmp_path):
+    home = tmp_path / "home"
+    Vault.open(home).add(*support.ca_issued("alice@example.test"))
+    r = run(None, "keys", "--home", str(home), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [k["email"] for k in json.loads(r.stdout)["keys"]] == ["alice@example.test"]
+    r = run(None, "--json", "keys", "--home", str(home))
+    assert r.returncode == 0 and json.loads(r.stdout)["keys"], r.stderr
+    r = run(home, "status", "--debug", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["keys"] == {"active": 1}, r.stderr
+
+
+def test_debug_after_the_subcommand_shows_the_traceback(tmp_path):
+    r = run(tmp_path / "nohome", "keys", "activate", "00" * 8)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    r = run(tmp_path / "nohome", "keys", "activate", "00" * 8, "--debug")
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_out_with_tilde_after_equals_writes_under_home(tmp_path, pki_files):
+    fake_home = tmp_path / "user"
+    fake_home.mkdir()
+    key, cert = pki_files
+    r = run(None, "sign", "--key", str(key), "--cert", str(cert), "--out=~/signed.eml",
+            input="Subject: hi\n\nhello\n", env={"HOME": str(fake_home)})
+    assert r.returncode == 0, r.stderr
+    assert (fake_home / "signed.eml").read_bytes().startswith(b"MIME-Version") or \
+        b"pkcs7-signature" in (fake_home / "signed.eml").read_bytes()
+    assert not (tmp_path / "~").exists() and not os.path.exists("~")
+
+
+def test_dash_means_standard_output(tmp_path, pki_files):
+    key, cert = pki_files
+    r = run(None, "sign", "--key", str(key), "--cert", str(cert), "--out", "-", input="From: alice@example.test\nSubject: hi\n\nhello\n")
+    assert r.returncode == 0 and "pkcs7-signature" in r.stdout, r.stderr
+    assert not (tmp_path / "-").exists() and not os.path.exists("-")
+    signed = r.stdout
+    r = run(None, "verify", "--trust", str(cert.parent / "ca.pem"), "--signer-cert-out", "-", "--out",
+            str(tmp_path / "inner.eml"), input=signed)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("-----BEGIN CERTIFICATE-----") and r.stdout.rstrip().endswith("CERTIFICATE-----")
+    assert (tmp_path / "inner.eml").read_bytes().endswith(b"hello\n") or b"hello" in (tmp_path / "inner.eml").read_bytes()
+
+
+@pytest.fixture
+def pki_files(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert, chain = support.ca_issued("alice@example.test")
+    d = tmp_path / "pki"
+    d.mkdir()
+    (d / "alice.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))
+    (d / "alice.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "ca.pem").write_bytes(chain[0].public_bytes(serialization.Encoding.PEM))
+    return d / "alice.key", d / "alice.pem"
