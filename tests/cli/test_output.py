@@ -1,0 +1,88 @@
+"""One prefix on every stderr line, plurals, JSON objects on stdout, and progress only on a terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from autosmime.cli._output import Progress, plural, progress
+from autosmime.vault.store import Vault
+from tests.cli import support
+from tests.cli.support import run
+
+ALICE = "alice@example.test"
+
+
+def test_plural():
+    assert [plural(n, "key") for n in (0, 1, 2)] == ["0 keys", "1 key", "2 keys"]
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == "3 entries"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_a_terminal_and_nothing_elsewhere():
+    plain = io.StringIO()
+    with progress("importing alice.p12 ...", plain) as p:
+        p.update("backing up ...")
+        assert not p.active
+    assert plain.getvalue() == ""
+    tty = _Terminal()
+    with progress("importing alice.p12 ...", tty) as p:
+        assert p.active
+        asked = p.paused(lambda: "answer")()  # a prompt stops the spinner and gets its answer
+    assert asked == "answer" and "importing alice.p12" in tty.getvalue()
+
+
+def test_progress_on_a_closed_stream_is_silent():
+    closed = io.StringIO()
+    closed.close()
+    assert not Progress("x", closed).active
+
+
+def _assert_prefixed(stderr: str) -> None:
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("autosmime: ") for line in lines), stderr
+
+
+def test_import_and_export_speak_with_one_prefix_and_json(tmp_path):
+    home = tmp_path / "home"
+    support.offline_account(home, ALICE)
+    p12 = support.p12(tmp_path / "a.p12", support.ca_issued(ALICE))
+    r = run(home, "import", str(p12), "--password-file", str(tmp_path / "pw"))
+    assert r.returncode == 0 and r.stdout == ""
+    _assert_prefixed(r.stderr)
+    assert "autosmime: imported 1 new key: alice@example.test" in r.stderr
+    assert "key backup pending" in r.stderr
+    assert "autosmime: next steps:" in r.stderr and f"autosmime --home {home} keys" in r.stderr
+
+    again = run(home, "import", str(p12), "--password-file", str(tmp_path / "pw"), "--json")
+    doc = json.loads(again.stdout)
+    assert again.returncode == 0 and doc["new"] == [] and doc["backup"]["state"] == "pending"
+    assert set(doc) == {"file", "new", "backup"} and "next steps" not in again.stderr
+
+    r = run(home, "export", "--out", str(tmp_path / "export"))
+    assert r.returncode == 0 and r.stdout == ""
+    _assert_prefixed(r.stderr)
+    assert "autosmime: exported 1 key to " in r.stderr
+    r = run(home, "export", "--out", str(tmp_path / "export2"), "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["keys"] == 1 and doc["legacy"] is False
+    assert doc["password_file"] == str(tmp_path / "export2" / "export-password.txt")
+    assert all((tmp_path / "export2").joinpath(p).exists() for p in doc["files"])
+
+
+def test_json_import_of_a_kept_back_key_names_the_active_one(tmp_path):
+    home = tmp_path / "home"
+    ca = support.ca_issued(ALICE)
+    Vault.open(home).add(*ca)
+    stopgap = support.self_signed(ALICE)
+    r = run(home, "import", str(support.p12(tmp_path / "s.p12", stopgap)), "--password-file", str(tmp_path / "pw"),
+            "--json")
+    assert r.returncode == 0, r.stderr
+    (new,) = json.loads(r.stdout)["new"]
+    from autosmime.pki.certs import fingerprint
+
+    assert new["status"] == "retired" and new["kept_active"] == fingerprint(ca[1])
