@@ -18,7 +18,6 @@ no zone file at all, DKIM keys come from real DNS.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from autosmime.servers.ca.mail import Outbox, SMTPOutbox
 from autosmime.servers.ca.service import CAService
 from autosmime.servers.ca.settings import Settings
 from autosmime.servers.ca.storage import Store
+from autosmime.servers.listen import bind, uvicorn_server
 
 
 def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -57,14 +57,10 @@ class CAServer:
                  dns_zones: Sequence[str | Path] = (), resolver: TxtResolver | None = None,
                  base_url: str | None = None, settings: Settings | None = None) -> None:
         self.authority = Authority.open(ca_dir)
-        self._sock = socket.socket(socket.AF_INET6 if ":" in listen[0] else socket.AF_INET)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._sock.bind(listen)
+            self._sock = bind(*listen)   # connections made before uvicorn runs wait in the backlog
         except OSError as e:
-            self._sock.close()
-            raise CAServerError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from None
-        self._sock.listen(1024)   # connections made before uvicorn runs wait in the backlog
+            raise CAServerError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror or e}") from None
         self.host, self.port = self._sock.getsockname()[:2]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = base_url.rstrip("/") if base_url else f"http://{host}:{self.port}"
@@ -100,11 +96,7 @@ class CAServer:
             self.imap.start()
 
     def _make_uvicorn(self) -> Any:
-        import uvicorn
-
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
-                                timeout_keep_alive=30)
-        return uvicorn.Server(config)
+        return uvicorn_server(self.app, lifespan="off")
 
     def start(self, timeout: float = 15.0) -> CAServer:
         """Serve in background threads; returns when the HTTP port accepts requests."""

@@ -21,6 +21,7 @@ import uvicorn
 from autosmime.errors import UsageError
 from autosmime.servers.directory.app import make_app
 from autosmime.servers.directory.service import Config, Directory
+from autosmime.servers.listen import bind, uvicorn_server
 
 __all__ = ["RunningDirectory", "parse_hostport", "serve", "start"]
 
@@ -42,26 +43,14 @@ def parse_hostport(value: str, default_port: int | None = None) -> tuple[str, in
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: uvicorn writes a response's head and body separately, and with Nagle
-    # the body waited for the client's delayed ACK (40 ms per request on Linux loopback).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        sock.bind((host, port))
+        return bind(host, port)
     except OSError as e:
-        sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _server(directory: Directory) -> uvicorn.Server:
-    config = uvicorn.Config(make_app(directory), log_level="warning", access_log=False, lifespan="on",
-                            timeout_keep_alive=30)
-    return uvicorn.Server(config)
+    return uvicorn_server(make_app(directory))
 
 
 @dataclass
