@@ -5,8 +5,10 @@
     ...     rows = sql.lookup(cur, "address", "bob@example.test")
 
 SQLAlchemy Core built and executed a statement in ~90 us; the same query on the
-driver's cursor costs ~15 us, and a lookup runs three (rate limits, the
-certificates, the proof's nodes). So reads and the rate-limit upsert are plain
+driver's cursor costs ~15 us, and a lookup runs two: the rate limits, and the
+certificates with the log head they are proven against (one statement, so one
+snapshot: the head is never older than the leaves). The proof's nodes are read
+only when the answer is not in the directory's memo (service.Answers). So reads and the rate-limit upsert are plain
 SQL that SQLite and PostgreSQL both accept, with the driver's placeholder
 ("?" for sqlite3, "%s" for psycopg); writes stay in Core (service.py). A cursor
 of a Core connection (``conn.connection.cursor()``) works here too, inside
@@ -24,7 +26,7 @@ from sqlalchemy import Engine
 Limit = tuple[str, int, int]  # key, allowed per window, window seconds
 
 LOOKUP_COLUMNS = ("address", "sha256", "preferred", "leaf_index", "der", "not_before", "not_after", "status",
-                  "checked_at", "data", "issuers")
+                  "checked_at", "data", "issuers", "size", "note")
 
 
 class RawSql:
@@ -33,8 +35,8 @@ class RawSql:
         m = "?" if engine.dialect.name == "sqlite" else "%s"
         self.mark = m
         select = ("SELECT b.address, b.sha256, b.preferred, b.leaf_index, c.der, c.not_before, c.not_after, c.status, "
-                  "c.checked_at, l.data, c.issuers FROM bindings b JOIN certs c ON c.sha256 = b.sha256 "
-                  "JOIN log_leaves l ON l.idx = b.leaf_index WHERE b.published = 1 AND ")
+                  "c.checked_at, l.data, c.issuers, h.size, h.note FROM bindings b JOIN certs c ON c.sha256 = b.sha256 "
+                  "JOIN log_leaves l ON l.idx = b.leaf_index JOIN log_head h ON h.id = 1 WHERE b.published = 1 AND ")
         self._lookup = {"address": select + f"b.address = {m}", "sha256": select + f"b.sha256 = {m}"}
         self._head = "SELECT size, note FROM log_head WHERE id = 1"
         self._nodes: dict[int, str] = {}

@@ -90,6 +90,7 @@ class Config:
     token_ttl: int = 3600
     crl_interval: int = 6 * 3600
     limits: Limits = field(default_factory=Limits)
+    answer_cache: int = 8192   # lookup answers memoised per process (see Answers); 0 turns the memo off
 
 
 class ApiError(AutosmimeError):
@@ -98,6 +99,62 @@ class ApiError(AutosmimeError):
     def __init__(self, status: int, code: str, detail: str = "", retry_after: int | None = None) -> None:
         super().__init__(detail or code)
         self.status, self.code, self.detail, self.retry_after = status, code, detail or code, retry_after
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A lookup answer as served: the JSON body and its ETag."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, data: dict) -> Answer:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return cls(body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
+class Answers:
+    """A bounded memo of lookup answers, each stored with the database rows it was built from.
+
+    >>> memo = Answers(2)
+    >>> memo.put(("address", "a@x.test"), [("row", 5)], Answer(b"{}", '"e"'))
+    >>> memo.get(("address", "a@x.test"), [("row", 5)])
+    Answer(body=b'{}', etag='"e"')
+    >>> memo.get(("address", "a@x.test"), [("row", 6)]) is None    # the log grew: rebuilt
+    True
+
+    A pure cache: the rows carry every value the answer is made of (the binding, the certificate and its
+    status, the leaf, and the log head's size and signed note), and the proof nodes are a function of the
+    leaf index and the size, since the log only grows. Each lookup reads those rows from the database first,
+    so a publish, withdrawal, preference or status change made by any process is in the very next answer,
+    and every proof is against the newest checkpoint. Nothing here is needed across processes or restarts.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._memo: dict[tuple[str, str], tuple[list, Answer]] = {}
+
+    def get(self, key: tuple[str, str], rows: list) -> Answer | None:
+        found = self._memo.get(key)
+        if found is not None and found[0] == rows:
+            return found[1]
+        return None
+
+    def put(self, key: tuple[str, str], rows: list, answer: Answer) -> None:
+        if self.limit <= 0:
+            return
+        memo = self._memo
+        memo.pop(key, None)
+        while len(memo) >= self.limit:  # the oldest entry first (dicts keep insertion order)
+            try:
+                del memo[next(iter(memo))]
+            except (KeyError, StopIteration, RuntimeError):  # another thread removed it meanwhile
+                break
+        memo[key] = (rows, answer)
+
+    def __len__(self) -> int:
+        return len(self._memo)
 
 
 NOT_FOUND = ApiError(404, "not_found", "no certificate is published for this request")
@@ -147,20 +204,28 @@ class Directory:
         self.sql = self.log.sql
         self.trust = list(config.trust)
         self._fast_path = {cert_der(c) for c in config.fast_path_cas}
+        self.answers = Answers(config.answer_cache)
 
     # --- lookups -------------------------------------------------------------------
 
-    def lookup(self, cur: Any, column: str, value: str) -> dict | None:
+    def answer(self, cur: Any, column: str, value: str) -> Answer | None:
         """The answer for a normalised address (``column`` "address") or a SHA-256 hex ("sha256"), or None.
 
         ``cur`` is a DB-API cursor from ``self.sql.session()`` (the request's, which also counted its limits).
+        One query reads the bindings with the log head; the answer built from them is memoised under exactly
+        those rows (see Answers), so a repeated lookup costs that query and no proof, JSON or hashing.
         """
         rows = self.sql.lookup(cur, column, value)
         if not rows:
             return None
-        # address, sha256, preferred, leaf_index, der, not_before, not_after, status, checked_at, data, issuers
-        rows.sort(key=lambda r: (r[2], r[5], r[6]), reverse=True)
-        size, note = self.log.head(cur, at_least=max(r[3] for r in rows) + 1)
+        # address, sha256, preferred, leaf_index, der, not_before, not_after, status, checked_at, data, issuers,
+        # size, note; sha256 last only to make the order (and so the memo's key) deterministic.
+        rows.sort(key=lambda r: (r[2], r[5], r[6], r[1]), reverse=True)
+        key = (column, value)
+        hit = self.answers.get(key, rows)
+        if hit is not None:
+            return hit
+        size, note = int(rows[0][11]), str(rows[0][12])
         proofs = self.log.proofs(cur, [r[3] for r in rows], size)
         entries = [{
             "address": r[0], "sha256": r[1], "der_b64": _b64(bytes(r[4])),
@@ -169,7 +234,13 @@ class Directory:
             "issuers_b64": json.loads(r[10]), "leaf_index": r[3], "leaf_b64": _b64(bytes(r[9])),
             "inclusion": [_b64(p) for p in proof],
         } for r, proof in zip(rows, proofs, strict=True)]
-        return {column: value, "certificates": entries, "tree_size": size, "checkpoint": note}
+        answer = Answer.of({column: value, "certificates": entries, "tree_size": size, "checkpoint": note})
+        self.answers.put(key, rows, answer)
+        return answer
+
+    def lookup(self, cur: Any, column: str, value: str) -> dict | None:
+        answer = self.answer(cur, column, value)
+        return None if answer is None else json.loads(answer.body)
 
     def lookup_email(self, address: str) -> dict | None:
         with self.sql.session() as cur:
@@ -182,7 +253,7 @@ class Directory:
     def consistency(self, old: int, new: int | None) -> dict:
         with self.engine.connect() as conn:
             cur = conn.connection.cursor()
-            size, note = self.log.head(cur, fresh=True)
+            size, note = self.log.head(cur)
             new = size if new is None else new
             if not 0 < old <= new <= size:
                 raise ApiError(400, "bad_range", f"need 0 < from <= to <= {size}")
@@ -192,7 +263,7 @@ class Directory:
 
     def checkpoint(self) -> str:
         with self.sql.session() as cur:
-            return self.log.head(cur, fresh=True)[1]
+            return self.log.head(cur)[1]
 
     def log_key(self) -> dict:
         raw = self.log.public_key.public_bytes_raw()
@@ -349,7 +420,7 @@ class Directory:
                     raise NOT_FOUND
                 index = self.log.append(conn, event("prefer", label, row.sha256, now))
             cur = conn.connection.cursor()
-            size, note = self.log.head(cur, fresh=True)
+            size, note = self.log.head(cur)
             proof_nodes = self.log.proofs(cur, [index], size)[0]
         log.info("%s confirmed for %s (leaf %d)", op, row.sha256[:16], index)
         return {"op": op, "address": row.address, "sha256": row.sha256, "leaf_index": index, "tree_size": size,
@@ -408,7 +479,7 @@ class Directory:
         with self.engine.connect() as conn:
             leaves = self.log.leaves_for(conn, address_label(address))
             cur = conn.connection.cursor()
-            size, note = self.log.head(cur, fresh=True)
+            size, note = self.log.head(cur)
             proofs = self.log.proofs(cur, [i for i, _ in leaves], size) if leaves else []
         events = [{"leaf_index": i, "leaf_b64": _b64(data), "inclusion": [_b64(p) for p in proof]}
                   for (i, data), proof in zip(leaves, proofs, strict=True)]
@@ -458,4 +529,4 @@ def _unb64(value: object) -> bytes:
         raise ApiError(400, "bad_request", "not base64") from None
 
 
-__all__ = ["Config", "Limits", "Directory", "ApiError", "load_log_key"]
+__all__ = ["Answer", "Answers", "Config", "Limits", "Directory", "ApiError", "load_log_key"]

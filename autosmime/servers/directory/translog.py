@@ -14,7 +14,6 @@ processes append to one history. The signing key never leaves this module.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,10 +25,9 @@ from autosmime.pki import tlog
 from autosmime.servers.directory.rawsql import RawSql
 from autosmime.servers.directory.schema import checkpoints, log_head, log_leaves, log_nodes, upsert
 
-HEAD_TTL = 1.0
 # Nodes of these levels and above are cached in memory (n / 2**6 of them at most; 16,000 for a million leaves).
 CACHE_FROM_LEVEL = 6
-CACHE_MAX = 1 << 20  # seconds a process reuses the head it read; a newer leaf forces a re-read
+CACHE_MAX = 1 << 20
 
 
 def event(op: str, label: bytes, sha256_hex: str, when: int) -> dict:
@@ -51,9 +49,6 @@ class TransparencyLog:
         self._key = key
         self.origin = origin
         self.public_key = key.public_key()
-        self._head: tuple[int, str] = (0, "")
-        self._head_read = 0.0
-        self._lock = threading.Lock()
         self.sql = RawSql(engine)
         self._node_cache: dict[tuple[int, int], bytes] = {}
         with engine.begin() as conn:
@@ -62,7 +57,7 @@ class TransparencyLog:
                 conn.execute(upsert(engine, log_head).values(id=1, size=0, note=note).on_conflict_do_nothing())
         # Another process with another key or origin would sign a different history.
         with self.sql.session() as cur:
-            size, note = self.head(cur, fresh=True)
+            size, note = self.head(cur)
         tlog.open_checkpoint(note, origin, self.public_key)
 
     # --- writing ---------------------------------------------------------------------
@@ -94,18 +89,9 @@ class TransparencyLog:
 
     # --- reading ---------------------------------------------------------------------
 
-    def head(self, cur: Any, *, fresh: bool = False, at_least: int = 0) -> tuple[int, str]:
-        """(size, signed note) of the latest checkpoint; re-read at most every HEAD_TTL s unless needed."""
-        now = time.monotonic()
-        with self._lock:
-            cached, read_at = self._head, self._head_read
-        if not fresh and cached[0] >= at_least and now - read_at < HEAD_TTL and cached[1]:
-            return cached
-        head = self.sql.head(cur)
-        with self._lock:
-            if head[0] >= self._head[0]:
-                self._head, self._head_read = head, now
-        return head
+    def head(self, cur: Any) -> tuple[int, str]:
+        """(size, signed note) of the latest checkpoint, read now (lookups read it with their rows instead)."""
+        return self.sql.head(cur)
 
     def checkpoint_note(self, conn: Connection, size: int) -> str | None:
         return conn.execute(select(checkpoints.c.note).where(checkpoints.c.size == size)).scalar()
