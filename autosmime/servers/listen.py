@@ -15,7 +15,7 @@ connections made meanwhile wait in the backlog).
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["bind", "uvicorn_server"]
 
@@ -37,7 +37,7 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app: Any, *, lifespan: str = "on") -> Any:
+def uvicorn_server(app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> Any:
     """A quiet uvicorn Server for ``app``, to be run on a socket from :func:`bind`.
 
     loop and http stay "auto": uvicorn picks uvloop and httptools when they are installed
