@@ -44,6 +44,7 @@ PENDING_REASON = "backup_pending_reason"
 LAST_OK = "backup_last_ok"
 CODE_UNSEEN = "recovery_code_unseen"
 SEQ_SEEN = "backup_seq_seen"
+VERIFIED = "backup_verified"  # the newest backup's last check (also written by agent.watch's daily check)
 
 _NEED_CODE = ("this account already has key backups under a recovery code this device does not have; "
               "run `autosmime restore` with that code or `autosmime restore --join` first "
@@ -100,7 +101,9 @@ def check_code_for_account(agent: Agent, box: MailboxSession) -> None:
 def _store(agent: Agent, vault: Vault, box: MailboxSession, code: str) -> protocol.Written:
     written = protocol.write_backup(box, vault, agent.account(), code, params=agent.backup_params,
                                     device=agent.device)
-    vault.update_state(**{LAST_OK: _now(), PENDING: False, PENDING_REASON: None})
+    now = _now()  # write_backup read it back and verified it: that is this backup's health check too
+    vault.update_state(**{LAST_OK: now, PENDING: False, PENDING_REASON: None,
+                          VERIFIED: {"at": now, "ok": True, "seq": written.seq, "keys": written.keys, "by": "backup"}})
     return written
 
 

@@ -113,12 +113,13 @@ def _register() -> None:
 
     for module in (engine, account, keys, backup, ca, enroll, devstack):
         module.register(cli)
-    from autosmime.cli import directory, exchange, mail, setup  # commands import their libraries when run
+    from autosmime.cli import directory, exchange, mail, setup, watch  # commands import their libraries when run
 
     directory.register(cli)
     exchange.register(cli)
     setup.register(cli)
     mail.register(cli)
+    watch.register(cli)
 
 
 _register()

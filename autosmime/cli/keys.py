@@ -11,7 +11,6 @@ recovery code are never printed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -256,41 +255,7 @@ def _backup_line(backup: dict) -> str:
     return "no backup made yet"
 
 
-@click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def status_cmd(ctx: click.Context, as_json: bool) -> None:
-    """This device at a glance: account, keys, backup, recovery code (no network)."""
-    from autosmime.agent.keys import device_status
-
-    st = device_status(agent_for(ctx))
-    doc: dict = {"home": str(st.home), "account": st.account, "keys": st.keys,
-                 "signing": dataclasses.asdict(st.signing) if st.signing else None,
-                 "encryption": dataclasses.asdict(st.encryption) if st.encryption else None,
-                 "backup": {"backup_pending": st.backup_pending, "backup_pending_reason": st.backup_pending_reason,
-                            "backup_last_ok": st.backup_last_ok, "backup_seq_seen": st.backup_seq_seen},
-                 "recovery_code_stored": st.recovery_code_stored,
-                 "recovery_code_unseen": st.recovery_code_unseen}
-    if as_json:
-        click.echo(json.dumps(doc, indent=2))
-        return
-    lines = [f"home: {st.home}",
-             f"account: {st.account['email']} ({st.account['imap']}, {st.account['security']})"
-             if st.account else "account: none (run `autosmime account add`)",
-             "keys: " + (", ".join(f"{n} {s}" for s, n in sorted(st.keys.items())) or "none")]
-    for role, summary in (("signing", st.signing), ("encryption", st.encryption)):
-        if summary:
-            lines.append(f"{role} certificate: {_short(summary.fingerprint)} until {summary.not_after[:10]}")
-    lines.append(_backup_line(doc["backup"]))
-    lines.append("recovery code: " + ("stored on this device" if st.recovery_code_stored else "not on this device"))
-    if st.recovery_code_unseen:
-        lines.append("warning: the recovery code was never shown nor written out: run "
-                     "`autosmime recovery-code show` and keep it offline, or no other device can restore your keys")
-    click.echo("\n".join(lines))
-
-
 def register(group: click.Group) -> None:
     group.add_command(import_cmd)
     group.add_command(export_cmd)
     group.add_command(keys_cmd)
-    group.add_command(status_cmd)
