@@ -1,0 +1,208 @@
+"""``autosmime watch``, the background agent, on the embedded stack.
+
+Unit level (in process, :class:`Watcher` with an injected clock): a certificate that is due is renewed
+(the renewal answers its own ACME challenge from INBOX), the old backup record is re-checked, the new
+certificate is published, and the decision is recorded so the next tick does not renew again.
+As a subprocess, as systemd runs it: it stops on SIGTERM with exit 0; it retries a queued backup once the
+mailbox is back, and survives the mailbox refusing connections meanwhile; it survives a mailbox that
+accepts and never answers, and SIGTERM still stops it at once; a home with no account is a fatal
+configuration error (exit 1, one line). The only time bounds are generous ones for "stops".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autosmime.mailbox.account import load_account, save_account
+from tests.autopilot.conftest import ROOT, Stack, run_cli
+from tests.autopilot.test_status import setup_device, status_json
+
+STOP_BOUND = 30.0     # "within a few seconds", generously
+
+
+@pytest.fixture
+def device(stack: Stack, fresh_address: str, tmp_path: Path) -> tuple[str, Path, Path]:
+    home, code = tmp_path / "home", tmp_path / "code.txt"
+    setup_device(stack, home, fresh_address, code)
+    return fresh_address, home, code
+
+
+def _start(stack: Stack, home: Path, **env: str) -> subprocess.Popen[str]:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **stack.client_env(), **env}
+    full.pop("AUTOSMIME_HOME", None)
+    return subprocess.Popen([sys.executable, "-m", "autosmime", "--home", str(home), "watch"], env=full,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(ROOT))
+
+
+@pytest.fixture
+def watches() -> Iterator[list[subprocess.Popen[str]]]:
+    """Watch processes a test started; any still running at the end are killed."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate(timeout=30)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=STOP_BOUND)
+    return proc.returncode, err
+
+
+def _until(check, what: str, timeout: float = 120.0, proc: subprocess.Popen[str] | None = None):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the watch exited ({proc.returncode}) before {what}: {proc.communicate()[1]}")
+        time.sleep(0.5)
+    pytest.fail(f"no {what} within {timeout:.0f} s")
+
+
+# --- unit level: one tick with an injected clock ------------------------------------------------
+
+
+def test_tick_renews_a_due_certificate_and_publishes_it(stack: Stack, device: tuple[str, Path, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from autosmime.agent import Agent
+    from autosmime.agent.status import status
+    from autosmime.agent.watch import Watcher
+
+    monkeypatch.setenv("AUTOSMIME_DNS_ZONE", stack.env["DNS_ZONE"])
+    address, home, _code = device
+    agent = Agent(home)
+    before = status(agent)
+    assert before.certificate is not None
+    old = before.certificate.fingerprint
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=300)      # past 2/3 of a 365-day certificate
+    events = Watcher(agent, clock=lambda: later).tick()
+    kinds = [e.kind for e in events]
+    assert "renewed" in kinds, [e.text for e in events]
+    assert not any(k.endswith("-failed") for k in kinds), [e.text for e in events]
+    assert "backup-verified" in kinds     # its last verification is 300 days old by that clock
+
+    after = status(Agent(home), now=later)
+    assert after.certificate is not None and after.certificate.fingerprint != old
+    assert after.certificate.address == address and not after.backup.queued
+    assert after.backup.last_verified is not None and after.backup.last_verified.ok
+    assert after.watch_last_tick is not None
+    if stack.directory_url:
+        assert "published" in kinds
+        assert after.publication.published == after.certificate.fingerprint
+        assert after.publication.last_check is not None and after.publication.last_check.ok
+    # the old key stays (retired), the new one is in the newest backup
+    doc = status_json(home)
+    assert doc["keys"].get("active") == 1 and sum(doc["keys"].values()) == 2
+    assert doc["backup"]["last_verified"]["ok"] is True
+
+    # at today's date the new certificate is not due: the CA is asked (ARI) and nothing is renewed
+    events = Watcher(Agent(home)).tick()
+    kinds = [e.kind for e in events]
+    assert "renewed" not in kinds and not any(k.endswith("-failed") for k in kinds), [e.text for e in events]
+    doc = status_json(home)
+    assert doc["certificate"]["renewal_checked"] is not None and doc["certificate"]["renewal_is_due"] is False
+    assert doc["certificate"]["fingerprint"] == after.certificate.fingerprint
+
+
+def test_backoff_is_bounded_with_jitter() -> None:
+    import random
+
+    from autosmime.agent.watch import Intervals, Watcher
+
+    w = Watcher.__new__(Watcher)
+    w.intervals, w.rng = Intervals(backoff_min=5, backoff_max=900), random.Random(1)
+    delays = [w.backoff(n) for n in range(1, 40)]
+    assert all(2.5 <= d <= 900 for d in delays) and delays[0] <= 7.5 and max(delays) > 400
+    assert len({round(d, 3) for d in delays[-10:]}) > 1       # jittered, not one fixed value
+
+
+def test_systemd_unit_is_printed(tmp_path: Path) -> None:
+    r = run_cli("--home", str(tmp_path / "h"), "watch", "--print-systemd-unit")
+    assert r.returncode == 0, r.stderr
+    assert f"--home {tmp_path / 'h'} watch" in r.stdout and "[Service]" in r.stdout
+    assert "Restart=on-failure" in r.stdout and "WantedBy=default.target" in r.stdout
+
+
+def test_no_account_is_a_fatal_configuration_error(tmp_path: Path) -> None:
+    r = run_cli("--home", str(tmp_path / "h"), "watch", timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("autosmime: error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# --- as a subprocess --------------------------------------------------------------------------
+
+
+def test_watch_works_then_stops_on_sigterm(stack: Stack, device: tuple[str, Path, Path],
+                                           watches: list[subprocess.Popen[str]]) -> None:
+    _address, home, code = device
+    proc = _start(stack, home)
+    watches.append(proc)
+    _until(lambda: status_json(home)["watch"]["last_tick"], "round of work", proc=proc)
+    doc = status_json(home)
+    assert doc["pending"]["join_checked"] and doc["certificate"]["renewal_checked"]   # it asked the CA (ARI)
+    started = time.monotonic()
+    rc, err = _stop(proc)
+    assert rc == 0, err
+    assert time.monotonic() - started < STOP_BOUND
+    assert "Traceback" not in err and "watching" in err and "stopped" in err
+    assert code.read_text().strip() not in err and stack.password(_address) not in err
+
+
+def test_queued_backup_is_retried_once_the_mailbox_is_back(stack: Stack, device: tuple[str, Path, Path],
+                                                            watches: list[subprocess.Popen[str]]) -> None:
+    from autosmime.devstack.faultproxy import CuttingProxy
+
+    _address, home, _code = device
+    account = load_account(home)
+    with CuttingProxy(account.imap_host, account.imap_port) as proxy:
+        save_account(home, dataclasses.replace(account, imap_port=proxy.port))
+        proxy.cut_after(0)    # the mailbox is down: every connection is reset at once
+        r = run_cli("--home", str(home), "backup")
+        assert status_json(home)["backup"]["backup_pending"] is True, r.stderr
+        proc = _start(stack, home, AUTOSMIME_TIMEOUT="3")
+        watches.append(proc)
+        _until(lambda: proxy.cuts >= 3, "three refused connections", proc=proc)
+        assert proc.poll() is None     # server trouble is never fatal
+        assert status_json(home)["backup"]["backup_pending"] is True
+        proxy.cut_after(None)          # the mailbox is back
+        _until(lambda: not status_json(home)["backup"]["backup_pending"], "retried backup", timeout=180, proc=proc)
+        doc = status_json(home)
+        assert doc["pending"]["backup_queued"] is False and doc["backup"]["last_verified"]["ok"] is True
+        rc, err = _stop(proc)
+    assert rc == 0, err
+    assert "trying again in" in err and "the queued key backup was stored" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_mailbox_that_never_answers_does_not_stop_it_and_sigterm_still_does(
+        stack: Stack, device: tuple[str, Path, Path], watches: list[subprocess.Popen[str]]) -> None:
+    from autosmime.devstack.faultproxy import SilentServer
+
+    _address, home, _code = device
+    account = load_account(home)
+    with SilentServer() as silent:
+        save_account(home, dataclasses.replace(account, imap_port=silent.port))
+        proc = _start(stack, home, AUTOSMIME_TIMEOUT="2")
+        watches.append(proc)
+        _until(lambda: silent.connections >= 3, "three hung connections", proc=proc)
+        assert proc.poll() is None
+        rc, err = _stop(proc)       # most likely while it waits on the silent server
+    assert rc == 0, err
+    assert "timed out" in err and "Traceback" not in err, err
+    assert json.loads(run_cli("--home", str(home), "status", "--json").stdout)["watch"]["last_tick"]
