@@ -320,7 +320,8 @@ class Watcher:
             return []
         if outcome.pending:
             raise BackupError(f"the queued backup is still waiting: {outcome.reason}")
-        return [WatchEvent("backup-stored", f"the queued key backup was stored (#{outcome.seq}, {outcome.keys} keys)")]
+        return [WatchEvent("backup-stored", f"the queued key backup was stored (#{outcome.seq}, "
+                                               f"{outcome.keys} key{'' if outcome.keys == 1 else 's'})")]
 
     def _renewal(self, now: _dt.datetime) -> list[WatchEvent]:
         from autosmime.agent import enrol
@@ -370,7 +371,7 @@ class Watcher:
         result = check_backup(self.agent, now=now)
         if result.ok:
             return [WatchEvent("backup-verified", f"key backup #{result.seq} verified: it opens with the recovery "
-                                                  f"code and holds all {result.keys} keys")]
+                                                  f"code and holds every key ({result.keys})")]
         events = [WatchEvent("backup-unhealthy", f"key backup check failed: {result.problem}", logging.ERROR)]
         if result.missing or result.problem and "no key backup" in result.problem:
             outcome = backups.backup(self.agent)

@@ -120,6 +120,32 @@ def test_tick_renews_a_due_certificate_and_publishes_it(stack: Stack, device: tu
     assert doc["certificate"]["fingerprint"] == after.certificate.fingerprint
 
 
+def test_idle_wait_ends_when_mail_arrives(stack: Stack, device: tuple[str, Path, Path]) -> None:
+    import threading
+
+    from autosmime.agent import Agent
+    from autosmime.agent.watch import Watcher
+    from autosmime.mailbox.imap import ImapMailbox
+
+    address, home, _code = device
+    watcher = Watcher(Agent(home))
+    account = load_account(home)
+
+    def deliver() -> None:
+        time.sleep(1.0)
+        with ImapMailbox.connect(account, stack.password(address)) as box:
+            box.append("INBOX", f"From: {address}\r\nTo: {address}\r\nSubject: wake\r\n\r\nhi\r\n".encode())
+
+    sender = threading.Thread(target=deliver)
+    sender.start()
+    try:
+        assert watcher.wait(120) is True      # False would be the IDLE timing out
+    finally:
+        sender.join()
+        watcher._drop_idle()
+    assert watcher.wait(0.5) is False         # nothing new: the wait times out
+
+
 def test_backoff_is_bounded_with_jitter() -> None:
     import random
 
