@@ -11,7 +11,6 @@ recovery code are never printed.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

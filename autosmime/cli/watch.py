@@ -13,20 +13,16 @@ configuration that cannot work; server trouble is retried, never fatal.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 
 import click
 
 from autosmime.cli import agent_for, home_dir
+from autosmime.cli._output import emit_json, plural
 
 
 def _short(fp: str) -> str:
     return ":".join(fp[i:i + 2] for i in range(0, 16, 2)).upper()
-
-
-def _plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def _doc(st: object) -> dict:
@@ -70,7 +66,7 @@ def _lines(st: object) -> list[str]:
     if c is None:
         lines.append("certificate: none active for this account")
     else:
-        left = "expired" if c.expired else f"{_plural(c.days_left, 'day')} left"
+        left = "expired" if c.expired else f"{plural(c.days_left, 'day')} left"
         lines.append(f"certificate: {_short(c.fingerprint)} for {c.address}, valid until {c.not_after[:10]} ({left})")
         checked = f", checked with the CA {c.renewal_checked}" if c.renewal_checked else ""
         lines.append(f"renewal: {'due now' if c.renewal_is_due else 'due'} from {c.renewal_due[:16].replace('T', ' ')}"
@@ -107,7 +103,7 @@ def _lines(st: object) -> list[str]:
         if p.last_check is not None:
             if p.last_check.ok:
                 lines.append(f"directory log checked: {p.last_check.at} "
-                             f"({_plural(p.last_check.events, 'entry', 'entries')} for my address, "
+                             f"({plural(p.last_check.events, 'entry', 'entries')} for my address, "
                              "all mine)")
             else:
                 lines.append(f"warning: the directory check of {p.last_check.at} failed: "
@@ -136,7 +132,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 
     st = status(agent_for(ctx))
     if as_json:
-        click.echo(json.dumps(_doc(st), indent=2))
+        emit_json(_doc(st))
         return
     click.echo("\n".join(_lines(st)))
 
