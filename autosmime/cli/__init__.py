@@ -97,7 +97,7 @@ def _show_new_code(code: str) -> bool:
         return False
     click.echo("autosmime: your recovery code (shown once; write it down and keep it offline, "
                "it opens every key backup):", err=True)
-    click.echo(f"    {code}", err=True)
+    click.echo(f"autosmime:     {code}", err=True)
     return True
 
 

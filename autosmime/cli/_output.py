@@ -51,7 +51,7 @@ def next_steps(steps: list[str]) -> None:
     """certbot-style hints after a command that changed something: the commands worth running next."""
     if not steps:
         return
-    say("next steps:")
+    say("Next steps:")
     for step in steps:
         say(f"  - {step}")
 

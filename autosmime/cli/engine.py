@@ -216,10 +216,13 @@ def _warn_from_mismatch(data: bytes, cert: Any) -> None:
 @click.option("--signer-cert-out", type=OutFile(),
               help="Write the signer's certificate (PEM) to FILE ('-': standard output): the signer From names.")
 @click.option("--allow-from-mismatch", is_flag=True, help="Accept a signer whose certificate does not name From.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the verdict, signer and content as one JSON object (docs/cli.md); with --out the "
+                   "message goes to FILE and the JSON's content is null.")
 @_in
 @_out
 @click.pass_context
-def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_file):
+def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, as_json, in_file, out_file):
     """Verify a signed message; print the inner message (exit 1 unless the signature is good)."""
     from autosmime.smime import verify as do_verify
 
@@ -233,9 +236,37 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, in_file, out_fi
         from cryptography.hazmat.primitives import serialization
 
         _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
+    if as_json:
+        _verify_json(result, out_file)
+        return
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
     say(f"good signature from {result.signer_address or 'unknown address'} ({when_text})")
+
+
+def _verify_json(result: Any, out_file: Path | None) -> None:
+    """verify --json: one object on stdout; the message in it unless --out took it."""
+    import json
+
+    from autosmime.pki.certs import fingerprint
+
+    content = encoding = None
+    if out_file is not None and not is_stdout(out_file):
+        _write_output(result.message, out_file)
+    else:
+        try:
+            content, encoding = result.message.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            import base64
+
+            content, encoding = base64.b64encode(result.message).decode("ascii"), "base64"
+    cert = result.signer_cert
+    doc = {"verdict": result.verdict, "signer": result.signer_address,
+           "signer_sha256": fingerprint(cert) if cert is not None else None,
+           "from": result.from_address, "from_matches": result.from_matches,
+           "signing_time": result.signing_time.isoformat() if result.signing_time else None,
+           "content": content, "content_encoding": encoding}
+    _write_output((json.dumps(doc, indent=2) + "\n").encode(), None)
 
 
 @click.command()

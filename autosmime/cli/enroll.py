@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import click
 
 from autosmime.cli import agent_for
+from autosmime.cli._output import Progress, progress
 
 if TYPE_CHECKING:
+    from autosmime.agent.context import Agent
     from autosmime.agent.outcomes import BackupOutcome
 
 KEY_TYPES = ("rsa3072", "rsa2048", "rsa4096", "p256")
@@ -47,6 +49,14 @@ def _backup_lines(outcome: BackupOutcome | None, error: str | None = None) -> No
             click.echo(f"autosmime: {line}", err=True)
 
 
+def _agent(ctx: click.Context, spinner: Progress) -> Agent:
+    """The agent, its recovery-code display pausing the spinner (a new code is shown once, undisturbed)."""
+    agent = agent_for(ctx)
+    if agent.present_code is not None:
+        agent.present_code = spinner.paused(agent.present_code)
+    return agent
+
+
 @click.command()
 @click.option("--ca", "ca_url", metavar="URL", help="The CA's ACME directory URL (default: the last one used).")
 @click.option("--ca-trust", metavar="PEM", type=click.Path(dir_okay=False),
@@ -58,7 +68,8 @@ def enroll(ctx: click.Context, ca_url: str | None, ca_trust: str | None, key_typ
     """Get an S/MIME certificate for your address, answering the CA's challenge mail automatically."""
     from autosmime.agent.enrol import enrol_account
 
-    result = enrol_account(agent_for(ctx), ca_url=ca_url, trust=ca_trust, key_type=key_type)
+    with progress("enrolling: answering the CA's challenge mail and backing up ...") as spinner:
+        result = enrol_account(_agent(ctx, spinner), ca_url=ca_url, trust=ca_trust, key_type=key_type)
     click.echo(f"enrolled {result.address}: {_describe(result.cert)}")
     _backup_lines(result.backup, result.backup_error)
 
@@ -70,7 +81,8 @@ def renew(ctx: click.Context, force: bool) -> None:
     """Renew the certificate with a new key when due (the old key is kept to read old mail)."""
     from autosmime.agent.enrol import renew_account
 
-    decision, result = renew_account(agent_for(ctx), force=force)
+    with progress("renewing when due ...") as spinner:
+        decision, result = renew_account(_agent(ctx, spinner), force=force)
     when = decision.when.strftime("%Y-%m-%dT%H:%M:%SZ")
     if result is None:
         click.echo(f"not due: renewal at {when} ({decision.source}); use --force to renew now")

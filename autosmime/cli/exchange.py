@@ -84,7 +84,7 @@ def monitor(ctx: click.Context, directory: str | None) -> None:
         foreign += not e.mine
         click.echo(f"{e.leaf_index:>8}  {e.when}  {e.op:<9}  {e.sha256}  {mark}")
     if not events:
-        click.echo("no entries for this address", err=True)
+        click.echo("autosmime: no entries for this address", err=True)
     if foreign:
         click.echo(f"autosmime: warning: {foreign} log entries name certificates this device never held", err=True)
         ctx.exit(1)

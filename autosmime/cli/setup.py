@@ -275,6 +275,6 @@ def setup_cmd(ctx: click.Context, address: str, imap: str | None, smtp: str | No
         for note in outcome.notes:
             click.echo(f"autosmime: note: {note}", err=True)
         if outcome.changed:
-            click.echo("\nNext steps:", err=True)
-            for step in _next_steps(ctx, outcome, ctx.find_root().params.get("home") is not None):
-                click.echo(f"  - {step}", err=True)
+            from autosmime.cli._output import next_steps
+
+            next_steps(_next_steps(ctx, outcome, ctx.find_root().params.get("home") is not None))

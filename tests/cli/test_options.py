@@ -112,3 +112,19 @@ def pki_files(tmp_path):
     (d / "alice.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (d / "ca.pem").write_bytes(chain[0].public_bytes(serialization.Encoding.PEM))
     return d / "alice.key", d / "alice.pem"
+
+
+def test_verify_json(tmp_path, pki_files):
+    key, cert = pki_files
+    signed = run(None, "sign", "--key", str(key), "--cert", str(cert),
+                 input="From: alice@example.test\nSubject: hi\n\nhello\n").stdout
+    r = run(None, "verify", "--trust", str(cert.parent / "ca.pem"), "--json", input=signed)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "good" and doc["signer"] == "alice@example.test" and doc["from_matches"] is True
+    assert doc["content"].endswith("hello\r\n") and doc["content_encoding"] == "utf-8"
+    assert set(doc) == {"verdict", "signer", "signer_sha256", "from", "from_matches", "signing_time", "content",
+                        "content_encoding"}
+    r = run(None, "verify", "--trust", str(cert.parent / "ca.pem"), "--json", "--out", str(tmp_path / "m"),
+            input=signed)
+    assert json.loads(r.stdout)["content"] is None and (tmp_path / "m").read_bytes().endswith(b"hello\r\n")

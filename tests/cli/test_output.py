@@ -56,12 +56,12 @@ def test_import_and_export_speak_with_one_prefix_and_json(tmp_path):
     _assert_prefixed(r.stderr)
     assert "autosmime: imported 1 new key: alice@example.test" in r.stderr
     assert "key backup pending" in r.stderr
-    assert "autosmime: next steps:" in r.stderr and f"autosmime --home {home} keys" in r.stderr
+    assert "autosmime: Next steps:" in r.stderr and f"autosmime --home {home} keys" in r.stderr
 
     again = run(home, "import", str(p12), "--password-file", str(tmp_path / "pw"), "--json")
     doc = json.loads(again.stdout)
     assert again.returncode == 0 and doc["new"] == [] and doc["backup"]["state"] == "pending"
-    assert set(doc) == {"file", "new", "backup"} and "next steps" not in again.stderr
+    assert set(doc) == {"file", "new", "backup"} and "Next steps" not in again.stderr
 
     r = run(home, "export", "--out", str(tmp_path / "export"))
     assert r.returncode == 0 and r.stdout == ""
