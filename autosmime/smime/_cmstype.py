@@ -66,7 +66,8 @@ def looks_like_cms(data: bytes) -> bytes | None:
     if not data or data[0] not in _CMS_FIRST_BYTES:
         return None  # a mail starts with a header field's name: no scan, no copy
     # Where the content starts, found without copying: a mail is neither, and is not copied at all.
-    first = _LEADING_SPACE.match(data).end()
+    leading = _LEADING_SPACE.match(data)
+    first = leading.end() if leading is not None else 0
     if data[first:first + 1] == b"\x30":
         return data if first == 0 and isinstance(data, bytes) else bytes(data[first:])
     if data.startswith(b"-----BEGIN", first):

@@ -236,9 +236,10 @@ def _reencode_7bit(entity: bytes) -> bytes:
     for part in msg.walk():
         if part.is_multipart():
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload: bytes = part.get_payload(decode=True) or b""  # type: ignore[assignment]  # decode=True on a leaf gives bytes
         cte = str(part.get("content-transfer-encoding", "7bit")).lower()
-        if cte in ("base64", "quoted-printable") and _is_7bit_clean(to_crlf(part.get_payload().encode("ascii", "replace"))):
+        encoded_text: str = part.get_payload()  # type: ignore[assignment]  # a leaf's payload is its text
+        if cte in ("base64", "quoted-printable") and _is_7bit_clean(to_crlf(encoded_text.encode("ascii", "replace"))):
             continue
         del part["content-transfer-encoding"]
         if part.get_content_maintype() == "text":
@@ -385,7 +386,7 @@ PKCS7_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 @dataclass
 class SignedParts:
-    content: bytes        # the exact signed entity, CRLF
+    content: bytes | memoryview  # the exact signed entity, CRLF (a view of the input when it was canonical already)
     signature: bytes      # DER/BER of the detached SignedData
 
 

@@ -27,6 +27,7 @@ import email
 import email.policy
 import email.utils
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 from autosmime.errors import MalformedMessage
@@ -116,7 +117,7 @@ def _split_params(s: str) -> list[str]:
     return out
 
 
-def _collapse(decoded: list[tuple[str, object]]) -> Params:
+def _collapse(decoded: Sequence[tuple[str, str | tuple[str | None, str | None, str]]]) -> Params:
     params: Params = {}
     for name, value in decoded[1:]:  # the first pair is type/subtype itself
         if isinstance(value, tuple):  # RFC 2231 charset'language'value

@@ -274,7 +274,7 @@ def check_classified(layer: Classified, trust_roots: Sequence[x509.Certificate],
             raise MalformedMessage("the message is encrypted, not signed: decrypt it first")
         raise MalformedMessage(f"not a signed message ({msg.mime_type if msg is not None else 'CMS'})")
     outer: list[bytes] = []
-    content = detached_content
+    content: bytes | memoryview | None = detached_content
     der = layer.der
     if msg is not None:
         outer = msg.outer_headers()

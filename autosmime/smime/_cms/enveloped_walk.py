@@ -88,7 +88,7 @@ def _open_raw(raw: RawEnvelope | None) -> tuple[list[Slot], ContentCipher] | Non
             return None
         if issuer is None:
             rid = Rid(ski=ski)
-        elif _nested_definite(issuer):
+        elif _nested_definite(issuer) and serial is not None:
             rid = Rid(issuer_der=issuer, serial=int.from_bytes(serial, "big", signed=True))
         else:
             return None

@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TypeGuard, TypeVar
+
+_T = TypeVar("_T")
 
 
 @lru_cache(maxsize=64)
@@ -15,11 +18,13 @@ def _subclass(cls: type, family: type) -> bool:
     return issubclass(cls, family)
 
 
-def is_a(key: object, family: type) -> bool:
+def is_a(key: object, family: type[_T]) -> TypeGuard[_T]:
     """``isinstance(key, family)`` for cryptography's key ABCs, remembered per concrete type.
 
     cryptography's key classes are virtual subclasses of its ABCs, so each plain
     isinstance() runs ABCMeta's Python hook, about a third of a microsecond; a
     message checks its keys several times.
     """
-    return _subclass(type(key), family)
+    cls: type = type(key)
+    fam: type = family
+    return _subclass(cls, fam)

@@ -22,6 +22,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
@@ -77,7 +78,7 @@ class SignerFailure:
 
 @dataclass(slots=True)  # built per message: frozen construction costs 4x
 class SignedResult:
-    content: bytes
+    content: bytes | memoryview  # a view of the caller's message for detached signatures: no copy
     content_type: str
     signers: tuple[SignerResult, ...]
     certificates: tuple[x509.Certificate, ...]
@@ -172,7 +173,7 @@ def _digest_algorithm_der(name: str) -> bytes:
     return _digest_algorithm_id(name).dump()
 
 
-def verify(der: bytes, detached_content: bytes | None = None,
+def verify(der: bytes, detached_content: bytes | memoryview | None = None,
            extra_certs: Sequence[x509.Certificate] = (), *, allow_sha1: bool = False) -> SignedResult:
     """Math only: every SignerInfo must verify. No path validation here."""
     result = verify_each(der, detached_content, extra_certs, allow_sha1=allow_sha1)
@@ -181,7 +182,7 @@ def verify(der: bytes, detached_content: bytes | None = None,
     return result
 
 
-def verify_each(der: bytes, detached_content: bytes | None = None,
+def verify_each(der: bytes, detached_content: bytes | memoryview | None = None,
                 extra_certs: Sequence[x509.Certificate] = (), *, allow_sha1: bool = False) -> SignedResult:
     """:func:`verify`, except that a SignerInfo that fails is listed in ``failures`` instead of
     failing the whole: which signer matters is decided by the caller (the one From names).
@@ -198,7 +199,7 @@ def verify_each(der: bytes, detached_content: bytes | None = None,
         raise MalformedMessage(f"the CMS signature cannot be parsed ({type(e).__name__})") from None
 
 
-def _verify(der: bytes, detached_content: bytes | None, extra_certs: Sequence[x509.Certificate],
+def _verify(der: bytes, detached_content: bytes | memoryview | None, extra_certs: Sequence[x509.Certificate],
             allow_sha1: bool) -> SignedResult:
     walked = walk_signed(der)
     if walked is None:  # BER, chunked strings, or another valid shape: the general parse
@@ -280,7 +281,8 @@ def _walk_asn1(der: bytes) -> Walked:
         else:
             ski = sid.chosen.native
         raw_attrs = si["signed_attrs"]
-        signed_attrs, attributes = None, ()
+        signed_attrs = None
+        attributes: tuple[tuple[Any, tuple[Any, ...]], ...] = ()
         if not isinstance(raw_attrs, core.Void):
             signed_attrs = b"\x31" + raw_attrs.dump()[1:]
             attributes = tuple((a["type"].dump(), tuple(v.dump() for v in a["values"])
@@ -295,7 +297,7 @@ class _EncapsulatedContentInfo(core.Sequence):
                ("content", core.OctetString, {"explicit": 0, "optional": True})]
 
 
-def _verify_signer(si: WalkedSigner, content_type: str, content: bytes,
+def _verify_signer(si: WalkedSigner, content_type: str, content: bytes | memoryview,
                    pool: Sequence[x509.Certificate], allow_sha1: bool) -> SignerResult:
     digest_alg = _digest_name(si.digest_algorithm, allow_sha1)
     cert = _find_signer(si, pool)

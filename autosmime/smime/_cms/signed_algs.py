@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from typing import Any
 
 from asn1crypto import algos, core
 from cryptography.exceptions import InvalidSignature
@@ -77,10 +78,15 @@ def digest(name: str, data) -> bytes:
 def digest_chunks(name: str, chunks) -> bytes:
     """The ``name`` digest of the concatenated bytes-like ``chunks``."""
     new = _HASHLIB.get(name)
-    h = new() if new is not None else hashes.Hash(hash_algorithm(name))
+    if new is not None:
+        h = new()
+        for chunk in chunks:
+            h.update(chunk)
+        return h.digest()
+    ch = hashes.Hash(hash_algorithm(name))
     for chunk in chunks:
-        h.update(chunk)
-    return h.digest() if new is not None else h.finalize()
+        ch.update(chunk)
+    return ch.finalize()
 
 
 def digest_for_key(key: object) -> str:
@@ -136,8 +142,8 @@ def sign_bytes(key: object, digest_alg: str, data: bytes, *, pss: bool) -> bytes
     raise UnsupportedAlgorithm(type(key).__name__, "signing key type")  # pragma: no cover
 
 
-def verify_signature(public_key: object, algorithm_der: bytes, digest_alg: str,
-                     signature: bytes, data: bytes, *, allow_sha1: bool) -> str:
+def verify_signature(public_key: Any, algorithm_der: bytes, digest_alg: str,
+                     signature: bytes, data: bytes | memoryview, *, allow_sha1: bool) -> str:
     """Check ``signature`` over ``data``; return the scheme's name or raise BadSignature.
 
     ``algorithm_der`` is the SignerInfo's signatureAlgorithm TLV as received.
