@@ -311,3 +311,14 @@ class NotSent(MailboxError):
 
 class KeyStatusRefused(VaultError):
     """That key cannot take that status: it is expired, revoked, or not for the account's address."""
+
+
+# --- the demo (appended by the demo helper) -----------------------------------
+
+
+class DemoFailed(AutosmimeError):
+    """A step of `autosmime demo` was not verified; ``step`` is its number."""
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
