@@ -290,10 +290,14 @@ class _Story:
         work.mkdir(mode=0o700)
         (work / "old-mail.eml").write_bytes(raw)
         self.progress("openssl pkcs12, openssl cms -decrypt, openssl cms -verify")
-        _run(["openssl", "pkcs12", "-in", str(p12), "-passin", f"file:{password}", "-nocerts", "-nodes",
-              "-out", str(work / "key.pem")], "openssl pkcs12")
-        _run(["openssl", "cms", "-decrypt", "-in", str(work / "old-mail.eml"), "-inkey", str(work / "key.pem"),
-              "-out", str(work / "decrypted.eml")], "openssl cms -decrypt")
+        key = work / "key.pem"  # the private key in the clear, as other clients need it: deleted right after use
+        try:
+            _run(["openssl", "pkcs12", "-in", str(p12), "-passin", f"file:{password}", "-nocerts", "-nodes",
+                  "-out", str(key)], "openssl pkcs12")
+            _run(["openssl", "cms", "-decrypt", "-in", str(work / "old-mail.eml"), "-inkey", str(key),
+                  "-out", str(work / "decrypted.eml")], "openssl cms -decrypt")
+        finally:
+            key.unlink(missing_ok=True)
         _run(["openssl", "cms", "-verify", "-in", str(work / "decrypted.eml"), "-CAfile", self.env["CA_TRUST"],
               "-out", str(work / "content.eml")], "openssl cms -verify")
         content = email.parser.BytesParser(policy=email.policy.default).parsebytes(
@@ -389,15 +393,16 @@ def _demo_process_settings(zone: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _no_interrupts() -> Iterator[None]:
-    """Ctrl-C (a second one, impatient) must not cut the clean-up short: SIGINT is ignored while it runs."""
+    """A second Ctrl-C (impatient) or SIGTERM must not cut the clean-up short: both are ignored while it runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _clean_up(base: Path, stack_dir: Path) -> None:

@@ -113,13 +113,14 @@ def _register() -> None:
 
     for module in (engine, account, keys, backup, ca, enroll, devstack):
         module.register(cli)
-    from autosmime.cli import directory, exchange, mail, setup, watch  # commands import their libraries when run
+    from autosmime.cli import demo, directory, exchange, mail, setup, watch  # commands import their libraries when run
 
     directory.register(cli)
     exchange.register(cli)
     setup.register(cli)
     mail.register(cli)
     watch.register(cli)
+    demo.register(cli)
 
 
 _register()
