@@ -40,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from autosmime._words import plural
 from autosmime.enroll.challenges import (
     DnsFunc,
     Reading,
@@ -317,7 +318,7 @@ def _wait_for_challenge(inbox: InboxWatch, box: Any, acme: AcmeClient, challb: A
             if forged:
                 raise ChallengeMailTimeout(
                     f"no authentic challenge mail from {ca_from} arrived for {address} after waiting {waited:.0f} s; "
-                    f"{len(forged)} mail(s) in its name failed verification: {forged[-1]}")
+                    f"{plural(len(forged), 'mail')} in its name failed verification: {forged[-1]}")
             raise ChallengeMailTimeout(f"no challenge mail from {ca_from} arrived for {address} after waiting "
                                        f"{waited:.0f} s (check the spam folder and that the CA can reach you)")
         next_event = timeouts.mail - waited

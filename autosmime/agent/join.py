@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from autosmime._words import plural
 from autosmime.agent.backup import restore
 from autosmime.agent.context import Agent
 from autosmime.agent.outcomes import Approval, RestoreOutcome
@@ -88,7 +89,7 @@ def join(agent: Agent, *, show_request: Callable[[str], None], confirm: Callable
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     if refused:
-                        raise JoinRefused(f"{refused} answer(s) arrived but none was confirmed; nothing was restored")
+                        raise JoinRefused(f"{plural(refused, 'answer')} arrived but none was confirmed; nothing was restored")
                     raise JoinTimeout(f"no approval within {timeout:g} s; the join request was withdrawn")
                 for answer in protocol.poll_answers(box, folder, ticket, wait=min(remaining, 5), interval=interval):
                     if confirm(answer.c2):

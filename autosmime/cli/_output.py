@@ -20,15 +20,12 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from autosmime._words import plural
+
 __all__ = ["PREFIX", "Progress", "emit_json", "next_steps", "plural", "progress", "say", "warn"]
 
 PREFIX = "autosmime: "
 T = TypeVar("T")
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``n`` and the noun agreeing with it: "1 key", "2 keys" (``many`` for irregular nouns)."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def say(text: str) -> None:
