@@ -86,3 +86,34 @@ def test_json_import_of_a_kept_back_key_names_the_active_one(tmp_path):
     from autosmime.pki.certs import fingerprint
 
     assert new["status"] == "retired" and new["kept_active"] == fingerprint(ca[1])
+
+
+def test_import_on_a_terminal_shows_progress_on_stderr_only(tmp_path):
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    support.offline_account(home, ALICE)
+    p12 = support.p12(tmp_path / "a.p12", support.ca_issued(ALICE))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "autosmime", "--home", str(home), "import", str(p12),
+                             "--password-file", str(tmp_path / "pw")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while select.select([master], [], [], 120)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    assert b"importing a.p12" in shown and b"imported 1 new key" in shown
+    assert out == b""
