@@ -98,6 +98,7 @@ class Intervals:
     min_tick: float = 5            # mail arriving in a burst: at most one round of work per this
     backoff_min: float = 5
     backoff_max: float = 15 * 60
+    renewal_backoff_min: float = 5 * 60
 
 
 @dataclass(frozen=True)
@@ -193,14 +194,16 @@ class _Idle:
 
     def __init__(self, box: Any) -> None:
         self.box = box
-        self._client = box._client          # IDLE is not part of ImapMailbox's API (as in agent.enrol)
-        with box._errors("CAPABILITY"):
-            self.idle = b"IDLE" in self._client.capabilities()
-        box._select("INBOX")
+        self._client = getattr(box, "_client", None)   # IDLE is not part of the session API (as in agent.enrol)
+        self.idle = False
+        if self._client is not None:
+            with box._errors("CAPABILITY"):
+                self.idle = b"IDLE" in self._client.capabilities()
+            box._select("INBOX")
 
     def wait(self, seconds: float, poll: float, sleep: Callable[[float], None]) -> bool:
         """Block up to ``seconds``; True if the server reported something (new mail, flags)."""
-        if self.idle:
+        if self.idle and self._client is not None:
             with self.box._errors("IDLE"):
                 self._client.idle()
                 try:
@@ -209,6 +212,8 @@ class _Idle:
                     self._client.idle_done()
             return bool(seen)
         sleep(min(seconds, poll))
+        if self._client is None:      # an in-memory session: nothing to ask
+            return False
         with self.box._errors("NOOP"):
             return bool(self._client.noop()[1])
 
@@ -283,7 +288,10 @@ class Watcher:
             self._retry_at.pop(name, None)
             events.extend(done)
         if not self.stopping.is_set():
-            self._state(**{WATCH_TICK: _stamp(self.clock())})
+            try:
+                self._state(**{WATCH_TICK: _stamp(self.clock())})
+            except (AutosmimeError, OSError) as e:   # e.g. the vault busy: the next round records it
+                log.warning("could not record this round in the vault: %s", _clean(e))
         for event in events:
             self._emit(event)
         return events
@@ -292,6 +300,8 @@ class Watcher:
         n = self._failures.get(name, 0) + 1
         self._failures[name] = n
         delay = self.backoff(n)
+        if name == "renewal":   # each attempt is a new order at the CA: not every few seconds
+            delay = max(delay, min(self.intervals.renewal_backoff_min, self.intervals.backoff_max))
         self._retry_at[name] = now + _dt.timedelta(seconds=delay)
         return WatchEvent(f"{name}-failed", f"{name}: {_clean(e)}; trying again in {delay:.0f} s", logging.WARNING)
 
@@ -408,6 +418,11 @@ class Watcher:
                 history = []
             record["events"] = len(history)
             foreign = [e.sha256 for e in history if not e.mine]
+            if foreign:   # another device of this account may have renewed: take its keys in from the backups
+                merged = backups.backup(self.agent)
+                if merged.stored and merged.merged:
+                    history = directory.monitor(self.agent, url)
+                    foreign = [e.sha256 for e in history if not e.mine]
             live: set[str] = set()
             for e in history:
                 (live.add if e.op == "publish" else live.discard)(e.sha256)

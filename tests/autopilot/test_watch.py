@@ -120,6 +120,42 @@ def test_tick_renews_a_due_certificate_and_publishes_it(stack: Stack, device: tu
     assert doc["certificate"]["fingerprint"] == after.certificate.fingerprint
 
 
+def test_a_certificate_published_for_me_by_someone_else_is_reported(stack: Stack, device: tuple[str, Path, Path],
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone with access to the mailbox (not one of my devices: no recovery code, so nothing of theirs
+    reaches my backups) enrols and publishes a certificate for my address: the watch's directory check
+    reports it, and status shows it."""
+    from autosmime.agent import Agent
+    from autosmime.agent.watch import Watcher
+
+    if not stack.directory_url:
+        pytest.skip("the stack has no key directory")
+    monkeypatch.setenv("AUTOSMIME_DNS_ZONE", stack.env["DNS_ZONE"])
+    address, home, _code = device
+    intruder = tmp_path / "intruder"
+    r = run_cli("--home", str(intruder), "account", "add", "--email", address, "--imap", stack.env["IMAP"],
+                "--smtp", stack.env["SMTP"], "--security", stack.env["SECURITY"], "--ca-file",
+                stack.env["MAIL_CA_FILE"], "--password-file", str(stack.password_file(address)))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("--home", str(intruder), "enroll", "--ca", stack.env["CA_URL"], env=stack.client_env())
+    assert r.returncode == 0, r.stderr
+    r = run_cli("--home", str(intruder), "publish", "--directory", stack.directory_url, env=stack.client_env())
+    assert r.returncode == 0, r.stderr
+    theirs = json.loads(run_cli("--home", str(intruder), "status", "--json").stdout)["certificate"]["fingerprint"]
+
+    watcher = Watcher(Agent(home))
+    watcher._directory_now = True       # the 6-hourly check, now
+    events = watcher.tick()
+    swapped = [e for e in events if e.kind == "certificate-swapped"]
+    assert swapped and theirs[:16] in swapped[0].text, [e.text for e in events]
+    doc = status_json(home)
+    check = doc["publication"]["last_check"]
+    assert check["ok"] is False and check["foreign"] == [theirs] and "never held" in check["problem"]
+    plain = run_cli("--home", str(home), "status").stdout
+    assert "warning: the directory check of" in plain and "never held" in plain
+
+
 def test_idle_wait_ends_when_mail_arrives(stack: Stack, device: tuple[str, Path, Path]) -> None:
     import threading
 
