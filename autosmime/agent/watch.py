@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from autosmime._words import plural
 from autosmime.agent import backup as backups
 from autosmime.agent.context import Agent
 from autosmime.agent.status import (
@@ -331,7 +332,7 @@ class Watcher:
         if outcome.pending:
             raise BackupError(f"the queued backup is still waiting: {outcome.reason}")
         return [WatchEvent("backup-stored", f"the queued key backup was stored (#{outcome.seq}, "
-                                               f"{outcome.keys} key{'' if outcome.keys == 1 else 's'})")]
+                                               f"{plural(outcome.keys, 'key')})")]
 
     def _renewal(self, now: _dt.datetime) -> list[WatchEvent]:
         from autosmime.agent import enrol
