@@ -12,6 +12,7 @@ schedule, recorded in the vault state so a restart does not redo it and
 ``status`` can show it (see :mod:`autosmime.agent.status`):
 
 - a queued backup: retried every tick while the mailbox is reachable;
+- queued mail (``send``'s outbox: not submitted, or its Sent copy not stored): retried every tick;
 - renewal: every 12 h the CA is asked (ARI) through
   :func:`autosmime.agent.enrol.decide_renewal`; when due, the certificate is
   renewed (the renewal answers its own ACME challenge from INBOX), backed up,
@@ -272,8 +273,8 @@ class Watcher:
         """Run every job that is due now; server trouble postpones that job (backoff), never raises."""
         events: list[WatchEvent] = []
         jobs: list[tuple[str, Callable[[_dt.datetime], list[WatchEvent]]]] = [
-            ("backup-queue", self._backup_queue), ("renewal", self._renewal), ("backup-health", self._backup_health),
-            ("directory", self._directory), ("joins", self._joins)]
+            ("backup-queue", self._backup_queue), ("outbox", self._outbox), ("renewal", self._renewal),
+            ("backup-health", self._backup_health), ("directory", self._directory), ("joins", self._joins)]
         for name, job in jobs:
             if self.stopping.is_set():
                 break
@@ -333,6 +334,19 @@ class Watcher:
             raise BackupError(f"the queued backup is still waiting: {outcome.reason}")
         return [WatchEvent("backup-stored", f"the queued key backup was stored (#{outcome.seq}, "
                                                f"{plural(outcome.keys, 'key')})")]
+
+    def _outbox(self, now: _dt.datetime) -> list[WatchEvent]:
+        """Mail `send` could not hand over (SMTP) or file (the Sent copy): tried again every tick (agent.send)."""
+        from autosmime.agent.send import flush_outbox, queued
+
+        if not queued(self.agent):   # no files, no connection
+            return []
+        results = flush_outbox(self.agent)
+        waiting = [r for r in results if not r.done]
+        if waiting:
+            raise MailboxError(f"{len(waiting)} queued message{'' if len(waiting) == 1 else 's'} still waiting: "
+                               f"{waiting[0].error}")
+        return [WatchEvent("outbox-sent", f"queued message {r.id} ({r.subject!r}): sent, copy in Sent") for r in results]
 
     def _renewal(self, now: _dt.datetime) -> list[WatchEvent]:
         from autosmime.agent import enrol

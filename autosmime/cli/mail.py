@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from autosmime.cli._output import emit_json, plural, say, warn
 from autosmime.errors import UsageError
 
 
@@ -59,17 +60,17 @@ def send(ctx: click.Context, to: tuple[str, ...], cc: tuple[str, ...], bcc: tupl
                         attachments=attach, require_encryption=require_encryption)
     for r in outcome.retried:
         if r.done:
-            click.echo(f"autosmime: queued message {r.id} ({r.subject!r}) sent", err=True)
+            say(f"queued message {r.id} ({r.subject!r}) sent")
         else:
-            click.echo(f"autosmime: warning: queued message {r.id} ({r.subject!r}) still waits: {r.error}", err=True)
+            warn(f"queued message {r.id} ({r.subject!r}) still waits: {r.error}")
     for w in outcome.warnings:
-        click.echo(f"autosmime: warning: {w}", err=True)
+        warn(w)
     names = ", ".join(r.address for r in outcome.recipients)
     how = "encrypted and signed" if outcome.encrypted else "signed, not encrypted"
     stored = f"; copy in {outcome.sent_folder}" if outcome.sent_folder else ""
-    click.echo(f"autosmime: sent to {names} ({how}){stored}", err=True)
+    say(f"sent to {names} ({how}){stored}")
     if as_json:
-        click.echo(json.dumps(outcome.to_json(), indent=2))
+        emit_json(outcome.to_json())
 
 
 def _cell(text: str, width: int) -> str:
@@ -93,10 +94,9 @@ def inbox(ctx: click.Context, folder: str, limit: int, as_json: bool) -> None:
         click.echo(json.dumps([m.to_json() for m in messages], indent=2))
         return
     if not messages:
-        click.echo(f"autosmime: {folder} is empty", err=True)
+        say(f"{folder} is empty")
         return
     for m in messages:
         date = (m.date or "")[:16].replace("T", " ")
         click.echo(f"{m.uid:>6}  {date:<16}  {_cell(m.sender, 30):<30}  {_cell(m.subject, 40):<40}  {m.security}")
-    n = len(messages)
-    click.echo(f"autosmime: {n} message{'s' if n != 1 else ''} in {folder} (read one: autosmime read UID)", err=True)
+    say(f"{plural(len(messages), 'message')} in {folder} (read one: autosmime read UID)")

@@ -246,3 +246,27 @@ def test_bad_input_is_one_line(stack: Stack, correspondents: tuple[User, User]) 
     assert r.returncode == 2 and "not an e-mail address" in _one_line(r.stderr)
     r = _send(stack, alice, "x", "--to", f"someone@{stack.domain}", "--attach", "/nonexistent/file")
     assert r.returncode == 2 and "attachment" in _one_line(r.stderr)
+
+
+def test_watch_sends_what_is_queued(stack: Stack, correspondents: tuple[User, User],
+                                    broken_account: tuple[User, dict]) -> None:
+    from autosmime.agent.context import Agent
+    from autosmime.agent.watch import Watcher
+
+    alice, data = broken_account
+    _, bob = correspondents
+    good = (alice.home / ACCOUNT_FILE).read_bytes()
+    (alice.home / ACCOUNT_FILE).write_text(json.dumps({**data, "smtp_port": _closed_port()}))
+    subject = _subject()
+    r = _send(stack, alice, subject, "--to", bob.address)
+    assert r.returncode == 1 and len(_outbox(alice.home)) == 1
+    watcher = Watcher(Agent(alice.home))
+    events = [e for e in watcher.tick() if e.kind.startswith("outbox")]
+    assert [e.kind for e in events] == ["outbox-failed"] and "still waiting" in events[0].text
+    assert len(_outbox(alice.home)) == 1
+
+    (alice.home / ACCOUNT_FILE).write_bytes(good)
+    events = [e for e in Watcher(Agent(alice.home)).tick() if e.kind.startswith("outbox")]
+    assert [e.kind for e in events] == ["outbox-sent"] and subject in events[0].text
+    assert _outbox(alice.home) == []
+    assert len(_arrived(bob.home, "INBOX", subject)) == 1 and len(_arrived(alice.home, "Sent", subject)) == 1
