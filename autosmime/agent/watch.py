@@ -344,7 +344,7 @@ class Watcher:
         results = flush_outbox(self.agent)
         waiting = [r for r in results if not r.done]
         if waiting:
-            raise MailboxError(f"{len(waiting)} queued message{'' if len(waiting) == 1 else 's'} still waiting: "
+            raise MailboxError(f"{plural(len(waiting), 'queued message')} still waiting: "
                                f"{waiting[0].error}")
         return [WatchEvent("outbox-sent", f"queued message {r.id} ({r.subject!r}): sent, copy in Sent") for r in results]
 
