@@ -156,6 +156,41 @@ def test_a_certificate_published_for_me_by_someone_else_is_reported(stack: Stack
     assert "warning: the directory check of" in plain and "never held" in plain
 
 
+def test_a_join_request_is_reported_and_not_approved(stack: Stack, device: tuple[str, Path, Path], tmp_path: Path,
+                                                    watches: list[subprocess.Popen[str]]) -> None:
+    from autosmime.agent import Agent
+    from autosmime.agent.watch import Watcher
+
+    address, home, _code = device
+    new = tmp_path / "new-device"
+    r = run_cli("--home", str(new), "account", "add", "--email", address, "--imap", stack.env["IMAP"],
+                "--smtp", stack.env["SMTP"], "--security", stack.env["SECURITY"], "--ca-file",
+                stack.env["MAIL_CA_FILE"], "--password-file", str(stack.password_file(address)))
+    assert r.returncode == 0, r.stderr
+    full = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full.pop("AUTOSMIME_HOME", None)
+    args = ["--home", str(new), "restore", "--join", "--timeout", "120", "--confirm-file", str(tmp_path / "unwritten")]
+    joining = subprocess.Popen([sys.executable, "-m", "autosmime", *args], env=full, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    watches.append(joining)
+    watcher = Watcher(Agent(home))
+
+    def noticed() -> list[str]:
+        watcher._joins_at = None     # the 2-minute check, now
+        return [e.text for e in watcher.tick() if e.kind == "join-request"]
+
+    [text] = _until(noticed, "join request noticed", proc=joining)  # the new device waits meanwhile
+    assert "autosmime approve" in text
+    doc = status_json(home)
+    assert len(doc["pending"]["join_requests"]) == 1 and doc["pending"]["join_checked"]
+    assert "a join request from device" in run_cli("--home", str(home), "status").stdout
+    assert noticed() == []           # reported once, not on every check
+    assert joining.poll() is None    # still waiting: the watch approves nothing
+    joining.terminate()
+    joining.communicate(timeout=STOP_BOUND)
+    assert status_json(new)["keys"] == {} and not status_json(new)["recovery_code_stored"]   # nothing came in
+
+
 def test_idle_wait_ends_when_mail_arrives(stack: Stack, device: tuple[str, Path, Path]) -> None:
     import threading
 
