@@ -7,8 +7,9 @@
 SQLAlchemy Core built and executed a statement in ~90 us; the same query on the
 driver's cursor costs ~15 us, and a lookup runs two: the rate limits, and the
 certificates with the log head they are proven against (one statement, so one
-snapshot: the head is never older than the leaves). The proof's nodes are read
-only when the answer is not in the directory's memo (service.Answers). So reads and the rate-limit upsert are plain
+snapshot: the head is never older than the leaves). The certificates' DER, the
+leaves and the proof's nodes are read only when the answer is not in the
+directory's memo (service.Answers). So reads and the rate-limit upsert are plain
 SQL that SQLite and PostgreSQL both accept, with the driver's placeholder
 ("?" for sqlite3, "%s" for psycopg); writes stay in Core (service.py). A cursor
 of a Core connection (``conn.connection.cursor()``) works here too, inside
@@ -25,8 +26,11 @@ from sqlalchemy import Engine
 
 Limit = tuple[str, int, int]  # key, allowed per window, window seconds
 
-LOOKUP_COLUMNS = ("address", "sha256", "preferred", "leaf_index", "der", "not_before", "not_after", "status",
-                  "checked_at", "data", "issuers", "size", "note")
+# What a lookup reads every time: the small, changing columns, from covering indexes (schema.py), so a million
+# certificates cost about what a thousand do. The large immutable ones (DER, issuers, leaf) are read by
+# ``details`` only when the answer is not memoised.
+LOOKUP_COLUMNS = ("address", "sha256", "preferred", "leaf_index", "not_before", "not_after", "status", "checked_at",
+                  "size", "note")
 
 
 class RawSql:
@@ -34,12 +38,15 @@ class RawSql:
         self.engine = engine
         m = "?" if engine.dialect.name == "sqlite" else "%s"
         self.mark = m
-        select = ("SELECT b.address, b.sha256, b.preferred, b.leaf_index, c.der, c.not_before, c.not_after, c.status, "
-                  "c.checked_at, l.data, c.issuers, h.size, h.note FROM bindings b JOIN certs c ON c.sha256 = b.sha256 "
-                  "JOIN log_leaves l ON l.idx = b.leaf_index JOIN log_head h ON h.id = 1 WHERE b.published = 1 AND ")
+        # SQLite's planner prefers the primary key's unique index to the covering one; PostgreSQL's cost model
+        # picks the index-only scan by itself.
+        indexed = " INDEXED BY certs_lookup" if m == "?" else ""
+        select = ("SELECT b.address, b.sha256, b.preferred, b.leaf_index, c.not_before, c.not_after, c.status, "
+                  f"c.checked_at, h.size, h.note FROM bindings b JOIN certs c{indexed} ON c.sha256 = b.sha256 "
+                  "JOIN log_head h ON h.id = 1 WHERE b.published = 1 AND ")
         self._lookup = {"address": select + f"b.address = {m}", "sha256": select + f"b.sha256 = {m}"}
         self._head = "SELECT size, note FROM log_head WHERE id = 1"
-        self._nodes: dict[int, str] = {}
+        self._ins: dict[tuple[str, int], str] = {}
         self._upserts: dict[int, str] = {}
 
     @contextlib.contextmanager
@@ -66,19 +73,29 @@ class RawSql:
         cur.execute(self._lookup[column], (value,))
         return list(cur.fetchall())
 
+    def details(self, cur: Any, shas: Sequence[str], leaves: Sequence[int]) -> tuple[dict, dict]:
+        """({sha256: (der, issuers JSON)}, {leaf index: leaf data}): what never changes once written."""
+        cur.execute(self._in("SELECT sha256, der, issuers FROM certs WHERE sha256", len(shas)), tuple(shas))
+        found = {str(sha): (bytes(der), str(issuers)) for sha, der, issuers in cur.fetchall()}
+        cur.execute(self._in("SELECT idx, data FROM log_leaves WHERE idx", len(leaves)), tuple(leaves))
+        return found, {int(i): bytes(data) for i, data in cur.fetchall()}
+
+    def _in(self, prefix: str, n: int) -> str:
+        key = (prefix, n)
+        sql = self._ins.get(key)
+        if sql is None:
+            sql = self._ins[key] = f"{prefix} IN ({', '.join([self.mark] * n)})"
+        return sql
+
     def head(self, cur: Any) -> tuple[int, str]:
         cur.execute(self._head)
         size, note = cur.fetchone()
         return int(size), str(note)
 
     def nodes(self, cur: Any, ids: Sequence[int]) -> dict[int, bytes]:
-        n = len(ids)
-        if not n:
+        if not ids:
             return {}
-        sql = self._nodes.get(n)
-        if sql is None:
-            sql = self._nodes[n] = f"SELECT id, hash FROM log_nodes WHERE id IN ({', '.join([self.mark] * n)})"
-        cur.execute(sql, tuple(ids))
+        cur.execute(self._in("SELECT id, hash FROM log_nodes WHERE id", len(ids)), tuple(ids))
         return {int(i): bytes(h) for i, h in cur.fetchall()}
 
     def hit(self, cur: Any, limits: Sequence[Limit], now: int) -> int | None:

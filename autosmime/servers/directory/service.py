@@ -124,9 +124,11 @@ class Answers:
     >>> memo.get(("address", "a@x.test"), [("row", 6)]) is None    # the log grew: rebuilt
     True
 
-    A pure cache: the rows carry every value the answer is made of (the binding, the certificate and its
-    status, the leaf, and the log head's size and signed note), and the proof nodes are a function of the
-    leaf index and the size, since the log only grows. Each lookup reads those rows from the database first,
+    A pure cache: the rows carry every value of the answer that can change (the binding, the certificate's
+    status and when it was checked, the log head's size and signed note); the rest is fixed once written:
+    a certificate row is keyed by the SHA-256 of its DER and never updated except for its status, a leaf
+    never changes, and the proof nodes are a function of the leaf index and the size, since the log only
+    grows. Each lookup reads those rows from the database first,
     so a publish, withdrawal, preference or status change made by any process is in the very next answer,
     and every proof is against the newest checkpoint. Nothing here is needed across processes or restarts.
     """
@@ -218,20 +220,21 @@ class Directory:
         rows = self.sql.lookup(cur, column, value)
         if not rows:
             return None
-        # address, sha256, preferred, leaf_index, der, not_before, not_after, status, checked_at, data, issuers,
-        # size, note; sha256 last only to make the order (and so the memo's key) deterministic.
-        rows.sort(key=lambda r: (r[2], r[5], r[6], r[1]), reverse=True)
+        # address, sha256, preferred, leaf_index, not_before, not_after, status, checked_at, size, note;
+        # sha256 last only to make the order (and so the memo's key) deterministic.
+        rows.sort(key=lambda r: (r[2], r[4], r[5], r[1]), reverse=True)
         key = (column, value)
         hit = self.answers.get(key, rows)
         if hit is not None:
             return hit
-        size, note = int(rows[0][11]), str(rows[0][12])
+        size, note = int(rows[0][8]), str(rows[0][9])
         proofs = self.log.proofs(cur, [r[3] for r in rows], size)
+        certs_, leaves = self.sql.details(cur, [r[1] for r in rows], [r[3] for r in rows])
         entries = [{
-            "address": r[0], "sha256": r[1], "der_b64": _b64(bytes(r[4])),
-            "not_before": _iso(r[5]), "not_after": _iso(r[6]), "preferred": bool(r[2]),
-            "status": {"state": r[7], "checked_at": _iso(r[8])},
-            "issuers_b64": json.loads(r[10]), "leaf_index": r[3], "leaf_b64": _b64(bytes(r[9])),
+            "address": r[0], "sha256": r[1], "der_b64": _b64(certs_[r[1]][0]),
+            "not_before": _iso(r[4]), "not_after": _iso(r[5]), "preferred": bool(r[2]),
+            "status": {"state": r[6], "checked_at": _iso(r[7])},
+            "issuers_b64": json.loads(certs_[r[1]][1]), "leaf_index": r[3], "leaf_b64": _b64(leaves[r[3]]),
             "inclusion": [_b64(p) for p in proof],
         } for r, proof in zip(rows, proofs, strict=True)]
         answer = Answer.of({column: value, "certificates": entries, "tree_size": size, "checkpoint": note})

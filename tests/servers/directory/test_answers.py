@@ -109,3 +109,20 @@ def test_memo_is_bounded(two, pki):
     for name in ("m1", "m2", "m3"):
         assert a.get(f"/v1/certs/by-email/{name}@example.test").status_code == 200
     assert len(reader.answers) == 2
+
+
+def test_database_from_before_the_lookup_indexes_gets_them(pki, tmp_path):
+    # Lookups on SQLite name the covering index (INDEXED BY), so a database made before it must gain it on open.
+    url = f"sqlite:///{tmp_path}/old.db"
+    first = Directory(support.config(pki, url))
+    with first.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX certs_lookup")
+        conn.exec_driver_sql("DROP INDEX bindings_lookup")
+    first.engine.dispose()
+    again = Directory(support.config(pki, url))
+    try:
+        with TestClient(make_app(again)) as api:
+            publish(api, pki.user("old@example.test", issuer="fast"))
+            assert api.get("/v1/certs/by-email/old@example.test").status_code == 200
+    finally:
+        again.engine.dispose()
