@@ -46,7 +46,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -86,22 +85,21 @@ def make_app(directory: Directory) -> Starlette:
     def client_key(request: Request) -> str:
         return f"c:{request.client.host if request.client else '-'}"
 
-    def check(request: Request, extra: list[Limit], write: bool = False, cur: Any = None) -> None:
-        """Count the request (committed at once); ApiError 429 when over a limit."""
+    def keys(request: Request, extra: list[Limit], write: bool = False) -> list[Limit]:
         n, window = limits.writes_per_client if write else limits.lookups_per_client
-        keys: list[Limit] = [(("w" if write else "r") + client_key(request), n, window), *extra]
-        if cur is None:
-            with sql.session() as own:
-                retry = sql.hit(own, keys, int(time.time()))
-        else:
-            retry = sql.hit(cur, keys, int(time.time()))
+        return [(("w" if write else "r") + client_key(request), n, window), *extra]
+
+    def check(request: Request, extra: list[Limit], write: bool = False) -> None:
+        """Count the request (committed at once); ApiError 429 when over a limit."""
+        counted = keys(request, extra, write)
+        retry = sql.read(lambda cur: sql.hit(cur, counted, int(time.time())))
         if retry is not None:
             raise ApiError(429, "rate_limited", "too many requests; retry later", retry_after=retry)
 
     def counted_lookup(request: Request, column: str, value: str, extra: list[Limit]) -> Answer | None:
-        with sql.session() as cur:  # one pooled connection for the count and the answer
-            check(request, extra, cur=cur)
-            return directory.answer(cur, column, value)
+        counted = keys(request, extra)
+        # One pooled connection for the count and the answer, on PostgreSQL one round trip for both.
+        return sql.read(lambda cur: directory.answer(cur, column, value, counted))
 
     async def read(request: Request, column: str, value: str, extra: list[Limit]) -> Answer | None:
         # Inline on the event loop, also for PostgreSQL: a thread hop per lookup cost more server CPU (1,680 ->

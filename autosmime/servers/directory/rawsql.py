@@ -19,11 +19,12 @@ that connection's transaction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
+T = TypeVar("T")
 Limit = tuple[str, int, int]  # key, allowed per window, window seconds
 
 # What a lookup reads every time: the small, changing columns, from covering indexes (schema.py), so a million
@@ -31,6 +32,10 @@ Limit = tuple[str, int, int]  # key, allowed per window, window seconds
 # ``details`` only when the answer is not memoised.
 LOOKUP_COLUMNS = ("address", "sha256", "preferred", "leaf_index", "not_before", "not_after", "status", "checked_at",
                   "size", "note")
+
+
+class ConnectionLost(Exception):
+    """The database connection died under a statement (it is dropped; a new one may succeed)."""
 
 
 class RawSql:
@@ -50,28 +55,78 @@ class RawSql:
         self._upserts: dict[int, str] = {}
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Any]:
-        """A pooled DB-API cursor; its transaction is committed at the end (rolled back on error)."""
+    def session(self, *, autocommit: bool = False) -> Iterator[Any]:
+        """A pooled DB-API cursor; its transaction is committed at the end (rolled back on error).
+
+        ``autocommit``: on PostgreSQL each statement is its own transaction, with no BEGIN and COMMIT round
+        trips (what a lookup's two statements need). A connection found dead (the server restarted) is
+        dropped from the pool and the error raised; the pool does not ping before each use (schema.py).
+        """
         raw = self.engine.raw_connection()
+        dbapi: Any = raw.dbapi_connection
+        flip = autocommit and self.mark == "%s"
         try:
+            if flip:
+                dbapi.autocommit = True
             cur = raw.cursor()
             try:
                 yield cur
                 raw.commit()
-            except BaseException:
+            except BaseException as e:
+                if self.dead(e, dbapi, cur):
+                    # The others in the pool are likely dead too (a restart): start a new pool, as SQLAlchemy
+                    # does when a Core statement meets a disconnect.
+                    raw.invalidate(e)
+                    self.engine.dispose(close=False)
+                    raise ConnectionLost(str(e)) from e
                 raw.rollback()
                 raise
             finally:
                 cur.close()
         finally:
+            if flip and not dbapi.closed:
+                dbapi.autocommit = False
             raw.close()
+
+    def dead(self, e: BaseException, dbapi: Any, cur: Any) -> bool:
+        """Whether ``e`` means the database connection is lost (a new one may succeed)."""
+        dialect = self.engine.dialect
+        return isinstance(e, dialect.loaded_dbapi.Error) and bool(dialect.is_disconnect(e, dbapi, cur))
+
+    def read(self, work: Callable[[Any], T]) -> T:
+        """``work(cursor)`` in an autocommit session, once more on a fresh connection if the first was dead."""
+        try:
+            with self.session(autocommit=True) as cur:
+                return work(cur)
+        except ConnectionLost:
+            pass
+        with self.session(autocommit=True) as cur:
+            return work(cur)
 
     def commit(self, cur: Any) -> None:
         cur.connection.commit()
 
-    def lookup(self, cur: Any, column: str, value: str) -> list[tuple]:
+    def lookup(self, cur: Any, column: str, value: str, limits: Sequence[Limit] = (),
+               now: int = 0) -> tuple[int | None, list[tuple]]:
+        """Count the request against ``limits`` (see hit), then the LOOKUP_COLUMNS rows: (Retry-After, rows).
+
+        On PostgreSQL in an autocommit session both statements go in one round trip (pipeline mode).
+        """
+        if limits and self.mark == "%s" and cur.connection.autocommit:
+            conn = cur.connection
+            with conn.pipeline():
+                cur.execute(*self._upsert(limits, now))
+                rows_cur = conn.cursor()
+                rows_cur.execute(self._lookup[column], (value,))
+                counts = dict(cur.fetchall())
+                rows = list(rows_cur.fetchall())
+                rows_cur.close()
+            return self._retry(counts, limits, now), rows
+        retry = self.hit(cur, limits, now)
+        if retry is not None:
+            return retry, []
         cur.execute(self._lookup[column], (value,))
-        return list(cur.fetchall())
+        return None, list(cur.fetchall())
 
     def details(self, cur: Any, shas: Sequence[str], leaves: Sequence[int]) -> tuple[dict, dict]:
         """({sha256: (der, issuers JSON)}, {leaf index: leaf data}): what never changes once written."""
@@ -102,6 +157,12 @@ class RawSql:
         """Count one request against each limit and commit; None if all allow it, else the longest Retry-After."""
         if not limits:
             return None
+        cur.execute(*self._upsert(limits, now))
+        counts = dict(cur.fetchall())
+        cur.connection.commit()
+        return self._retry(counts, limits, now)
+
+    def _upsert(self, limits: Sequence[Limit], now: int) -> tuple[str, tuple]:
         n = len(limits)
         sql = self._upserts.get(n)
         if sql is None:
@@ -114,9 +175,10 @@ class RawSql:
         params: list[object] = []
         for key, _, window in limits:
             params += [key, now - now % window]  # the window's start
-        cur.execute(sql, tuple(params))
-        counts = dict(cur.fetchall())
-        cur.connection.commit()
+        return sql, tuple(params)
+
+    @staticmethod
+    def _retry(counts: dict, limits: Sequence[Limit], now: int) -> int | None:
         retry = 0
         for key, allowed, window in limits:
             if counts.get(key, 0) > allowed:

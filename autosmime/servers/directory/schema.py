@@ -161,7 +161,9 @@ def open_engine(db: str, *, create: bool = True) -> Engine:
             cur.execute("PRAGMA cache_size=-32768")
             cur.close()
     else:
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        # No ping before each use (a round trip per lookup): a connection found dead is dropped when it fails
+        # (SQLAlchemy for Core statements, RawSql.session for the raw ones), and lookups retry once.
+        engine = create_engine(url, pool_size=8, max_overflow=8)
     if create:
         metadata.create_all(engine)
         # create_all makes a missing table with its indexes, not an index added later to an existing table.

@@ -60,6 +60,7 @@ from autosmime.pki.certcache import cert_der
 from autosmime.pki.certs import cert_addresses, key_roles
 from autosmime.pki.select import address_label, can_encrypt, normalize_address, validate_for
 from autosmime.servers.directory import mailer, ratelimit, revocation
+from autosmime.servers.directory.rawsql import Limit
 from autosmime.servers.directory.schema import bindings, certs, meta, open_engine, pending, upsert
 from autosmime.servers.directory.translog import TransparencyLog, event
 
@@ -210,14 +211,16 @@ class Directory:
 
     # --- lookups -------------------------------------------------------------------
 
-    def answer(self, cur: Any, column: str, value: str) -> Answer | None:
+    def answer(self, cur: Any, column: str, value: str, limits: Sequence[Limit] = ()) -> Answer | None:
         """The answer for a normalised address (``column`` "address") or a SHA-256 hex ("sha256"), or None.
 
-        ``cur`` is a DB-API cursor from ``self.sql.session()`` (the request's, which also counted its limits).
-        One query reads the bindings with the log head; the answer built from them is memoised under exactly
+        ``cur`` is a DB-API cursor from ``self.sql.session()``; the request is first counted against ``limits``
+        (ApiError 429 when over one). One query reads the bindings with the log head; the answer built from them is memoised under exactly
         those rows (see Answers), so a repeated lookup costs that query and no proof, JSON or hashing.
         """
-        rows = self.sql.lookup(cur, column, value)
+        retry, rows = self.sql.lookup(cur, column, value, limits, int(time.time()))
+        if retry is not None:
+            raise ApiError(429, "rate_limited", "too many requests; retry later", retry_after=retry)
         if not rows:
             return None
         # address, sha256, preferred, leaf_index, not_before, not_after, status, checked_at, size, note;

@@ -126,3 +126,23 @@ def test_database_from_before_the_lookup_indexes_gets_them(pki, tmp_path):
             assert api.get("/v1/certs/by-email/old@example.test").status_code == 200
     finally:
         again.engine.dispose()
+
+
+def test_lookups_and_writes_survive_dropped_database_connections(api, pki, directory, db_url):
+    # The pool does not ping before each use (a round trip per lookup); a dead connection is found by its
+    # failure, the pool renewed, and the request retried once on a fresh connection.
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to lose")
+    publish(api, pki.user("alive@example.test", issuer="fast"))
+    assert api.get("/v1/certs/by-email/alive@example.test").status_code == 200
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from autosmime.servers.directory.schema import engine_url
+    url = make_url(engine_url(db_url)).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert killed >= 1
+    assert api.get("/v1/certs/by-email/alive@example.test").status_code == 200
+    publish(api, pki.user("later@example.test", issuer="fast"))
