@@ -43,8 +43,11 @@ class _Story:
         self.was_kept = False
 
     def spin(self, text: str) -> None:
-        if self.status is not None:
-            self.status.update(text)
+        if self.status is not None:  # one line: a wrapped spinner line is redrawn badly
+            from rich.markup import escape
+
+            width = max(20, self.console.width - 4)
+            self.status.update(escape(text if len(text) <= width else text[:width - 3] + "..."))
 
     def line(self, plain: str, styled: str | None = None) -> None:
         if self.console is not None:
@@ -62,11 +65,13 @@ class _Story:
         self.line(f"autosmime demo: devstack up ({seconds:.1f} s)")
 
     def start(self, number: int, title: str) -> None:
-        self.title = f"{number}. {title}"
-        self.spin(f"{self.title} ...")
+        from autosmime.agent.demo import STEPS
+
+        self.title = f"[{number}/{len(STEPS)}]"
+        self.spin(f"{self.title} {title} ...")
 
     def progress(self, text: str) -> None:
-        self.spin(f"{self.title}: {text} ...")
+        self.spin(f"{self.title} {text} ...")
 
     def step(self, result: StepResult) -> None:
         from rich.markup import escape

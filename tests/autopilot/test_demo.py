@@ -5,7 +5,8 @@ found afterwards by path: a process whose command line or working directory is u
 (Dovecot and its children, Postfix's master and children, the DKIM signer, the CA and directory
 servers) is one the demo left behind. Checked: a full run (exit 0, every step's line, nothing left
 running, its folder gone, no recovery code or export password printed); a step made to fail from
-outside (an ``openssl`` on PATH that refuses ``cms``: exit 1 naming step 5, everything stopped);
+outside (an ``openssl`` on PATH that refuses ``cms``: exit 1 naming step 5, everything stopped, or
+with ``--keep`` all left up, bob's home readable, and the printed stop command working);
 and the demo interrupted (SIGINT as Ctrl-C sends it, SIGTERM as a service manager does) while
 step 1 runs: everything stopped, the usual exit code.
 """
@@ -100,7 +101,10 @@ def test_the_demo_verifies_every_step_and_leaves_nothing_running(tmpdir_for_demo
     _nothing_left(tmpdir_for_demo)
 
 
-def test_a_step_that_fails_is_named_and_everything_is_stopped(tmpdir_for_demo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_step_that_fails_is_named_and_everything_is_stopped(tmpdir_for_demo: Path, tmp_path: Path,
+                                                              keep: bool) -> None:
+    """... unless --keep: then it all stays up for a look, and the printed commands work."""
     # An openssl that refuses to decrypt, found first on PATH as any program is: no hook in the demo.
     real = shutil.which("openssl")
     if real is None:
@@ -111,7 +115,8 @@ def test_a_step_that_fails_is_named_and_everything_is_stopped(tmpdir_for_demo: P
     fake.write_text(f'#!/bin/sh\nif [ "$1" = cms ]; then echo "cms: refused by the test" >&2; exit 3; fi\n'
                     f'exec {real} "$@"\n')
     fake.chmod(0o755)
-    r = run_cli("demo", env={"TMPDIR": str(tmpdir_for_demo), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    r = run_cli("demo", *(["--keep"] if keep else []),
+                env={"TMPDIR": str(tmpdir_for_demo), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
                 timeout=600)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = _step_lines(r.stdout)
@@ -121,6 +126,18 @@ def test_a_step_that_fails_is_named_and_everything_is_stopped(tmpdir_for_demo: P
     assert r.stderr.splitlines() == [
         f"autosmime: error: demo step 5 ({STEPS[4]}) failed: openssl cms -decrypt exited 3: cms: refused by the test"]
     assert "verified in" not in r.stdout
+    if not keep:
+        _nothing_left(tmpdir_for_demo)
+        return
+    assert _processes_under(tmpdir_for_demo) != {}
+    inbox = re.search(r"^autosmime demo:   bob: autosmime (--home \S+) inbox$", r.stdout, re.M)
+    stop = re.search(r"^autosmime demo: stop and delete it: autosmime devstack down --dir (\S+) && rm -rf (\S+)$",
+                     r.stdout, re.M)
+    assert inbox and stop, r.stdout
+    listed = run_cli(*inbox.group(1).split(" ", 1), "inbox")
+    assert listed.returncode == 0 and "signed by alice@" in listed.stdout, listed.stdout + listed.stderr
+    assert run_cli("devstack", "down", "--dir", stop.group(1)).returncode == 0
+    shutil.rmtree(stop.group(2))
     _nothing_left(tmpdir_for_demo)
 
 
