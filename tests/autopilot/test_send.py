@@ -270,3 +270,26 @@ def test_watch_sends_what_is_queued(stack: Stack, correspondents: tuple[User, Us
     assert [e.kind for e in events] == ["outbox-sent"] and subject in events[0].text
     assert _outbox(alice.home) == []
     assert len(_arrived(bob.home, "INBOX", subject)) == 1 and len(_arrived(alice.home, "Sent", subject)) == 1
+
+
+def test_a_silent_smtp_server_times_out_and_keeps_the_message(
+        stack: Stack, correspondents: tuple[User, User], broken_account: tuple[User, dict]) -> None:
+    """A server that greets and then never answers: one line after the timeout, the message kept."""
+    from autosmime.devstack.faultproxy import SilentServer
+
+    alice, data = broken_account
+    _, bob = correspondents
+    good = (alice.home / ACCOUNT_FILE).read_bytes()
+    subject = _subject()
+    with SilentServer(b"220 silent ESMTP\r\n") as silent:
+        (alice.home / ACCOUNT_FILE).write_text(json.dumps({**data, "smtp_port": silent.port, "security": "plain"}))
+        r = run_cli(*alice.args("send", "--to", bob.address, "--subject", subject), input="hung\n",
+                    env={**stack.client_env(), "AUTOSMIME_TIMEOUT": "2"})
+    assert r.returncode == 1
+    line = _one_line(r.stderr)
+    assert "not sent" in line and "timed out" in line and "kept in the outbox" in line
+    assert len(_outbox(alice.home)) == 1
+    (alice.home / ACCOUNT_FILE).write_bytes(good)
+    r = _send(stack, alice, _subject(), "--to", bob.address)
+    assert r.returncode == 0 and f"({subject!r}) sent" in r.stderr, r.stderr
+    assert _outbox(alice.home) == [] and len(_arrived(bob.home, "INBOX", subject)) == 1
