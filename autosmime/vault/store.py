@@ -12,6 +12,8 @@
 
 Nothing is ever deleted: a newer certificate for an address makes the older
 one "retired", and retired, expired and revoked keys still decrypt old mail.
+A newer self-signed or short-lived certificate does not displace a valid
+CA-issued one (it is added retired; :meth:`Vault.set_status` activates it).
 
 On disk (HOME, 0700): ``vault.bin`` (0600) = header || AES-256-GCM(JSON),
 with the header (magic, format version, nonce) as associated data. The
