@@ -424,10 +424,11 @@ def _clean_up(base: Path, stack_dir: Path) -> None:
 def run_demo(events: Events = Events(), *, keep: bool = False) -> DemoOutcome:
     """Bring up the devstack in a new temporary folder and run the five steps (see the module's docstring).
 
-    Raises DemoFailed naming the first step that was not verified (later steps are not run);
-    DevStackError if the stack does not start. Everything is stopped and deleted on the way out
+    Raises DemoFailed naming the first step that was not verified (later steps are not run), or
+    with ``step`` 0 if the stack did not start. Everything is stopped and deleted on the way out
     unless ``keep``.
     """
+    from autosmime.devstack.mailserver import MailStackError
     from autosmime.devstack.stack import up
 
     started = time.monotonic()
@@ -440,7 +441,11 @@ def run_demo(events: Events = Events(), *, keep: bool = False) -> DemoOutcome:
         os.chmod(base, 0o755)  # Dovecot's unprivileged processes must reach the stack below it
         if events.on_stack:
             events.on_stack(stack_dir)
-        env = up(stack_dir, USERS)
+        try:
+            env = up(stack_dir, USERS)
+        except MailStackError as e:  # DevStackError included
+            raise DemoFailed(f"the demo's devstack did not start: {e} (the demo makes its folder in $TMPDIR, else /tmp)",
+                             step=0) from None
         if events.on_stack_up:
             events.on_stack_up(time.monotonic() - started)
         story = _Story(base, env, events.on_progress or (lambda text: None))
