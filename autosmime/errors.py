@@ -322,3 +322,11 @@ class DemoFailed(AutosmimeError):
     def __init__(self, message: str, *, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+# --- a flooded backup folder (issue 10 §3, review) -----------------------------
+
+
+class NoAuthenticBackup(BackupRejected):
+    """None of the newest candidate messages examined is authentic under the recovery code, and the folder
+    holds more: a wrong code, or messages planted in the folder. ``restore --examine N`` looks further."""

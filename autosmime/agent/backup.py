@@ -21,6 +21,7 @@ written to ``--recovery-code-out``; until either happened, ``status`` warns.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 from pathlib import Path
@@ -137,7 +138,8 @@ def _run(agent: Agent, vault: Vault, *, recovery_code_out: Path | None, queue: b
         return BackupOutcome(BackupState.PENDING, keys=len(vault.entries()), reason=_reason(e),
                              code_created=created, code_shown=shown, code_file=written_to, was_pending=was_pending)
     return BackupOutcome(BackupState.STORED, seq=result.seq, keys=result.keys, merged=result.merged,
-                         code_created=created, code_shown=shown, code_file=written_to, was_pending=was_pending)
+                         code_created=created, code_shown=shown, code_file=written_to, was_pending=was_pending,
+                         unauthentic=result.unauthentic)
 
 
 def backup(agent: Agent, *, recovery_code_out: Path | None = None, queue: bool = True) -> BackupOutcome:
@@ -164,12 +166,23 @@ def retry_pending(agent: Agent) -> BackupOutcome | None:
     return _run(agent, vault, recovery_code_out=None, queue=True)
 
 
-def restore(agent: Agent, code: str) -> RestoreOutcome:
+def restore(agent: Agent, code: str, *, examine: int | None = None) -> RestoreOutcome:
     """Restore every key of the account's backups with ``code`` (then a queued backup of this device's own
-    keys, if any, goes out too)."""
+    keys, if any, goes out too).
+
+    ``examine``: how many of the newest backup messages to examine (default
+    ``MAX_CANDIDATES``); the user raises it when NoAuthenticBackup says
+    messages planted in front of the real backups hid them. Each one costs
+    at most one Argon2id run, so the bound is the user's choice of cost.
+    """
     code = normalize(code)
+    params = agent.backup_params
+    if examine is not None:
+        if examine < 1:
+            raise BackupError("--examine needs at least 1 message")
+        params = dataclasses.replace(params, max_candidates=examine)
     with agent.open_mailbox() as box:
-        result = protocol.restore_backup(box, agent.account(), code, agent.home, params=agent.backup_params)
+        result = protocol.restore_backup(box, agent.account(), code, agent.home, params=params)
     vault = agent.vault(create=False)
     vault.update_state(**{CODE_UNSEEN: None})  # the user typed or kept it: it is not unseen
     if vault.state.get(PENDING):
@@ -178,7 +191,7 @@ def restore(agent: Agent, code: str) -> RestoreOutcome:
         except RecoveryCodeNeeded:  # pragma: no cover - the code was just saved
             pass
     return RestoreOutcome(seq=result.seq, created=result.created, keys=result.keys, added=result.added,
-                          skipped=result.skipped)
+                          skipped=result.skipped, unauthentic=result.unauthentic)
 
 
 def rotate_code(agent: Agent, *, recovery_code_out: Path | None = None) -> BackupOutcome:
@@ -198,7 +211,7 @@ def rotate_code(agent: Agent, *, recovery_code_out: Path | None = None) -> Backu
         old_found: tuple[protocol.Found, ...] = ()
         if old is not None:
             scan = protocol.scan_folder(box, account.backup_folder, address=account.email, code=old,
-                                        params=agent.backup_params)
+                                        params=agent.backup_params, known=protocol.known_backups(vault))
             old_found = scan.authentic
             protocol.take_in(vault, old_found, old, account.email)
         result = protocol.write_backup(box, vault, account, fresh, params=agent.backup_params, device=agent.device,

@@ -34,6 +34,7 @@ class BackupOutcome:
     code_shown: bool = False  # ... and shown on the terminal
     code_file: Path | None = None  # ... or written to this file
     was_pending: bool = False  # this stored a backup that had been queued
+    unauthentic: int = 0  # newest messages in the folder the code does not authenticate (planted?)
 
     @property
     def stored(self) -> bool:
@@ -51,6 +52,7 @@ class RestoreOutcome:
     keys: int  # keys the account's backups hold
     added: int  # keys new to this device
     skipped: int  # newer invalid candidates skipped
+    unauthentic: int = 0  # candidates examined that the code does not authenticate (planted?)
 
 
 @dataclass(frozen=True)

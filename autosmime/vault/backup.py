@@ -20,7 +20,12 @@ The invariants everything here serves:
 - pruning never deletes a backup holding a key the new, verified backup lacks.
 
 At most ``max_candidates`` messages (the newest by UID) are examined, so a
-folder flooded with planted messages costs a bounded amount of work. Opening
+folder flooded with planted messages costs a bounded amount of work, and each
+costs as little as it can: checks that need no key first, one Argon2id run per
+distinct (salt, parameters) in a run (every backup under one code shares its
+salt), none for a message this device already authenticated (its record of
+them, ``backup_known`` in the vault state, by digest), and no PKCS#12
+derivation for any message that is not authentic. Opening
 sessions, credentials, the recovery code's life and the retry queue belong to
 :mod:`autosmime.agent`; the format is :mod:`autosmime.vault.format` and
 docs/backup-format.md.
@@ -32,7 +37,7 @@ import datetime as _dt
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +45,7 @@ from autosmime.errors import (
     AutosmimeError,
     BackupError,
     BackupRejected,
+    NoAuthenticBackup,
     NoBackupFound,
     RecoveryCodeNeeded,
     WrongRecoveryCode,
@@ -56,8 +62,16 @@ KEEP = 3  # authentic backups kept in the folder (older ones holding nothing new
 # Newest backup messages examined by a backup or restore. Each costs one Argon2id run
 # (~0.2 s at the format's ceiling) before it can be told from a planted one.
 MAX_CANDIDATES = 8
+# The device's record of backups it authenticated under its current code (vault state): digest and
+# Message-ID of each, so they are recognised without a derivation and found beyond the candidates.
+KNOWN = "backup_known"
+KNOWN_MAX = 16
+# Behind a flood, the messages right after the newest backup this device knows are where another
+# device's later backups are: this many of them are read (parsed, no derivation unless they share a
+# known backup's salt, whose key is then derived once for all of them).
+FOLLOW_MAX = 32
 
-__all__ = ["KEEP", "MAX_CANDIDATES", "BackupParams", "FolderScan", "Found", "RestoreResult", "Written",
+__all__ = ["KEEP", "KNOWN", "MAX_CANDIDATES", "BackupParams", "FolderScan", "Found", "RestoreResult", "Written",
            "folder_has_backups", "remove_backups", "restore_backup", "scan_folder", "take_in", "write_backup"]
 
 
@@ -82,6 +96,7 @@ class Written:
     keys: int  # keys in it
     merged: int  # keys this device took in from other devices' backups first
     pruned: int  # older backups deleted
+    unauthentic: int = 0  # newest candidates the code does not authenticate (planted, or under another code)
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,7 @@ class RestoreResult:
     keys: int  # keys in the account's backups (the union over every authentic candidate)
     added: int  # keys that were new to this device
     skipped: int  # newer candidates that were invalid and skipped
+    unauthentic: int = 0  # candidates examined that the code does not authenticate
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,10 @@ class Found:
     def fingerprints(self) -> frozenset[str]:
         return frozenset(c.fingerprint for c in self.manifest.certificates)
 
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
 
 @dataclass(frozen=True)
 class FolderScan:
@@ -124,6 +144,14 @@ class FolderScan:
     authentic: tuple[Found, ...]  # those written with the code for this account, same order
     others: int  # well-formed candidates the code does not authenticate (planted, or under another code)
     rejected: dict[int, BackupRejected] = field(default_factory=dict)  # uid -> why it is not authentic
+    total: int = 0  # backup messages in the folder (the candidates are the newest of them)
+    known_found: int = 0  # authentic ones found beyond the candidates through this device's record
+    keys: fmt.KeyCache = field(default_factory=dict, repr=False)  # MAC keys derived in this run
+
+    @property
+    def beyond(self) -> int:
+        """Backup messages in the folder that were not examined."""
+        return max(0, self.total - len(self.candidates))
 
 
 def _utcnow() -> _dt.datetime:
@@ -148,18 +176,26 @@ _AUTHENTIC: OrderedDict[tuple[bytes, bytes, str], fmt.Unverified] = OrderedDict(
 _AUTHENTIC_MAX = 64
 
 
-def _authentic(raw: bytes, code: str, address: str) -> fmt.Unverified | BackupRejected:
+def _authentic(raw: bytes, code: str, address: str, *, keys: fmt.KeyCache,
+               known: Mapping[str, str]) -> fmt.Unverified | BackupRejected:
     """The manifest if this backup was written with ``code`` for ``address`` and is intact, else why not.
 
-    One Argon2id run at most (none above the format's ceiling), and no
-    PKCS#12 derivation: a bad MAC is WrongRecoveryCode without diagnosis.
+    One Argon2id run at most (none above the format's ceiling, none when a
+    check without a key fails, none when ``keys`` holds the key of its salt,
+    none when ``known`` records its digest), and no PKCS#12 derivation: a bad
+    MAC is WrongRecoveryCode without diagnosis.
     """
-    memo = (hashlib.sha256(raw).digest(), hashlib.sha256(code.encode()).digest(), address.lower())
+    digest = hashlib.sha256(raw).digest()
+    memo = (digest, hashlib.sha256(code.encode()).digest(), address.lower())
     if memo in _AUTHENTIC:
         _AUTHENTIC.move_to_end(memo)
         return _AUTHENTIC[memo]
     try:
-        found = fmt.authenticate(raw, code=code, address=address, diagnose=False)
+        if digest.hex() in known:  # these exact bytes were authenticated here under this code before
+            found = fmt.read_message(raw)
+            fmt.check_binding(found, address)
+        else:
+            found = fmt.authenticate(raw, code=code, address=address, diagnose=False, keys=keys)
     except BackupRejected as e:
         return e
     _AUTHENTIC[memo] = found
@@ -173,27 +209,112 @@ def folder_has_backups(box: MailboxSession, folder: str) -> bool:
     return box.folder_exists(folder) and bool(box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE))
 
 
+def known_backups(vault: Vault | None) -> dict[str, str]:
+    """This device's record of the backups it authenticated under its current code: digest -> Message-ID."""
+    record = vault.state.get(KNOWN) if vault is not None else None
+    if not isinstance(record, list):
+        return {}
+    return {d: m for d, m in (e for e in record if isinstance(e, list) and len(e) == 2)
+            if isinstance(d, str) and isinstance(m, str)}
+
+
+def remember(vault: Vault, found: Sequence[Found], *, forget: Sequence[int] = (), reset: bool = False) -> None:
+    """Record ``found`` (authenticated under the device's current code) in ``backup_known``; drop the UIDs in
+    ``forget`` (deleted); ``reset`` when the code changed (the old record means nothing under a new one)."""
+    gone = {f.digest for f in found if f.uid in forget}
+    record = {} if reset else known_backups(vault)
+    seqs: dict[str, int] = {}
+    for f in found:
+        if f.uid not in forget:
+            record[f.digest] = fmt.read_message_id(f.raw)
+            seqs[f.digest] = f.manifest.seq
+    for digest in gone:
+        record.pop(digest, None)
+    # newest first by the sequence number where this run knows it; older record entries after them
+    order = sorted(record, key=lambda d: seqs.get(d, -1), reverse=True)[:KNOWN_MAX]
+    vault.update_state(**{KNOWN: [[d, record[d]] for d in order]})
+
+
 def scan_folder(box: MailboxSession, folder: str, *, address: str, code: str | None,
-                params: BackupParams = DEFAULT_PARAMS) -> FolderScan:
-    """The newest ``params.max_candidates`` backup messages, and which of them ``code`` authenticates."""
+                params: BackupParams = DEFAULT_PARAMS, known: Mapping[str, str] | None = None) -> FolderScan:
+    """The newest ``params.max_candidates`` backup messages, and which of them ``code`` authenticates.
+
+    ``known`` is the device's record (:func:`known_backups`): those messages
+    are recognised by digest without a derivation, and when none of the
+    newest candidates is authentic they are looked up by Message-ID beyond
+    them, so messages planted after them do not hide them from this device.
+    """
     if not box.folder_exists(folder):
         return FolderScan((), (), 0)
+    known = known or {}
+    keys: fmt.KeyCache = {}
     uids = box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE)
     newest = sorted(uids)[-params.max_candidates:]
     fetched = box.fetch(folder, newest)
-    candidates = tuple(sorted(fetched.items(), key=lambda item: (_claimed_seq(item[1]), item[0]), reverse=True))
+    # the claimed numbers, read once (unauthenticated: only for the order; -1 if unreadable)
+    claims = {uid: _claimed_seq(raw) for uid, raw in fetched.items()}
+    candidates = tuple(sorted(fetched.items(), key=lambda item: (claims[item[0]], item[0]), reverse=True))
     authentic: list[Found] = []
     rejected: dict[int, BackupRejected] = {}
     others = 0
     for uid, raw in candidates:
-        found = _authentic(raw, code, address) if code is not None else BackupRejected("no recovery code")
+        found = (_authentic(raw, code, address, keys=keys, known=known) if code is not None
+                 else BackupRejected("no recovery code"))
         if isinstance(found, fmt.Unverified):
             authentic.append(Found(uid, raw, found))
             continue
         rejected[uid] = found
-        if _claimed_seq(raw) >= 0:
+        if claims[uid] >= 0:
             others += 1
-    return FolderScan(candidates, tuple(authentic), others, rejected)
+    extra: list[tuple[int, bytes]] = []
+    if code is not None and not authentic and known:
+        seen = {hashlib.sha256(raw).hexdigest() for _uid, raw in candidates}
+        for digest, message_id in list(known.items())[:KNOWN_MAX]:
+            if digest in seen or not message_id:
+                continue
+            hits = [u for u in box.search_header(folder, "Message-ID", message_id) if u not in fetched]
+            for uid, raw in box.fetch(folder, hits[:4]).items():  # a planted copy of the header costs a fetch
+                if hashlib.sha256(raw).hexdigest() != digest:
+                    continue
+                found = _authentic(raw, code, address, keys=keys, known=known)
+                if isinstance(found, fmt.Unverified):
+                    authentic.append(Found(uid, raw, found))
+                    extra.append((uid, raw))
+                    seen.add(digest)
+        if extra:
+            extra.extend(_following(box, folder, uids, set(fetched) | {u for u, _ in extra}, authentic,
+                                    code=code, address=address, keys=keys, known=known))
+        authentic.sort(key=lambda f: (f.manifest.seq, f.uid), reverse=True)
+        extra.sort(key=lambda item: (_claimed_seq(item[1]), item[0]), reverse=True)
+    return FolderScan(candidates + tuple(extra), tuple(authentic), others, rejected, total=len(uids),
+                      known_found=len(extra), keys=keys)
+
+
+def _following(box: MailboxSession, folder: str, uids: Sequence[int], examined: set[int], authentic: list[Found],
+               *, code: str, address: str, keys: fmt.KeyCache, known: Mapping[str, str]) -> list[tuple[int, bytes]]:
+    """Backups written after the newest one this device knows, hidden from the candidates by newer messages.
+
+    Every writer reuses the salt of the newest backup it authenticated, so
+    another device's later backups share a known backup's salt: only those
+    are authenticated (one Argon2id for the shared key at most), the others
+    cost a parse. Adds what it finds to ``authentic``; returns (uid, raw).
+    """
+    chain = {(f.manifest.salt, f.manifest.kdf) for f in authentic}
+    newest_known = max(f.uid for f in authentic)
+    following = [u for u in sorted(uids) if u > newest_known and u not in examined][:FOLLOW_MAX]
+    out = []
+    for uid, raw in sorted(box.fetch(folder, following).items()):
+        try:
+            manifest = fmt.read_message(raw).manifest
+        except BackupRejected:
+            continue
+        if (manifest.salt, manifest.kdf) not in chain:
+            continue
+        found = _authentic(raw, code, address, keys=keys, known=known)
+        if isinstance(found, fmt.Unverified):
+            authentic.append(Found(uid, raw, found))
+            out.append((uid, raw))
+    return out
 
 
 def _when(text: str | None) -> _dt.datetime | None:
@@ -271,8 +392,15 @@ def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str,
 
     address, folder = account.email, account.backup_folder
     box.ensure_folder(folder)
-    scan = scan_folder(box, folder, address=address, code=code, params=params)
+    scan = scan_folder(box, folder, address=address, code=code, params=params,
+                       known=None if new_code else known_backups(vault))
     if scan.others and not scan.authentic and not new_code:
+        if scan.beyond:  # more messages than examined: planted ones may hide ours, or the code was rotated
+            raise NoAuthenticBackup(
+                f"the {_plural(len(scan.candidates), 'newest message')} in {folder} {_are(len(scan.candidates))} "
+                "not authentic under this device's recovery code (messages planted in the folder, or the code "
+                "was rotated on another device), and no backup this device knows is left there; "
+                "`autosmime restore --examine N` with the code looks further")
         raise RecoveryCodeNeeded("the key backups in the mailbox do not open with this device's recovery code "
                                  "(was it rotated on another device?); run `autosmime restore` with the current "
                                  "code or `autosmime restore --join`")
@@ -286,7 +414,11 @@ def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str,
     pfx = build_pfx(entries, code.encode("utf-8"), iterations=params.pfx_iterations)
     records = [fmt.CertRecord.of(e.cert, e.status, added=e.added, device=e.device or device,
                                  changed=e.status_changed) for e in entries]
-    raw = fmt.build_message(address=address, seq=seq, p12=pfx, certificates=records, code=code, kdf=params.kdf)
+    # Every backup under one code shares the salt of the newest one (same parameters): readers derive
+    # its key once for all of them, and so does the read-back check below.
+    salt = next((f.manifest.salt for f in scan.authentic if f.manifest.kdf == params.kdf), None)
+    raw = fmt.build_message(address=address, seq=seq, p12=pfx, certificates=records, code=code, kdf=params.kdf,
+                            salt=salt, keys=scan.keys)
     uid = box.append(folder, raw, (r"\Seen",))
     if uid is None:  # a server without UIDPLUS: find it by its unique Message-ID
         found = box.search_header(folder, "Message-ID", fmt.read_message_id(raw))
@@ -296,7 +428,7 @@ def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str,
     stored = box.fetch(folder, [uid]).get(uid)
     if stored is None:
         raise BackupError("the new backup could not be read back from the folder")
-    written = fmt.verify_message(stored, code=code, address=address, seq_seen=seq)
+    written = fmt.verify_message(stored, code=code, address=address, seq_seen=seq, keys=scan.keys)
     if written.manifest.seq != seq:
         raise BackupError("the backup read back is not the one just written")
 
@@ -307,8 +439,10 @@ def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str,
     if surplus:
         box.delete(folder, surplus)
     vault.update_state(backup_seq_seen=seq)
+    remember(vault, (Found(uid, stored, fmt.Unverified(written.manifest, b"", written.p12)), *scan.authentic),
+             forget=surplus, reset=new_code)
     log.info("key backup %d stored in %s", seq, folder)
-    return Written(seq=seq, keys=len(entries), merged=merged, pruned=len(surplus))
+    return Written(seq=seq, keys=len(entries), merged=merged, pruned=len(surplus), unauthentic=len(scan.rejected))
 
 
 def remove_backups(box: MailboxSession, folder: str, found: Sequence[Found]) -> None:
@@ -328,12 +462,14 @@ def restore_backup(box: MailboxSession, account: Account, code: str, home: Path,
     RolledBackBackup) is raised. The vault is written only after a backup
     passed every check.
     """
-    from autosmime.vault.recovery import save_code
+    from autosmime.vault.recovery import load_code, save_code
 
     folder, address = account.backup_folder, account.email
     if not box.folder_exists(folder):
         raise NoBackupFound(f"no key backup folder {folder!r} in the mailbox")
-    scan = scan_folder(box, folder, address=address, code=code, params=params)
+    same_code = load_code(home) == code  # the device's record of known backups holds for this code only
+    scan = scan_folder(box, folder, address=address, code=code, params=params,
+                       known=_known_at(home) if same_code else None)
     if not scan.candidates:
         raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}")
     seen = _seq_seen(home)
@@ -351,6 +487,15 @@ def restore_backup(box: MailboxSession, account: Account, code: str, home: Path,
         except BackupRejected as e:
             rejected.append((uid, e))
     if backup is None:
+        if not scan.authentic and scan.beyond:
+            # Not "wrong code": the folder holds more than was examined, and anyone who can write to it
+            # can put messages in front of the real backups. No diagnosis: it would cost a PKCS#12 derivation
+            # of a file that may be planted, and could not tell the two cases apart anyway.
+            n = len(scan.candidates)
+            raise NoAuthenticBackup(
+                f"the {_plural(n, 'newest message')} in {folder} {_are(n)} not authentic under this recovery code "
+                f"(a wrong code, or messages planted in the folder; {scan.beyond} more not examined); "
+                f"`autosmime restore --examine N` looks further")
         for uid, problem in rejected[1:]:
             log.debug("older key backup (message UID %d) is invalid too: %s", uid, problem)
         newest = rejected[0][1]  # the one error shown is worth the derivation that words it
@@ -367,9 +512,26 @@ def restore_backup(box: MailboxSession, account: Account, code: str, home: Path,
     after = {e.fingerprint for e in vault.entries()}
     save_code(home, code)
     vault.update_state(backup_seq_seen=max(seen, backup.manifest.seq))
+    remember(vault, scan.authentic, reset=not same_code)
     keys = len(frozenset(fingerprint(p.cert) for p in backup.keys).union(*(f.fingerprints for f in scan.authentic)))
     return RestoreResult(seq=backup.manifest.seq, created=backup.manifest.created, keys=keys,
-                         added=len(after - before), skipped=len(rejected))
+                         added=len(after - before), skipped=len(rejected), unauthentic=len(scan.rejected))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
+def _known_at(home: Path) -> dict[str, str]:
+    """The device's record of known backups, without creating a vault."""
+    try:
+        return known_backups(Vault.open(home, create=False))
+    except AutosmimeError:
+        return {}
 
 
 def _seq_seen(home: Path) -> int:

@@ -199,11 +199,23 @@ def canonical_json(obj: object) -> bytes:
                       allow_nan=False).encode("ascii")
 
 
-def mac_key(code: str, salt: bytes, kdf: KdfParams) -> bytes:
-    """The 32-byte HMAC key stretched from the recovery code (as shown, UTF-8)."""
+#: MAC keys already derived in one backup or restore run: (code, salt, parameters) -> key. Held in
+#: memory for that run only, never persisted; a message that shares a salt and parameters with one
+#: already derived (every backup under one code does, §4) costs no second Argon2id run.
+KeyCache = dict[tuple[str, bytes, KdfParams], bytes]
+
+
+def mac_key(code: str, salt: bytes, kdf: KdfParams, cache: KeyCache | None = None) -> bytes:
+    """The 32-byte HMAC key stretched from the recovery code (as shown, UTF-8), derived once per ``cache``."""
     kdf.check()
-    return Argon2id(salt=salt, length=32, iterations=kdf.iterations, lanes=kdf.lanes,
-                    memory_cost=kdf.memory_kib).derive(code.encode("utf-8"))
+    memo = (code, bytes(salt), kdf)
+    if cache is not None and memo in cache:
+        return cache[memo]
+    key = Argon2id(salt=salt, length=32, iterations=kdf.iterations, lanes=kdf.lanes,
+                   memory_cost=kdf.memory_kib).derive(code.encode("utf-8"))
+    if cache is not None:
+        cache[memo] = key
+    return key
 
 
 def manifest_mac(key: bytes, manifest: Manifest) -> bytes:
@@ -239,18 +251,24 @@ def folder_message(address: str, subject: str, now: _dt.datetime, markers: dict[
 
 
 def build_message(*, address: str, seq: int, p12: bytes, certificates: list[CertRecord] | tuple[CertRecord, ...],
-                  code: str, kdf: KdfParams = SPEC_KDF, now: _dt.datetime | None = None) -> bytes:
-    """The raw RFC 5322 message (CRLF) of one backup; ``p12`` must be protected with ``code``."""
+                  code: str, kdf: KdfParams = SPEC_KDF, now: _dt.datetime | None = None, salt: bytes | None = None,
+                  keys: KeyCache | None = None) -> bytes:
+    """The raw RFC 5322 message (CRLF) of one backup; ``p12`` must be protected with ``code``.
+
+    ``salt``: the salt of an authentic backup under the same code and ``kdf``
+    to reuse (so a reader derives one key for all of them, §4), else a fresh
+    random one. ``keys``: the run's derived keys (see :data:`KeyCache`).
+    """
     if not 1 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence number out of range: {seq}")
     now = (now or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
-    salt = os.urandom(16)
+    salt = os.urandom(16) if salt is None else salt
     manifest = Manifest(address=address, seq=seq, created=_rfc3339(now),
                         p12_sha256=hashlib.sha256(p12).hexdigest(),
                         certificates=tuple(certificates), kdf=kdf, salt=salt)
     body = manifest.to_json()
     body["mac"] = {"alg": "hmac-sha256",
-                   "value": base64.b64encode(manifest_mac(mac_key(code, salt, kdf), manifest)).decode("ascii")}
+                   "value": base64.b64encode(manifest_mac(mac_key(code, salt, kdf, keys), manifest)).decode("ascii")}
 
     msg = folder_message(address, SUBJECT, now, {MARKER_HEADER: MARKER_VALUE})
     msg.set_content(_EXPLANATION.format(address=address, p12=P12_NAME))
@@ -410,28 +428,41 @@ def read_message_id(raw: bytes) -> str:
 _BAD_MAC = "the recovery code does not open this backup (or its manifest was altered)"
 
 
-def authenticate(raw: bytes, *, code: str, address: str, diagnose: bool = False) -> Unverified:
-    """Shape, MAC, p12 hash and address: the message was written with ``code`` for ``address``.
+def check_binding(found: Unverified, address: str) -> None:
+    """The checks that need no key: the attachment is the one the manifest names, for ``address``.
 
-    Does not open the PKCS#12; :func:`verify_message` does everything. One
-    Argon2id derivation at most, and nothing at all when the manifest's
-    parameters exceed the ceiling. A MAC that does not verify raises
-    WrongRecoveryCode; ``diagnose`` words it better (see :func:`diagnose`)
-    at the cost of the PKCS#12 MAC derivation.
+    Run before the MAC, so a message that fails them costs no derivation
+    (the order of rejections changes nothing: every check must pass).
     """
-    found = read_message(raw)
     m = found.manifest
-    if not hmac.compare_digest(manifest_mac(mac_key(code, m.salt, m.kdf), m), found.mac):
-        raise _diagnose_bad_mac(found, code) if diagnose else WrongRecoveryCode(_BAD_MAC)
     if not hmac.compare_digest(hashlib.sha256(found.p12).hexdigest(), m.p12_sha256):
         raise BackupRejected("the backup's PKCS#12 attachment was altered or truncated")
     if not _same_address(m.address, address):
         raise BackupRejected("the backup belongs to another account")
+
+
+def authenticate(raw: bytes, *, code: str, address: str, diagnose: bool = False,
+                 keys: KeyCache | None = None) -> Unverified:
+    """Shape, p12 hash, address, then MAC: the message was written with ``code`` for ``address``.
+
+    Does not open the PKCS#12; :func:`verify_message` does everything. One
+    Argon2id derivation at most (none when ``keys`` holds the key for the
+    message's salt and parameters), and nothing at all when the manifest's
+    parameters exceed the ceiling or a check without a key fails. A MAC that
+    does not verify raises WrongRecoveryCode; ``diagnose`` words it better
+    (see :func:`diagnose`) at the cost of the PKCS#12 MAC derivation.
+    """
+    found = read_message(raw)
+    check_binding(found, address)
+    m = found.manifest
+    if not hmac.compare_digest(manifest_mac(mac_key(code, m.salt, m.kdf, keys), m), found.mac):
+        raise _diagnose_bad_mac(found, code) if diagnose else WrongRecoveryCode(_BAD_MAC)
     return found
 
 
-def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0, diagnose: bool = True) -> Backup:
-    """Every check, in order: shape, MAC, p12 hash, address, protected PKCS#12, fingerprints, sequence.
+def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0, diagnose: bool = True,
+                   keys: KeyCache | None = None) -> Backup:
+    """Every check: shape, p12 hash and address (no key needed), MAC, protected PKCS#12, fingerprints, sequence.
 
     ``code`` is the recovery code in its canonical shown form. Raises
     WrongRecoveryCode, RolledBackBackup or BackupRejected; never returns a
@@ -443,8 +474,8 @@ def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0, di
     is then WrongRecoveryCode at no further cost) and calls :func:`diagnose`
     for the one rejection it shows.
     """
-    return open_authenticated(authenticate(raw, code=code, address=address, diagnose=diagnose), code=code,
-                              seq_seen=seq_seen)
+    return open_authenticated(authenticate(raw, code=code, address=address, diagnose=diagnose, keys=keys),
+                              code=code, seq_seen=seq_seen)
 
 
 def open_authenticated(found: Unverified, *, code: str, seq_seen: int = 0) -> Backup:
