@@ -60,11 +60,11 @@ class Progress:
     code shown once) so the spinner never draws over it.
     """
 
-    def __init__(self, text: str, stream: IO[str] | None = None) -> None:
+    def __init__(self, text: str, stream: IO[str] | None = None, *, enabled: bool = True) -> None:
         self.text = text
         self._status: Any = None
         stream = stream if stream is not None else sys.stderr
-        if _is_terminal(stream):
+        if enabled and _is_terminal(stream):
             from rich.console import Console
 
             self._status = Console(file=stream, force_terminal=True).status(text)
@@ -86,6 +86,10 @@ class Progress:
         self.text = text
         if self._status is not None:
             self._status.update(text)
+
+    def step(self, text: str) -> None:
+        """A flow's progress callback: names the step now running."""
+        self.update(text + " ...")
 
     def paused(self, fn: Callable[..., T]) -> Callable[..., T]:
         def run(*args: Any, **kwargs: Any) -> T:

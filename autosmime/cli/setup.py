@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from autosmime.cli import _show_new_code, home_dir
+from autosmime.cli._output import Progress
 from autosmime.errors import UsageError
 
 if TYPE_CHECKING:
     from autosmime.agent.setup import SetupOutcome
 
 STDOUT = "-"
-T = TypeVar("T")
 
 
 def register(group: click.Group) -> None:
@@ -71,42 +70,6 @@ def _ask_code() -> str | None:
     text = click.prompt("Recovery code (or press Enter to join from one of your other devices instead)",
                         hide_input=True, default="", show_default=False, err=True)
     return str(text).strip() or None
-
-
-class _Spinner:
-    """A rich spinner on stderr naming the running step, only when stderr is a terminal; paused while the
-    person is asked something or shown the recovery code, so the two never interleave."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._status: Any = None
-        if enabled:
-            from rich.console import Console
-
-            self._status = Console(stderr=True).status("starting ...")
-
-    def __enter__(self) -> _Spinner:
-        if self._status is not None:
-            self._status.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.stop()
-
-    def step(self, text: str) -> None:
-        if self._status is not None:
-            self._status.update(text + " ...")
-
-    def paused(self, fn: Callable[..., T]) -> Callable[..., T]:
-        def run(*args: Any) -> T:
-            if self._status is not None:
-                self._status.stop()
-            try:
-                return fn(*args)
-            finally:
-                if self._status is not None:
-                    self._status.start()
-        return run
 
 
 def _describe(outcome: SetupOutcome) -> list[str]:
@@ -255,7 +218,7 @@ def setup_cmd(ctx: click.Context, address: str, imap: str | None, smtp: str | No
         recovery_code_out=code_out)
     captured: list[str] = []
     home = home_dir(ctx)
-    with _Spinner(sys.stderr.isatty() and not as_json) as spinner:
+    with Progress("starting ...", enabled=not as_json) as spinner:
         prompts = Prompts(ask_password=spinner.paused(_ask_password) if sys.stdin.isatty() else None,
                           ask_code=spinner.paused(_ask_code) if sys.stdin.isatty() else None,
                           present_code=None if to_stdout else spinner.paused(_show_new_code),
