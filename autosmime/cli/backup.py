@@ -76,7 +76,8 @@ def backup_json(outcome: BackupOutcome, codes: list[str] | None = None) -> dict[
     doc: dict[str, Any] = {
         "state": outcome.state.value, "seq": outcome.seq, "keys": outcome.keys, "merged": outcome.merged,
         "reason": outcome.reason, "was_pending": outcome.was_pending, "code_created": outcome.code_created,
-        "code_shown": outcome.code_shown, "code_file": str(outcome.code_file) if outcome.code_file else None}
+        "code_shown": outcome.code_shown, "code_file": str(outcome.code_file) if outcome.code_file else None,
+        "unauthentic": outcome.unauthentic}
     if codes:
         doc["recovery_code"] = codes[-1]
     return doc
@@ -173,7 +174,7 @@ def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool
             result = restore(agent_for(ctx), code, examine=examine)
     if as_json:
         emit_json({"seq": result.seq, "created": result.created, "keys": result.keys, "added": result.added,
-                   "skipped": result.skipped})
+                   "skipped": result.skipped, "unauthentic": result.unauthentic})
         return
     say(f"restored backup {result.seq} of {result.created}: "
         f"{plural(result.keys, 'key')} ({result.added} new on this device)")

@@ -27,7 +27,7 @@ def test_backup_code_to_stdout_then_restore_json(mailstack, mail_user, tmp_path)
     r = run(old.home, "backup", "--json", "--recovery-code-out", "-")
     doc = json.loads(r.stdout)
     assert r.returncode == 0 and doc["state"] == "stored" and doc["seq"] == 2 and doc["keys"] == 2
-    assert doc["recovery_code"] == code and doc["code_created"] is False
+    assert doc["recovery_code"] == code and doc["code_created"] is False and doc["unauthentic"] == 0
     r = run(old.home, "backup", "--json")
     assert "recovery_code" not in json.loads(r.stdout)
 
@@ -36,5 +36,5 @@ def test_backup_code_to_stdout_then_restore_json(mailstack, mail_user, tmp_path)
     r = run(new.home, "restore", "--recovery-code-file", str(tmp_path / "code"), "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc == {"seq": 3, "created": doc["created"], "keys": 2, "added": 2, "skipped": 0}
+    assert doc == {"seq": 3, "created": doc["created"], "keys": 2, "added": 2, "skipped": 0, "unauthentic": 0}
     assert r.stderr == ""
