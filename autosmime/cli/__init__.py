@@ -35,10 +35,10 @@ __all__ = ["agent_for", "cli", "home_dir", "main"]
 class _Group(click.Group):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
              **kwargs: Any) -> Any:
-        from autosmime.cli._options import normalise_args  # global options after the subcommand, ~ in paths
+        from autosmime.cli._options import given_before_command, normalise_args
 
-        args = normalise_args(self, sys.argv[1:] if args is None else args)
-        debug = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
+        args = normalise_args(self, sys.argv[1:] if args is None else args)  # global options first, ~ expanded
+        debug = given_before_command(self, args, "--debug")
         try:
             return super().main(args, prog_name, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:

@@ -33,7 +33,7 @@ from typing import Any
 
 import click
 
-__all__ = ["GLOBAL_OPTIONS", "STDOUT", "OutFile", "is_stdout", "normalise_args"]
+__all__ = ["GLOBAL_OPTIONS", "STDOUT", "OutFile", "given_before_command", "is_stdout", "normalise_args"]
 
 #: root-group options accepted after the subcommand too: name -> takes a value
 GLOBAL_OPTIONS = {"--home": True, "--debug": False}
@@ -130,3 +130,15 @@ def normalise_args(root: click.Group, args: Sequence[str]) -> list[str]:
         rest.append(word)
         i += 1
     return front + hoisted + rest + moved + args[i:]
+
+
+def given_before_command(root: click.Group, args: Sequence[str], flag: str) -> bool:
+    """Whether the root's ``flag`` is among the options before the command (where normalise_args put it)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
+        name, eq, _ = args[i].partition("=")
+        if name == flag:
+            return True
+        opt = _option(root, name)
+        i += 1 + (_takes(opt) if opt is not None and not eq else 0)
+    return False

@@ -128,3 +128,12 @@ def test_verify_json(tmp_path, pki_files):
     r = run(None, "verify", "--trust", str(cert.parent / "ca.pem"), "--json", "--out", str(tmp_path / "m"),
             input=signed)
     assert json.loads(r.stdout)["content"] is None and (tmp_path / "m").read_bytes().endswith(b"hello\r\n")
+
+
+def test_debug_is_a_root_option_only_before_the_command():
+    from autosmime.cli._options import given_before_command
+
+    assert given_before_command(cli, normalise_args(cli, ["status", "--debug"]), "--debug")
+    assert given_before_command(cli, ["--home", "h", "--debug", "keys"], "--debug")
+    assert not given_before_command(cli, normalise_args(cli, ["encrypt", "--to", "--debug"]), "--debug")
+    assert not given_before_command(cli, ["--home", "--debug", "keys"], "--debug")  # the home's name
