@@ -389,8 +389,9 @@ class Watcher:
     def _backup_health(self, now: _dt.datetime) -> list[WatchEvent]:
         state = self.agent.vault(create=False).state
         last = state.get(BACKUP_VERIFIED) or {}
-        if not self._older(last.get("at"), now, self.intervals.backup_health) and last.get("ok"):
-            return []
+        every = self.intervals.backup_health if last.get("ok") else min(self.intervals.backup_health, 3600)
+        if not self._older(last.get("at"), now, every):
+            return []    # checked recently (a failed check is repeated hourly, not on every round)
         if not state.get(backups.LAST_OK) and not state.get(backups.SEQ_SEEN):
             return []    # never backed up here: nothing to check (the queue or setup makes the first one)
         result = check_backup(self.agent, now=now)

@@ -73,9 +73,13 @@ def test_backup_health_daily_and_a_key_in_no_backup_is_backed_up(world: World, t
 
     [pair] = parse_pfx(p12_of_new_key()[0], b"pw", require_protected=False)
     a.vault().add_many([(pair.key, pair.cert, pair.chain)], source="import", device="a")
-    result = check_backup(a)
+    result = check_backup(a, now=clock.now)
     assert not result.ok and result.missing == 1 and "in no backup" in (result.problem or "")
-    clock.advance(25 * 3600)
+    failed_at = status(a).backup.last_verified.at  # type: ignore[union-attr]
+    clock.advance(600)
+    assert "backup-unhealthy" not in _kinds(watcher.tick())    # a failed check is repeated hourly, not every round
+    assert status(a).backup.last_verified.at == failed_at  # type: ignore[union-attr]
+    clock.advance(3600)
     events = watcher.tick()
     assert "backup-unhealthy" in _kinds(events) and "backup-stored" in _kinds(events)
     assert check_backup(a).ok
