@@ -108,6 +108,7 @@ class PendingWork:
     join_requests: tuple[JoinNotice, ...]
     join_checked: str | None       # when the watch last looked (None: never; join requests are only seen online)
     publish_needed: bool           # a directory is in use but the active certificate was not seen published
+    outbox: int = 0                # mail `send` could not hand over yet (retried by the next send and the watch)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def status(agent: Agent, *, now: _dt.datetime | None = None) -> Status:
     """Everything recorded about this device; opens no connection."""
     from autosmime.agent import backup as backups
     from autosmime.agent.keys import device_status
+    from autosmime.agent.send import queued
 
     now = now or _dt.datetime.now(_dt.UTC)
     device = device_status(agent)
@@ -225,6 +227,7 @@ def status(agent: Agent, *, now: _dt.datetime | None = None) -> Status:
         join_requests=tuple(JoinNotice(str(r.get("device", "")), str(r.get("created", "")), str(r.get("id", "")))
                             for r in joins.get("requests", [])),
         join_checked=joins.get("checked_at"),
-        publish_needed=publication.directory is not None and enc_sha is not None and publication.published is None)
+        publish_needed=publication.directory is not None and enc_sha is not None and publication.published is None,
+        outbox=len(queued(agent)))
     return Status(now=_iso(now), device=device, certificate=cert, backup=backup, publication=publication,
                   pending=pending, watch_last_tick=state.get(WATCH_TICK))

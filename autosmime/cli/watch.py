@@ -114,6 +114,8 @@ def _lines(st: object) -> list[str]:
         todo.append("a queued backup")
     if w.renewal_due:
         todo.append("certificate renewal")
+    if w.outbox:
+        todo.append(f"{plural(w.outbox, 'message')} in the outbox")
     if w.publish_needed:
         todo.append("publishing the active certificate")
     for r in w.join_requests:
