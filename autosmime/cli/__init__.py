@@ -43,7 +43,10 @@ class _Group(click.Group):
             return super().main(args, prog_name, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
-        except click.Abort:
+        except click.Abort as e:
+            if isinstance(e.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort: 130 as documented
+                click.echo("autosmime: interrupted", err=True)
+                sys.exit(130)
             click.echo("autosmime: aborted", err=True)
             sys.exit(1)
         except click.UsageError as e:
