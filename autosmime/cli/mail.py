@@ -74,7 +74,11 @@ def send(ctx: click.Context, to: tuple[str, ...], cc: tuple[str, ...], bcc: tupl
 
 
 def _cell(text: str, width: int) -> str:
-    text = text.replace("\t", " ")
+    # From, Subject and the signer's address are written by whoever sent the mail: no escape
+    # sequence (a retitled window, OSC 52 into the clipboard) or bidi override reaches the terminal.
+    from autosmime.mailbox.text import server_text
+
+    text = server_text(text, limit=len(text) + 1)
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
