@@ -374,7 +374,12 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file
         opened = read_uid(agent_for(ctx), uid, folder or "INBOX", keys=given, extra_roots=roots, at=when)
         result, extra = opened.result, {"uid": opened.uid, "folder": opened.folder}
     else:
-        pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
+        try:
+            pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")
+        except (UsageError, NoKey):
+            if key or cert or p12:
+                raise
+            pairs = []  # no key here: plain and signed mail still read; an encrypted layer says it cannot be opened
         data = _read_input(in_file)
         result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None)
     if as_json:

@@ -100,3 +100,18 @@ def test_signer_cert_out_is_the_signer_from_names(pki, message, tmp_path):
         assert rc == 0, err
         assert (tmp_path / "s.pem").read_bytes() == a.cert_path.read_bytes()
         assert "good signature from alice@example.test" in err
+
+
+def test_read_needs_no_key_for_signed_or_plain_mail(pki, message, tmp_path):
+    # a device without a vault, and no --key: reading a signed message must not ask for a decryption key
+    a = pki["alice"]
+    home = tmp_path / "empty-home"
+    rc, out, err = run("read", "--trust", pki.ca_path, stdin=sign(message, a.key, a.cert), home=home)
+    assert rc == 0 and out == message and "signed by alice@example.test (good)" in err, err
+    rc, out, err = run("read", "--trust", pki.ca_path, stdin=message, home=home)
+    assert rc == 0 and out == message, err
+    rc, out, err = run("read", "--json", "--trust", pki.ca_path, stdin=encrypt(message, [pki["bob"].cert]), home=home)
+    assert rc == 1 and json.loads(out)["verdict"] == "not-for-me", err
+    assert not home.exists()  # reading created nothing
+    rc, out, err = run("read", "--key", a.key_path, stdin=message, home=home)  # half a key pair: still a usage error
+    assert rc == 2, err
