@@ -236,12 +236,36 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, as_json, in_fil
         from cryptography.hazmat.primitives import serialization
 
         _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
+    _learn(ctx, result)
     if as_json:
         _verify_json(result, out_file)
         return
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
     say(f"good signature from {result.signer_address or 'unknown address'} ({when_text})")
+
+
+def _learn(ctx: click.Context, result: Any) -> None:
+    """Good signers' certificates join this device's contacts, so a reply can be encrypted to them.
+
+    Only on a device that is set up (a vault or an account in its home): the file commands
+    also serve people who only want a verdict, and they get no home created behind their back.
+    """
+    from autosmime._files import VAULT_FILE
+    from autosmime.cli import home_dir
+    from autosmime.mailbox.account import ACCOUNT_FILE
+
+    home = home_dir(ctx)
+    if not ((home / VAULT_FILE).exists() or (home / ACCOUNT_FILE).exists()):
+        return
+    from autosmime.agent.lookup import harvest_verified
+    from autosmime.cli import agent_for
+
+    for learned in harvest_verified(agent_for(ctx), result):
+        if learned.outcome == "changed":
+            warn(f"{learned.address} signed with a certificate other than the one in your contacts "
+                 f"(sha256 {learned.sha256[:16]}...); it is held back, not used, until the directory vouches for it: "
+                 f"`autosmime lookup {learned.address}`")
 
 
 def _verify_json(result: Any, out_file: Path | None) -> None:
@@ -382,6 +406,7 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file
             pairs = []  # no key here: plain and signed mail still read; an encrypted layer says it cannot be opened
         data = _read_input(in_file)
         result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None)
+        _learn(ctx, result)  # read UID learns inside agent.inbox
     if as_json:
         _write_output((json.dumps({**result.to_json(), **extra}, indent=2) + "\n").encode(), out_file)
     elif result.message is not None:
