@@ -396,8 +396,10 @@ def _unpad(data: bytes, block: int) -> bytes:
 
 
 class _Reader:
-    def __init__(self, password: bytes | None, require_protected: bool, max_iterations: int = READ_ITERATION_LIMIT) -> None:
+    def __init__(self, password: bytes | None, require_protected: bool, max_iterations: int = READ_ITERATION_LIMIT,
+                 verify_mac: bool = True) -> None:
         self.max_iterations = max_iterations
+        self.verify_mac = verify_mac
         self.password = password or b""
         # PKCS#12 PBE and the MAC use the BMPString form; an absent password is zero bytes.
         self.bmp = _bmp(self.password) if password is not None else b""
@@ -455,6 +457,8 @@ class _Reader:
             raise UnsupportedAlgorithm(str(hash_name), "PKCS#12 MAC")
         iterations = mac_data["iterations"].native
         self.check_iterations(iterations, "PKCS#12 MAC iteration count")
+        if not self.verify_mac and self.password:  # the caller authenticated these exact bytes already
+            return
         salt = mac_data["mac_salt"].native
         expected = mac_data["mac"]["digest"].native
         candidates = [self.bmp]
@@ -530,7 +534,7 @@ class _Reader:
 
 
 def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = True,
-              max_iterations: int = READ_ITERATION_LIMIT) -> list[KeyPair]:
+              max_iterations: int = READ_ITERATION_LIMIT, verify_mac: bool = True) -> list[KeyPair]:
     """EVERY key in a PKCS#12 file with its certificate; the other certificates form each chain.
 
     ``require_protected`` refuses (BackupRejected) a file without a MAC or
@@ -539,8 +543,12 @@ def parse_pfx(data: bytes, password: bytes | None, *, require_protected: bool = 
     ``max_iterations`` caps every key derivation (KeyFileError above it,
     checked before the first one where the count is visible): an untrusted
     file gets what its legitimate writer uses, not ten million.
+    ``verify_mac`` False is for bytes the caller has already authenticated
+    by other means (a key backup's manifest MAC covers the file's SHA-256):
+    the MAC must still be there and within ``max_iterations``, but its
+    derivation, which could only confirm what is known, is not run.
     """
-    reader = _Reader(password, require_protected, max_iterations)
+    reader = _Reader(password, require_protected, max_iterations, verify_mac)
     try:
         pfx = ap12.Pfx.load(data)
         if pfx["auth_safe"]["content_type"].native != "data":

@@ -124,8 +124,9 @@ class Found:
         return self.authenticated.manifest
 
     def open(self, code: str, *, seq_seen: int = 0) -> fmt.Backup:
-        """The full check (PKCS#12 and all) without a second Argon2id run."""
-        return fmt.open_authenticated(self.authenticated, code=code, seq_seen=seq_seen)
+        """The full check (PKCS#12 and all) without a second Argon2id run, nor the PKCS#12 MAC's derivation
+        (the manifest MAC authenticated the file's bytes; see :func:`fmt.open_authenticated`)."""
+        return fmt.open_authenticated(self.authenticated, code=code, seq_seen=seq_seen, pfx_mac=False)
 
     @property
     def fingerprints(self) -> frozenset[str]:
@@ -218,9 +219,11 @@ def known_backups(vault: Vault | None) -> dict[str, str]:
             if isinstance(d, str) and isinstance(m, str)}
 
 
-def remember(vault: Vault, found: Sequence[Found], *, forget: Sequence[int] = (), reset: bool = False) -> None:
-    """Record ``found`` (authenticated under the device's current code) in ``backup_known``; drop the UIDs in
-    ``forget`` (deleted); ``reset`` when the code changed (the old record means nothing under a new one)."""
+def remember(vault: Vault, found: Sequence[Found], *, forget: Sequence[int] = (),
+             reset: bool = False) -> list[list[str]]:
+    """The device's record (``backup_known``) with ``found`` (authenticated under its current code) added and
+    the UIDs in ``forget`` (deleted) dropped; ``reset`` when the code changed (the old record means nothing
+    under a new one). The caller stores it with its other state changes (one atomic write)."""
     gone = {f.digest for f in found if f.uid in forget}
     record = {} if reset else known_backups(vault)
     seqs: dict[str, int] = {}
@@ -232,7 +235,7 @@ def remember(vault: Vault, found: Sequence[Found], *, forget: Sequence[int] = ()
         record.pop(digest, None)
     # newest first by the sequence number where this run knows it; older record entries after them
     order = sorted(record, key=lambda d: seqs.get(d, -1), reverse=True)[:KNOWN_MAX]
-    vault.update_state(**{KNOWN: [[d, record[d]] for d in order]})
+    return [[d, record[d]] for d in order]
 
 
 def scan_folder(box: MailboxSession, folder: str, *, address: str, code: str | None,
@@ -438,9 +441,9 @@ def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str,
     surplus = [f.uid for f in scan.authentic[params.keep - 1:] if f.fingerprints <= held]
     if surplus:
         box.delete(folder, surplus)
-    vault.update_state(backup_seq_seen=seq)
-    remember(vault, (Found(uid, stored, fmt.Unverified(written.manifest, b"", written.p12)), *scan.authentic),
-             forget=surplus, reset=new_code)
+    known = remember(vault, (Found(uid, stored, fmt.Unverified(written.manifest, b"", written.p12)),
+                             *scan.authentic), forget=surplus, reset=new_code)
+    vault.update_state(**{"backup_seq_seen": seq, KNOWN: known})
     log.info("key backup %d stored in %s", seq, folder)
     return Written(seq=seq, keys=len(entries), merged=merged, pruned=len(surplus), unauthentic=len(scan.rejected))
 
@@ -511,8 +514,8 @@ def restore_backup(box: MailboxSession, account: Account, code: str, home: Path,
     take_in(vault, scan.authentic, code, address, source="restore")  # keys only older backups still hold
     after = {e.fingerprint for e in vault.entries()}
     save_code(home, code)
-    vault.update_state(backup_seq_seen=max(seen, backup.manifest.seq))
-    remember(vault, scan.authentic, reset=not same_code)
+    vault.update_state(**{"backup_seq_seen": max(seen, backup.manifest.seq),
+                          KNOWN: remember(vault, scan.authentic, reset=not same_code)})
     keys = len(frozenset(fingerprint(p.cert) for p in backup.keys).union(*(f.fingerprints for f in scan.authentic)))
     return RestoreResult(seq=backup.manifest.seq, created=backup.manifest.created, keys=keys,
                          added=len(after - before), skipped=len(rejected), unauthentic=len(scan.rejected))

@@ -478,14 +478,22 @@ def verify_message(raw: bytes, *, code: str, address: str, seq_seen: int = 0, di
                               code=code, seq_seen=seq_seen)
 
 
-def open_authenticated(found: Unverified, *, code: str, seq_seen: int = 0) -> Backup:
+def open_authenticated(found: Unverified, *, code: str, seq_seen: int = 0, pfx_mac: bool = True) -> Backup:
     """The rest of :func:`verify_message` for a message :func:`authenticate` already accepted with ``code``
-    (so a caller that examined candidates does not run their Argon2id twice): PKCS#12, fingerprints, sequence."""
+    (so a caller that examined candidates does not run their Argon2id twice): PKCS#12, fingerprints, sequence.
+
+    ``pfx_mac`` False skips the derivation of the PKCS#12's own MAC key: the
+    manifest MAC already authenticated the file's SHA-256, so that MAC can
+    only confirm it (the MAC must still be present and within the ceiling).
+    A restore saves that derivation; a writer checking what it just stored
+    runs it, since stock tools will.
+    """
     from autosmime.pki.pkcs12 import parse_pfx
 
     m = found.manifest
     try:
-        pairs = parse_pfx(found.p12, code.encode("utf-8"), require_protected=True, max_iterations=PFX_ITERATIONS)
+        pairs = parse_pfx(found.p12, code.encode("utf-8"), require_protected=True, max_iterations=PFX_ITERATIONS,
+                          verify_mac=pfx_mac)
     except WrongPassword:
         raise BackupRejected("the backup's PKCS#12 attachment does not open with the recovery code") from None
     except KeyFileError as e:
