@@ -24,7 +24,7 @@ folder flooded with planted messages costs a bounded amount of work, and each
 costs as little as it can: checks that need no key first, one Argon2id run per
 distinct (salt, parameters) in a run (every backup under one code shares its
 salt), none for a message this device already authenticated (its record of
-them, ``backup_known`` in the vault state, by digest), and no PKCS#12
+them, ``backup_known`` in the vault state), and no PKCS#12
 derivation for any message that is not authentic. Opening
 sessions, credentials, the recovery code's life and the retry queue belong to
 :mod:`autosmime.agent`; the format is :mod:`autosmime.vault.format` and
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import hmac
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -62,8 +63,9 @@ KEEP = 3  # authentic backups kept in the folder (older ones holding nothing new
 # Newest backup messages examined by a backup or restore. Each costs one Argon2id run
 # (~0.2 s at the format's ceiling) before it can be told from a planted one.
 MAX_CANDIDATES = 8
-# The device's record of backups it authenticated under its current code (vault state): digest and
-# Message-ID of each, so they are recognised without a derivation and found beyond the candidates.
+# The device's record of backups it authenticated under its current code (vault state): a tag of each
+# message's bytes bound to the code (known_tag) and its Message-ID, so they are recognised without a
+# derivation and found beyond the candidates.
 KNOWN = "backup_known"
 KNOWN_MAX = 16
 # Behind a flood, the messages right after the newest backup this device knows are where another
@@ -132,9 +134,6 @@ class Found:
     def fingerprints(self) -> frozenset[str]:
         return frozenset(c.fingerprint for c in self.manifest.certificates)
 
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -186,13 +185,12 @@ def _authentic(raw: bytes, code: str, address: str, *, keys: fmt.KeyCache,
     none when ``known`` records its digest), and no PKCS#12 derivation: a bad
     MAC is WrongRecoveryCode without diagnosis.
     """
-    digest = hashlib.sha256(raw).digest()
-    memo = (digest, hashlib.sha256(code.encode()).digest(), address.lower())
+    memo = (hashlib.sha256(raw).digest(), hashlib.sha256(code.encode()).digest(), address.lower())
     if memo in _AUTHENTIC:
         _AUTHENTIC.move_to_end(memo)
         return _AUTHENTIC[memo]
     try:
-        if digest.hex() in known:  # these exact bytes were authenticated here under this code before
+        if known and known_tag(code, raw) in known:  # these bytes were authenticated here under this code
             found = fmt.read_message(raw)
             fmt.check_binding(found, address)
         else:
@@ -210,8 +208,15 @@ def folder_has_backups(box: MailboxSession, folder: str) -> bool:
     return box.folder_exists(folder) and bool(box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE))
 
 
+def known_tag(code: str, raw: bytes) -> str:
+    """What the device's record keeps of a backup it authenticated: the message's digest bound to the code
+    (so a record never vouches for a message under another code; the code itself is on the device anyway)."""
+    digest = hashlib.sha256(raw).digest()
+    return hmac.new(code.encode("utf-8"), b"autosmime-known-backup-v1\x00" + digest, hashlib.sha256).hexdigest()
+
+
 def known_backups(vault: Vault | None) -> dict[str, str]:
-    """This device's record of the backups it authenticated under its current code: digest -> Message-ID."""
+    """This device's record of the backups it authenticated under its current code: tag -> Message-ID."""
     record = vault.state.get(KNOWN) if vault is not None else None
     if not isinstance(record, list):
         return {}
@@ -219,20 +224,21 @@ def known_backups(vault: Vault | None) -> dict[str, str]:
             if isinstance(d, str) and isinstance(m, str)}
 
 
-def remember(vault: Vault, found: Sequence[Found], *, forget: Sequence[int] = (),
+def remember(vault: Vault, found: Sequence[Found], code: str, *, forget: Sequence[int] = (),
              reset: bool = False) -> list[list[str]]:
     """The device's record (``backup_known``) with ``found`` (authenticated under its current code) added and
     the UIDs in ``forget`` (deleted) dropped; ``reset`` when the code changed (the old record means nothing
     under a new one). The caller stores it with its other state changes (one atomic write)."""
-    gone = {f.digest for f in found if f.uid in forget}
+    gone = {known_tag(code, f.raw) for f in found if f.uid in forget}
     record = {} if reset else known_backups(vault)
     seqs: dict[str, int] = {}
     for f in found:
         if f.uid not in forget:
-            record[f.digest] = fmt.read_message_id(f.raw)
-            seqs[f.digest] = f.manifest.seq
-    for digest in gone:
-        record.pop(digest, None)
+            tag = known_tag(code, f.raw)
+            record[tag] = fmt.read_message_id(f.raw)
+            seqs[tag] = f.manifest.seq
+    for tag in gone:
+        record.pop(tag, None)
     # newest first by the sequence number where this run knows it; older record entries after them
     order = sorted(record, key=lambda d: seqs.get(d, -1), reverse=True)[:KNOWN_MAX]
     return [[d, record[d]] for d in order]
@@ -243,7 +249,7 @@ def scan_folder(box: MailboxSession, folder: str, *, address: str, code: str | N
     """The newest ``params.max_candidates`` backup messages, and which of them ``code`` authenticates.
 
     ``known`` is the device's record (:func:`known_backups`): those messages
-    are recognised by digest without a derivation, and when none of the
+    are recognised by :func:`known_tag` without a derivation, and when none of the
     newest candidates is authentic they are looked up by Message-ID beyond
     them, so messages planted after them do not hide them from this device.
     """
@@ -271,19 +277,19 @@ def scan_folder(box: MailboxSession, folder: str, *, address: str, code: str | N
             others += 1
     extra: list[tuple[int, bytes]] = []
     if code is not None and not authentic and known:
-        seen = {hashlib.sha256(raw).hexdigest() for _uid, raw in candidates}
-        for digest, message_id in list(known.items())[:KNOWN_MAX]:
-            if digest in seen or not message_id:
+        seen = {known_tag(code, raw) for _uid, raw in candidates}
+        for tag, message_id in list(known.items())[:KNOWN_MAX]:
+            if tag in seen or not message_id:
                 continue
             hits = [u for u in box.search_header(folder, "Message-ID", message_id) if u not in fetched]
             for uid, raw in box.fetch(folder, hits[:4]).items():  # a planted copy of the header costs a fetch
-                if hashlib.sha256(raw).hexdigest() != digest:
+                if known_tag(code, raw) != tag:
                     continue
                 found = _authentic(raw, code, address, keys=keys, known=known)
                 if isinstance(found, fmt.Unverified):
                     authentic.append(Found(uid, raw, found))
                     extra.append((uid, raw))
-                    seen.add(digest)
+                    seen.add(tag)
         if extra:
             extra.extend(_following(box, folder, uids, set(fetched) | {u for u, _ in extra}, authentic,
                                     code=code, address=address, keys=keys, known=known))
@@ -442,7 +448,7 @@ def write_backup(box: MailboxSession, vault: Vault, account: Account, code: str,
     if surplus:
         box.delete(folder, surplus)
     known = remember(vault, (Found(uid, stored, fmt.Unverified(written.manifest, b"", written.p12)),
-                             *scan.authentic), forget=surplus, reset=new_code)
+                             *scan.authentic), code, forget=surplus, reset=new_code)
     vault.update_state(**{"backup_seq_seen": seq, KNOWN: known})
     log.info("key backup %d stored in %s", seq, folder)
     return Written(seq=seq, keys=len(entries), merged=merged, pruned=len(surplus), unauthentic=len(scan.rejected))
@@ -515,7 +521,7 @@ def restore_backup(box: MailboxSession, account: Account, code: str, home: Path,
     after = {e.fingerprint for e in vault.entries()}
     save_code(home, code)
     vault.update_state(**{"backup_seq_seen": max(seen, backup.manifest.seq),
-                          KNOWN: remember(vault, scan.authentic, reset=not same_code)})
+                          KNOWN: remember(vault, scan.authentic, code, reset=not same_code)})
     keys = len(frozenset(fingerprint(p.cert) for p in backup.keys).union(*(f.fingerprints for f in scan.authentic)))
     return RestoreResult(seq=backup.manifest.seq, created=backup.manifest.created, keys=keys,
                          added=len(after - before), skipped=len(rejected), unauthentic=len(scan.rejected))

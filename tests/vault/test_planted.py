@@ -124,7 +124,7 @@ def test_backup_on_a_device_with_the_code_goes_on_and_a_fresh_restore_gets_every
     work = Work(monkeypatch)
     outcome = flows.backup(a)  # a holds the code: it must not claim otherwise, nor call the code wrong
     assert outcome.stored and outcome.unauthentic == 8
-    # 8 planted candidates, one Argon2id each; the backup a knows is recognised by digest (found by its
+    # 8 planted candidates, one Argon2id each; the backup a knows is recognised from its record (found by its
     # Message-ID behind the flood); the new one's key is derived once for writing and reading it back;
     # no planted file's PKCS#12 is derived
     assert work.argon2 == 8 + 1
@@ -221,7 +221,7 @@ def test_backups_under_one_code_cost_one_derivation_to_restore_and_one_to_back_u
     assert work.argon2 == 1
     protocol._AUTHENTIC.clear()  # a later process on the device: its record still knows the backups
     flows.backup(a)
-    # known by digest: no derivation to read them; the new backup's key (their salt) once, for writing it
+    # known from the record: no derivation to read them; the new backup's key (their salt) once, for writing it
     # and for reading it back
     assert work.argon2 == 2
 
@@ -235,7 +235,7 @@ def test_the_record_is_per_code(world, monkeypatch):
     flows.rotate_code(a)
     flows.restore(b, code_of(a))
     known = protocol.known_backups(b.vault(create=False))
-    assert set(known) == {protocol.Found(0, raw, fmt.read_message(raw)).digest for raw in _messages(world).values()}
+    assert set(known) == {protocol.known_tag(code_of(a), raw) for raw in _messages(world).values()}
 
 
 def _authentic(raw: bytes, code: str) -> bool:
