@@ -16,16 +16,25 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar
+from typing import IO, Any, BinaryIO, Literal, TypeVar
 
 import click
 
 from autosmime._words import plural
 
-__all__ = ["PREFIX", "Progress", "emit_json", "next_steps", "plural", "progress", "say", "warn"]
+__all__ = ["PREFIX", "Progress", "binary_stream", "emit_json", "next_steps", "plural", "progress", "say", "warn"]
 
 PREFIX = "autosmime: "
 T = TypeVar("T")
+
+
+def binary_stream(name: Literal["stdin", "stdout"]) -> BinaryIO:
+    """The byte stream under ``sys.stdin``/``sys.stdout`` (click's own helper is deprecated since 8.5).
+
+    Looked up at call time, so click's test runner, which swaps ``sys`` streams, is honoured.
+    """
+    text = sys.stdin if name == "stdin" else sys.stdout
+    return text.buffer
 
 
 def say(text: str) -> None:

@@ -18,7 +18,7 @@ import click
 
 from autosmime._files import write_private
 from autosmime.cli._options import OutFile, is_stdout
-from autosmime.cli._output import say, warn
+from autosmime.cli._output import binary_stream, say, warn
 from autosmime.errors import KeyFileError, MalformedMessage, NoKey, UsageError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ _out = click.option("--out", "out_file", type=OutFile(),
 def _read_input(in_file: Path | None) -> bytes:
     if in_file is not None:
         return read_file(in_file)
-    stream = click.get_binary_stream("stdin")
+    stream = binary_stream("stdin")
     if stream.isatty():
         raise UsageError("no input: pipe a message in or use --in FILE")
     return stream.read()
@@ -69,7 +69,7 @@ def _read_input(in_file: Path | None) -> bytes:
 def _open_input(in_file: Path | None) -> Iterator[BinaryIO]:
     """:func:`_read_input` as a stream, for a command that reads as it goes (a file is closed after)."""
     if in_file is None:
-        stream = click.get_binary_stream("stdin")
+        stream = binary_stream("stdin")
         if stream.isatty():
             raise UsageError("no input: pipe a message in or use --in FILE")
         yield stream
@@ -85,7 +85,7 @@ def _open_input(in_file: Path | None) -> Iterator[BinaryIO]:
 def _write_output(data: bytes | Iterable[bytes], out_file: Path | None) -> None:
     """Only after success, and atomically for files: a failure leaves nothing behind."""
     if out_file is None or is_stdout(out_file):
-        out = click.get_binary_stream("stdout")
+        out = binary_stream("stdout")
         out.writelines((data,) if isinstance(data, bytes) else data)
         out.flush()
         return

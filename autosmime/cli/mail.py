@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from autosmime.cli._output import emit_json, plural, say, warn
+from autosmime.cli._output import binary_stream, emit_json, plural, say, warn
 from autosmime.errors import UsageError
 
 
@@ -25,7 +25,7 @@ def register(group: click.Group) -> None:
 
 
 def _body() -> str:
-    stream = click.get_binary_stream("stdin")
+    stream = binary_stream("stdin")
     if stream.isatty():
         raise UsageError("no message body: pipe it in (autosmime send ... < body.txt)")
     data = stream.read()

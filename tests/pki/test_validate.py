@@ -21,6 +21,8 @@ from autosmime.pki.validate import cert_addresses, validate_signer
 KEYS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc9216" / "keys"  # shared/ lies beside the checkout
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
+# Fixtures are built when first used, possibly many minutes after import: start them well before NOW.
+_START = NOW - dt.timedelta(days=1)
 ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 
 
@@ -30,12 +32,13 @@ def _rfc(name: str) -> x509.Certificate:
 
 @pytest.fixture(scope="module")
 def pki():
-    root_key, root = make_ca("Validate Root", new_key("ec384"))
-    inter_key, inter = make_ca("Validate Intermediate", new_key("ec"), issuer_key=root_key, issuer_cert=root)
+    root_key, root = make_ca("Validate Root", new_key("ec384"), not_before=_START)
+    inter_key, inter = make_ca("Validate Intermediate", new_key("ec"), issuer_key=root_key, issuer_cert=root,
+                               not_before=_START)
     leaf_key = new_key("ec")
     return {"root_key": root_key, "root": root, "inter_key": inter_key, "inter": inter, "leaf_key": leaf_key,
-            "leaf": make_mailbox_cert("Alice@Example.TEST", leaf_key.public_key(), root_key, root),
-            "inter_leaf": make_mailbox_cert("bob@example.test", leaf_key.public_key(), inter_key, inter)}
+            "leaf": make_mailbox_cert("Alice@Example.TEST", leaf_key.public_key(), root_key, root, not_before=_START),
+            "inter_leaf": make_mailbox_cert("bob@example.test", leaf_key.public_key(), inter_key, inter, not_before=_START)}
 
 
 def _custom_leaf(pki, *, eku=None, key_usage=None, san=("carol@example.test",), subject_email=None,

@@ -13,14 +13,17 @@ from autosmime.pki.validate import validate_signer
 
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC)
+# Fixtures are built when first used, possibly many minutes after import: start them well before NOW.
+_START = NOW - dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
 def pki():
-    root_key, root = make_ca("Memo Root", new_key("ec"))
-    inter_key, inter = make_ca("Memo Intermediate", new_key("ec"), issuer_key=root_key, issuer_cert=root)
-    leaf = make_mailbox_cert("memo@example.test", new_key("ec").public_key(), inter_key, inter)
-    _, other_root = make_ca("Memo Other Root", new_key("ec"))
+    root_key, root = make_ca("Memo Root", new_key("ec"), not_before=_START)
+    inter_key, inter = make_ca("Memo Intermediate", new_key("ec"), issuer_key=root_key, issuer_cert=root,
+                           not_before=_START)
+    leaf = make_mailbox_cert("memo@example.test", new_key("ec").public_key(), inter_key, inter, not_before=_START)
+    _, other_root = make_ca("Memo Other Root", new_key("ec"), not_before=_START)
     return {"root": root, "inter": inter, "leaf": leaf, "other_root": other_root}
 
 
@@ -81,9 +84,9 @@ def test_failures_are_not_memoised(pki):
 def test_the_memo_is_bounded(pki, monkeypatch):
     monkeypatch.setattr(validate, "_MEMO_SIZE", 2)
     validate._memo.clear()
-    roots = [make_ca(f"Bound {i}", new_key("ec")) for i in range(3)]
+    roots = [make_ca(f"Bound {i}", new_key("ec"), not_before=_START) for i in range(3)]
     for key, root in roots:
-        leaf = make_mailbox_cert("b@example.test", new_key("ec").public_key(), key, root)
+        leaf = make_mailbox_cert("b@example.test", new_key("ec").public_key(), key, root, not_before=_START)
         validate_signer(leaf, [], [root], NOW)
     assert len(validate._memo) == 2
     validate._memo.clear()
