@@ -82,6 +82,21 @@ class NoKey(AutosmimeError):
     """No key or certificate is available for the operation."""
 
 
+class NoRecipientCertificate(NoKey):
+    """Certificates were found for a recipient but none is usable; ``reasons`` says why, per source."""
+
+    def __init__(self, address: str, reasons: list[str]) -> None:
+        self.address = address
+        self.reasons = list(reasons)
+        super().__init__(f"no usable certificate for {address}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+
+
+class RecipientNotFound(NoRecipientCertificate):
+    """No certificate at all for a recipient: not in the contacts, not published, none in DNS."""
+
+    exit_code = 3
+
+
 # --- keys and certificates --------------------------------------------------
 
 

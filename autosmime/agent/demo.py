@@ -150,11 +150,8 @@ class _Story:
 
     def set_up(self, name: str, home: Path, recovery_code: str | None = None) -> tuple[SetupOutcome, str | None]:
         """The setup flow as ``autosmime setup`` runs it with the devstack's settings; returns the recovery code."""
+        from autosmime._hostport import parse_hostport as hostport
         from autosmime.agent.setup import Prompts, ServerGiven, setup
-
-        def hostport(value: str) -> tuple[str, int]:
-            host, _, port = value.rpartition(":")
-            return host, int(port)
 
         env, address = self.env, self.address(name)
         given = ServerGiven(imap=hostport(env["IMAP"]), smtp=hostport(env["SMTP"]), security=env["SECURITY"],

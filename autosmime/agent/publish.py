@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 
-from autosmime.errors import CertificateSwapped, PublishRejected, UsageError
+from autosmime.errors import CertificateSwapped, NotPublished, PublishRejected, UsageError
 from autosmime.exchange.client import DirectoryClient
 from autosmime.exchange.proofs import answer_challenge, monitor_request
-from autosmime.exchange.transparency import LogWitness
+from autosmime.exchange.transparency import LogWitness, ProvenCert
 from autosmime.mailbox.session import MailboxSession
 from autosmime.pki.certs import fingerprint
 from autosmime.pki.possession import TOKEN_HEADER, parse_token_header
@@ -48,7 +48,11 @@ class Published:
     sha256: str
     leaf_index: int
     tree_size: int
-    mailbox_proof: str  # "mail" or "fast path"
+    mailbox_proof: str  # "mail", "fast path", or "already" (it was published before: nothing new was logged)
+
+    @property
+    def already(self) -> bool:
+        return self.mailbox_proof == "already"
 
 
 def directory_url(home: Path, given: str | None) -> str:
@@ -91,8 +95,13 @@ def publish(agent: Agent, url: str | None = None, *, token_wait: float = TOKEN_W
     address = normalize_address(agent.account().email)
     pair = agent.vault(create=False).encryption_pair(address)
     chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pair.cert, *pair.chain)).decode()
+    sha = fingerprint(pair.cert)
     with DirectoryClient(url) as client:
         witness = LogWitness.open(home, client)
+        shown = _proven_entry(witness, address, sha)
+        if shown is not None:   # publishing again is a no-op that says so, not an error
+            _remember_url(home, url)
+            return Published(address, sha, shown.leaf_index, witness.size, "already")
         challenge = client.publish(chain_pem, address)
         proof = answer_challenge(challenge, pair.key, pair.cert, pair.chain)
         if challenge.get("mail") == "sent":
@@ -103,14 +112,20 @@ def publish(agent: Agent, url: str | None = None, *, token_wait: float = TOKEN_W
         else:
             token = None
             done = client.confirm("publish", str(challenge["request"]), proof=proof)
-        sha = fingerprint(pair.cert)
-        answer, _ = client.lookup(address)
-        proven = witness.verify_lookup(address, answer or {})
-        if sha not in {p.sha256 for p in proven}:
+        if _proven_entry(witness, address, sha) is None:
             raise CertificateSwapped("the directory confirmed the publication but does not show the certificate")
     _remember_url(home, url)
     return Published(address, sha, int(done["leaf_index"]), int(done["tree_size"]),
                      "mail" if token else "fast path")
+
+
+def _proven_entry(witness: LogWitness, address: str, sha: str) -> ProvenCert | None:
+    """The directory's current entry for this certificate, proven in its log; None if it shows none."""
+    try:
+        answer, _ = witness.client.lookup(address)
+    except NotPublished:
+        return None
+    return next((p for p in witness.verify_lookup(address, answer or {}) if p.sha256 == sha), None)
 
 
 def unpublish(agent: Agent, url: str | None = None) -> str:

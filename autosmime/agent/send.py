@@ -45,7 +45,15 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from autosmime._files import ensure_home, locked, write_private
-from autosmime.errors import AutosmimeError, EncryptionUnavailable, MailboxError, NoKey, NotSent, UsageError
+from autosmime.errors import (
+    AutosmimeError,
+    EncryptionUnavailable,
+    MailboxError,
+    NoKey,
+    NoRecipientCertificate,
+    NotSent,
+    UsageError,
+)
 from autosmime.pki.certs import fingerprint
 from autosmime.pki.select import normalize_address
 
@@ -138,6 +146,8 @@ def choose_recipient(agent: Agent, address: str) -> tuple[Recipient, x509.Certif
 
     try:
         found = lookup(agent, address)
+    except NoRecipientCertificate as e:
+        return Recipient(address, reason="; ".join(e.reasons) or "none found"), None
     except NoKey as e:
         return Recipient(address, reason=str(e)), None
     except UsageError:

@@ -36,20 +36,12 @@ _DEFAULT_PORTS = {"imap": {"starttls": 143, "plain": 143, "tls": 993},
 
 def parse_hostport(value: str, kind: str, security: str) -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or bare ``host`` (the usual port for ``security``)."""
-    value = value.strip()
-    host, port = value, ""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.removeprefix(":")
-    elif value.count(":") == 1:
-        host, port = value.split(":")
-    if not host:
-        raise UsageError(f"--{kind}: missing host in {value!r}")
-    if not port:
-        return host, _DEFAULT_PORTS[kind][security]
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--{kind}: bad port in {value!r}")
-    return host, int(port)
+    from autosmime._hostport import parse_hostport as parse
+
+    try:
+        return parse(value, default_port=_DEFAULT_PORTS[kind][security])
+    except ValueError as e:
+        raise UsageError(f"--{kind}: {e}") from None
 
 
 def security_option(value: str) -> tuple[str, str]:

@@ -32,6 +32,10 @@ def publish(ctx: click.Context, directory: str | None) -> None:
     from autosmime.agent.publish import publish as run
 
     done = run(agent_for(ctx), directory)
+    if done.already:
+        click.echo(f"already published {done.address} {done.sha256} at log entry {done.leaf_index} "
+                   f"(log size {done.tree_size}): nothing to do")
+        return
     click.echo(f"published {done.address} {done.sha256} at log entry {done.leaf_index} "
                f"(log size {done.tree_size}, mailbox proven by {done.mailbox_proof})")
 

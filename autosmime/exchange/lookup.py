@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from autosmime.errors import NoKey, NotPublished
+from autosmime.errors import NoKey, NoRecipientCertificate, NotPublished, RecipientNotFound
 from autosmime.exchange.contacts import Contacts
 from autosmime.exchange.transparency import LogWitness
 from autosmime.pki.select import choose_recipient_cert, normalize_address
@@ -45,7 +45,10 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
                      directory: Callable[[], LogWitness] | None = None, ttl: int = DEFAULT_TTL, smimea: bool = False,
                      smimea_lookup: Callable[[str], list[x509.Certificate]] | None = None,
                      now: int | None = None) -> Found:
-    """The certificate to encrypt to for ``address``; NoKey (with the reasons) if none is usable.
+    """The certificate to encrypt to for ``address``.
+
+    Raises RecipientNotFound when no source has any certificate for it (exit 3), and
+    NoRecipientCertificate, with a reason per source, when some were found but none is usable.
 
     ``directory`` opens the log witness of the directory, called only when the directory is needed.
     """
@@ -53,9 +56,12 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
     when = int(now if now is not None else time.time())
     notes: list[str] = []
     cache = contacts.cached_lookup(address, ttl, when) if directory is not None else None
+    tried = False
 
     def attempt(source: str, certs: list[x509.Certificate], info: dict | None,
                 pool: Sequence[x509.Certificate] = ()) -> Found | None:
+        nonlocal tried
+        tried = True
         statuses = {f["sha256"]: f.get("status", "unknown") for f in (info or {}).get("found", [])}
         preferred = {f["sha256"] for f in (info or {}).get("found", []) if f.get("preferred")}
         try:
@@ -90,7 +96,9 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
             found = attempt("smimea", certs, None)
             if found is not None:
                 return found
-    raise NoKey(f"no usable certificate for {address}" + (f" ({'; '.join(notes)})" if notes else ""))
+    if not tried and not held:
+        raise RecipientNotFound(address, notes)
+    raise NoRecipientCertificate(address, notes)
 
 
 def _ask_directory(address: str, contacts: Contacts, witness: LogWitness, when: int) -> dict:

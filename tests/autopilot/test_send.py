@@ -121,6 +121,8 @@ def test_a_recipient_without_a_certificate_gets_signed_mail(stack: Stack, corres
     r = _send(stack, alice, subject, "--to", nobody, "--json", body="Signed only.\n")
     assert r.returncode == 0, r.stderr
     assert f"warning: not encrypted: no usable certificate for {nobody}" in r.stderr
+    # The reason is said once, and it is the lookup's own (not the headline repeated in brackets).
+    assert r.stderr.count("no usable certificate") == 1 and "nothing published" in r.stderr, r.stderr
     outcome = json.loads(r.stdout)
     assert outcome["encrypted"] is False and outcome["recipients"][0]["sha256"] is None
     [(_, raw)] = _arrived(_box_for(stack, nobody), "INBOX", subject).items()

@@ -69,6 +69,11 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
 
     out = cli("publish", "--directory", served, home=bob_home).stdout
     assert out.startswith(f"published {bob_email} {support.fingerprint(bob.cert)}") and "by mail" in out
+    entry = out.split(" at log entry ")[1].split()[0]
+    # Publishing again is not an error: it says so, exit 0, and logs nothing new.
+    again = cli("publish", "--directory", served, home=bob_home)
+    assert again.returncode == 0 and again.stdout.startswith(f"already published {bob_email}"), again
+    assert f"at log entry {entry} " in again.stdout
 
     found = json.loads(cli("lookup", bob_email, "--directory", served, "--json", home=alice_home).stdout)
     assert found["sha256"] == support.fingerprint(bob.cert) and found["source"] == "directory"
@@ -80,7 +85,7 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
     assert len(history) == 1 and "publish" in history[0] and history[0].endswith("mine")
 
     missing = cli("lookup", "nobody@example.test", "--directory", served, home=alice_home, check=False)
-    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.returncode == 3 and missing.stdout == ""   # docs/cli.md: 3 = not published
     assert missing.stderr.startswith("autosmime: error: ") and len(missing.stderr.splitlines()) == 1
     bad = cli("lookup", "not an address", "--directory", served, home=alice_home, check=False)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1

@@ -7,7 +7,7 @@ import datetime as _dt
 import pytest
 
 from autosmime import smime
-from autosmime.errors import NoKey
+from autosmime.errors import NoKey, NoRecipientCertificate, RecipientNotFound
 from autosmime.exchange.client import DirectoryClient
 from autosmime.exchange.contacts import Contacts
 from autosmime.exchange.harvest import harvest
@@ -65,10 +65,11 @@ def test_lookup_order_and_cache(directory, pki, tmp_path):
     # Within the TTL: from the contacts, no directory.
     found = find_certificate("bob@example.test", contacts, [pki.fast_ca], directory=open_witness, now=2_000)
     assert found.source == "contacts" and len(calls) == 1
-    # Not published: NoKey, and the "none" is cached too.
-    with pytest.raises(NoKey):
+    # Not published: RecipientNotFound (exit 3), and the "none" is cached too.
+    with pytest.raises(RecipientNotFound) as e:
         find_certificate("nobody@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_000)
-    with pytest.raises(NoKey):
+    assert e.value.exit_code == 3 and e.value.reasons == ["directory: nothing published for nobody@example.test"]
+    with pytest.raises(RecipientNotFound):
         find_certificate("nobody@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_500)
     assert len(calls) == 2
     # A harvested certificate comes first, without asking the directory.
@@ -82,8 +83,11 @@ def test_untrusted_or_unusable_certificates_are_not_chosen(pki, tmp_path):
     contacts = Contacts(tmp_path)
     evil = pki.user("dave@example.test", issuer="evil")
     contacts.add("dave@example.test", evil.cert, source="manual")
-    with pytest.raises(NoKey, match="dave@example.test"):
+    with pytest.raises(NoKey, match="dave@example.test") as e:
         find_certificate("dave@example.test", contacts, [pki.ca])
+    # Found but unusable is not "not found": exit 1, with the contacts' reason.
+    assert not isinstance(e.value, RecipientNotFound) and e.value.exit_code == 1
+    assert isinstance(e.value, NoRecipientCertificate) and e.value.reasons[0].startswith("contacts: ")
 
 
 def test_a_signature_that_is_not_good_teaches_nothing(pki, tmp_path):

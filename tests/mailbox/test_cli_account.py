@@ -98,6 +98,11 @@ def test_usage_errors(mailstack, tmp_path):
     bad_port = run(home, "account", "add", "--email", "a@example.test", "--imap", "127.0.0.1:http",
                    "--smtp", "127.0.0.1:25", "--password-file", str(pwfile))
     assert bad_port.returncode == 2
+    for value in ("127.0.0.1:38465:99999", "mail example:143", "[mail.example.test]:143", "127.0.0.1:0"):
+        bad_host = run(home, "account", "add", "--email", "a@example.test", "--imap", value,
+                       "--smtp", "127.0.0.1:25", "--password-file", str(pwfile))
+        assert bad_host.returncode == 2 and bad_host.stderr.startswith("autosmime: error: --imap: "), bad_host
+        assert len(bad_host.stderr.splitlines()) == 1
     bad_security = run(home, *add_args(mailstack, "a@example.test", pwfile, "--security", "ssl"))
     assert bad_security.returncode == 2
     remote_plain = run(home, "account", "add", "--email", "a@example.org", "--imap", "192.0.2.1:143",

@@ -38,16 +38,12 @@ from autosmime.servers.listen import bind, uvicorn_server
 
 def parse_hostport(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """'HOST:PORT', ':PORT' or 'PORT' -> (host, port); [v6]:port too."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, port = value[1:].partition("]:")
-    elif ":" in value:
-        host, _, port = value.rpartition(":")
-    else:
-        host, port = "", value
-    if not port.isdigit() or int(port) > 65535:
-        raise CAServerError(f"not HOST:PORT: {value!r}")
-    return host or default_host, int(port)
+    from autosmime._hostport import parse_hostport as parse
+
+    try:
+        return parse(value, default_host=default_host, listen=True)
+    except ValueError as e:
+        raise CAServerError(f"not HOST:PORT: {e}") from None
 
 
 class CAServer:

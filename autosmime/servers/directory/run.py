@@ -27,19 +27,13 @@ __all__ = ["RunningDirectory", "parse_hostport", "serve", "start"]
 
 
 def parse_hostport(value: str, default_port: int | None = None) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        if default_port is None:
-            raise UsageError(f"expected HOST:PORT, not {value!r}")
-        host, port = value, str(default_port)
-    host = host.strip("[]") or "127.0.0.1"
+    """'HOST:PORT', '[v6]:PORT' or ':PORT' (loopback); a bare host takes ``default_port``."""
+    from autosmime._hostport import parse_hostport as parse
+
     try:
-        number = int(port)
-    except ValueError:
-        raise UsageError(f"bad port in {value!r}") from None
-    if not 0 <= number < 65536:
-        raise UsageError(f"bad port in {value!r}")
-    return host, number
+        return parse(value, default_host="127.0.0.1", default_port=default_port, listen=True)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _bind(host: str, port: int) -> socket.socket:
