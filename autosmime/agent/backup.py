@@ -27,7 +27,7 @@ import logging
 from pathlib import Path
 
 from autosmime.agent.context import Agent
-from autosmime.agent.outcomes import BackupOutcome, BackupState, RestoreOutcome
+from autosmime.agent.outcomes import BackupOutcome, BackupState, CodeShown, RestoreOutcome
 from autosmime.errors import AccountError, AutosmimeError, BackupError, MailboxError, RecoveryCodeNeeded
 from autosmime.mailbox.session import MailboxSession
 from autosmime.vault import backup as protocol
@@ -224,11 +224,32 @@ def rotate_code(agent: Agent, *, recovery_code_out: Path | None = None) -> Backu
                          code_created=True, code_shown=shown, code_file=recovery_code_out if wrote else None)
 
 
-def show_code(agent: Agent) -> str:
-    """The recovery code saved on this device, for ``recovery-code show``; marks it seen."""
+def show_code(agent: Agent, *, check: bool = True) -> CodeShown:
+    """The recovery code saved on this device, for ``recovery-code show``; marks it seen.
+
+    With ``check``, it is tried on the account's backup folder (one key derivation), so a code that
+    another device rotated away is never handed out as if it still worked.
+    """
     code = load_code(agent.home)
     if code is None:
         raise BackupError("no recovery code on this device; run `autosmime restore` or `autosmime restore --join`")
     if agent.has_vault():
         agent.vault(create=False).update_state(**{CODE_UNSEEN: None})
-    return code
+    if not check:
+        return CodeShown(code, None, detail="not checked")
+    try:
+        account = agent.account()
+        with agent.open_mailbox() as box:
+            scan = protocol.scan_folder(box, account.backup_folder, address=account.email, code=code,
+                                        params=agent.backup_params,
+                                        known=protocol.known_backups(agent.vault(create=False)) if agent.has_vault() else None)
+    except (AccountError, MailboxError) as e:
+        return CodeShown(code, None, detail=f"not checked against the mailbox backups: {_reason(e)}")
+    if scan.authentic:
+        return CodeShown(code, True, backups=len(scan.authentic))
+    if scan.others:
+        return CodeShown(code, False, detail=(
+            "this code opens none of the key backups in the mailbox: it was rotated on another device (or the "
+            "newest messages there are planted); get the current code from that device, or `autosmime restore "
+            "--join`"))
+    return CodeShown(code, None, detail="no key backup in the mailbox yet to check it against")

@@ -46,6 +46,16 @@ class BackupOutcome:
 
 
 @dataclass(frozen=True)
+class CodeShown:
+    """``recovery-code show``: the code, and whether it opens the account's backups now."""
+
+    code: str
+    opens: bool | None  # None: not checked (no account, or the mailbox could not be reached)
+    backups: int = 0    # authentic backups the code opens among the newest examined
+    detail: str = ""    # why it does not open them, or why it was not checked
+
+
+@dataclass(frozen=True)
 class RestoreOutcome:
     seq: int  # the newest backup restored
     created: str  # its creation time, RFC 3339

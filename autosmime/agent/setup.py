@@ -383,10 +383,10 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
     code_shown = bool(backup and backup.code_shown)
     code_file = backup.code_file if backup else None
     if code_file is None and given.recovery_code_out is not None and load_code(home) is not None:
-        backups._write_code_file(given.recovery_code_out, backups.show_code(agent))
+        backups._write_code_file(given.recovery_code_out, backups.show_code(agent, check=False).code)
         code_file = given.recovery_code_out
     if code_sink is not None and load_code(home) is not None:
-        code_sink(backups.show_code(agent))
+        code_sink(backups.show_code(agent, check=False).code)
     if vault.state.get(backups.CODE_UNSEEN) and prompts.present_code is not None:
         # made by an earlier run that stopped before showing it: show it now
         code = load_code(home)

@@ -113,7 +113,7 @@ def code_to_stdout(ctx: click.Context, out: Path | None, spinner: Progress,
         from autosmime.agent.backup import show_code
 
         try:
-            to_stdout(show_code(agent))
+            to_stdout(show_code(agent, check=False).code)
         except BackupError:
             pass  # no code yet (nothing to back up)
 
@@ -256,12 +256,23 @@ def recovery_code() -> None:
 
 
 @recovery_code.command("show")
+@click.option("--offline", is_flag=True, help="Do not check the code against the mailbox's key backups.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the code is in it).")
 @click.pass_context
-def recovery_code_show(ctx: click.Context) -> None:
-    """Print this device's recovery code on stdout (keep it offline)."""
+def recovery_code_show(ctx: click.Context, offline: bool, as_json: bool) -> None:
+    """Print this device's recovery code on stdout (keep it offline), checked against the mailbox's backups."""
     from autosmime.agent.backup import show_code
 
-    click.echo(show_code(agent_for(ctx)))
+    shown = show_code(agent_for(ctx), check=not offline)
+    if shown.opens is False:   # a code that opens nothing is not handed out as if it worked
+        raise BackupError(shown.detail + " (--offline prints this device's code anyway)")
+    if as_json:
+        emit_json({"recovery_code": shown.code, "opens_backups": shown.opens, "backups": shown.backups,
+                   "detail": shown.detail or None})
+    else:
+        click.echo(shown.code)
+    if shown.opens is None and not offline:
+        say(shown.detail)
 
 
 @recovery_code.command("rotate")

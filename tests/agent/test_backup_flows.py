@@ -53,7 +53,8 @@ def test_a_code_nobody_saw_makes_status_warn_until_shown(world, tmp_path):
     a = world.device("a")  # no terminal, no --recovery-code-out
     _import(a)
     assert device_status(a).recovery_code_unseen
-    assert flows.show_code(a) == code_of(a)
+    shown = flows.show_code(a)
+    assert (shown.code, shown.opens, shown.backups) == (code_of(a), True, 1)
     assert not device_status(a).recovery_code_unseen
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import pty
 import select
@@ -107,6 +109,14 @@ def test_status_warns_until_the_code_is_shown_and_rotate_replaces_it(two_devices
     assert new == load_code(a) != code and new not in r.stderr
     r = _cli(b, "backup")
     assert r.returncode == 4 and "do not open with this device's recovery code" in r.stderr
+    # b's code is stale: `show` checks it against the mailbox and does not hand it out as if it worked.
+    stale = _cli(b, "recovery-code", "show")
+    assert stale.returncode == 1 and stale.stdout == "" and "rotated on another device" in stale.stderr
+    assert len(stale.stderr.splitlines()) == 1
+    offline = _cli(b, "recovery-code", "show", "--offline")
+    assert offline.returncode == 0 and offline.stdout.strip() == code
+    current = json.loads(_cli(a, "recovery-code", "show", "--json").stdout)
+    assert current == {"recovery_code": new, "opens_backups": True, "backups": 1, "detail": None}
     fresh = support.make_device(root, "fresh", account, password).home
     r = _cli(fresh, "restore", "--recovery-code-file", str(tmp_path / "old"))
     assert r.returncode == 1 and "recovery code does not open" in r.stderr
