@@ -45,12 +45,26 @@ def import_file(agent: Agent, data: bytes, password: bytes | None, *,
     before = {e.fingerprint for e in vault.entries()}
     vault.add_many([(p.key, p.cert, p.chain) for p in pairs], source="import", device=agent.device)
     wanted = {fingerprint(p.cert) for p in pairs} - before
+    account = _account_address(agent)
+    foreign = {e.fingerprint for e in vault.entries()
+               if e.fingerprint in wanted and account is not None and account not in cert_addresses(e.cert)}
+    for fp in foreign:  # kept (it opens mail sent to it), never used for this account: as `keys activate` rules
+        if next(e for e in vault.entries() if e.fingerprint == fp).status == "active":
+            vault.set_status(fp, "retired")
     entries = vault.entries()
     new = tuple(ImportedKey(e.fingerprint, e.email, e.cert.subject.rfc4514_string(), e.status,
-                            _kept_instead(e, entries))
+                            _kept_instead(e, entries), account if e.fingerprint in foreign else None)
                 for e in entries if e.fingerprint in wanted)
     out = Path(str(recovery_code_out)) if recovery_code_out is not None else None
     return ImportOutcome(new=new, backup=backups.after_key_change(agent, recovery_code_out=out))
+
+
+def _account_address(agent: Agent) -> str | None:
+    """The account's address, lower-cased; None on a device with no account (any address goes)."""
+    try:
+        return agent.account().email.lower()
+    except AccountError:
+        return None
 
 
 def _kept_instead(entry: VaultEntry, entries: list[VaultEntry]) -> str | None:
@@ -89,10 +103,7 @@ def set_key_status(agent: Agent, fp: str, status: str) -> KeyChange:
         if target.effective_status() == "expired":
             raise KeyStatusRefused(f"key {target.fingerprint[:16]} expired on "
                                    f"{target.cert.not_valid_after_utc:%Y-%m-%d}; it can only decrypt old mail")
-        try:
-            address = agent.account().email.lower()
-        except AccountError:
-            address = None  # no account on this device: any address the vault holds
+        address = _account_address(agent)
         if address is not None and address not in cert_addresses(target.cert):
             names = ", ".join(cert_addresses(target.cert)) or "no address"
             raise KeyStatusRefused(f"key {target.fingerprint[:16]} is for {names}, not for the account's "

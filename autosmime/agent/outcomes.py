@@ -72,6 +72,7 @@ class ImportedKey:
     subject: str
     status: str = "active"  # as stored after the import
     kept_active: str | None = None  # the valid CA-issued key's fingerprint that stayed active instead of this one
+    not_for_account: str | None = None  # the account's address, when this key is not for it (imported retired)
 
 
 @dataclass(frozen=True)

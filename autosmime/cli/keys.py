@@ -62,7 +62,8 @@ def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recov
     if as_json:
         emit_json({"file": str(file),
                    "new": [{"fingerprint": k.fingerprint, "email": k.address, "subject": k.subject,
-                            "status": k.status, "kept_active": k.kept_active} for k in outcome.new],
+                            "status": k.status, "kept_active": k.kept_active, "not_for_account": k.not_for_account}
+                           for k in outcome.new],
                    "backup": backup_json(outcome.backup, printed)})
         return
     if outcome.new:
@@ -71,6 +72,10 @@ def import_cmd(ctx: click.Context, file: Path, password_file: Path | None, recov
     else:
         say(f"every key in {file.name} was already held")
     for key in outcome.new:
+        if key.not_for_account:
+            warn(f"the key {_short(key.fingerprint)} is for {key.address or key.subject}, not for this account's "
+                 f"address {key.not_for_account}: kept and backed up (it opens mail sent to it), "
+                 "but not used to sign or as this account's certificate")
         if key.kept_active:
             say(f"kept the CA-issued key {_short(key.kept_active)} active for {key.address}: the new one "
                 f"({_short(key.fingerprint)}) is self-signed or short-lived; to use it instead: "

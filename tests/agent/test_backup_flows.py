@@ -167,3 +167,19 @@ def test_pending_backup_is_retried_by_backup_and_key_changes_only(world, tmp_pat
     assert world.server.operations == operations  # status looked at nothing remote
     retried = flows.backup(a)
     assert retried.stored and retried.was_pending and retried.seq == 2
+
+
+def test_a_key_for_another_address_is_imported_retired_and_said(world):
+    """Importing someone else's (or another account's) .p12 never makes it this account's key by itself."""
+    from autosmime.pki.pkcs12 import build_pfx
+
+    a = world.device("a")
+    own, own_fp = _import(a)
+    key, cert, chain = support.new_pair("other@example.test")
+    outcome = import_file(a, build_pfx([(key, cert, chain)], b"pw", iterations=1), b"pw")
+    [new] = outcome.new
+    assert (new.address, new.status, new.not_for_account) == ("other@example.test", "retired", ADDRESS)
+    assert own.new[0].not_for_account is None and own.new[0].status == "active"
+    assert new.fingerprint in held(a) and outcome.backup.state is BackupState.STORED   # kept and backed up
+    status = device_status(a)
+    assert status.keys == {"active": 1, "retired": 1} and status.signing.fingerprint == own_fp
