@@ -367,15 +367,17 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
 @click.option("--json", "as_json", is_flag=True,
               help="Print every layer's record and the content as one JSON document (docs/engine.md).")
 @click.option("--folder", help="With UID: the mailbox folder (default INBOX).")
+@click.option("--raw", is_flag=True, help="With UID: print the opened message itself (MIME), not the text view.")
 @_in
 @_out
 @click.argument("uid", required=False, type=click.IntRange(min=1))
 @click.pass_context
-def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file, out_file, uid):
+def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, raw, in_file, out_file, uid):
     """Open every layer: print the content, and a summary on stderr.
 
-    With UID, the message is fetched from the mailbox (INBOX, or --folder) and read with every
-    key in the vault; without, it is read from standard input or --in.
+    With UID, the message is fetched from the mailbox (INBOX, or --folder), read with every
+    key in the vault and shown as text (headers, text, attachments; --raw or --out: the message
+    itself); without, it is read from standard input or --in and the opened message printed.
     Exit 0 when the signature nearest the content is good or there is no S/MIME
     signature; 1 when it is not good or the content could not be decrypted.
     """
@@ -385,6 +387,8 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file
 
     if uid is None and folder is not None:
         raise UsageError("--folder goes with a UID (autosmime read UID --folder F)")
+    if uid is None and raw:
+        raise UsageError("--raw goes with a UID (without one, read prints the message itself)")
     if uid is not None and in_file is not None:
         raise UsageError("give either a UID or --in, not both")
     roots = [c for path in trust for c in load_certificates(read_file(path))]
@@ -409,6 +413,10 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, in_file
         _learn(ctx, result)  # read UID learns inside agent.inbox
     if as_json:
         _write_output((json.dumps({**result.to_json(), **extra}, indent=2) + "\n").encode(), out_file)
+    elif result.message is not None and uid is not None and not raw and out_file is None:
+        from autosmime.cli._view import text_view
+
+        _write_output((text_view(result.message) + "\n").encode(), None)
     elif result.message is not None:
         _write_output(result.message, out_file)
     say(result.summary)

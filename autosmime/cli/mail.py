@@ -74,12 +74,12 @@ def send(ctx: click.Context, to: tuple[str, ...], cc: tuple[str, ...], bcc: tupl
 
 
 def _cell(text: str, width: int) -> str:
+    """``text`` in exactly ``width`` terminal columns (CJK characters take two)."""
     # From, Subject and the signer's address are written by whoever sent the mail: no escape
     # sequence (a retitled window, OSC 52 into the clipboard) or bidi override reaches the terminal.
-    from autosmime.mailbox.text import server_text
+    from autosmime.mailbox.text import fit, server_text
 
-    text = server_text(text, limit=len(text) + 1)
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return fit(server_text(text, limit=len(text) + 1), width)
 
 
 @click.command()
@@ -102,5 +102,5 @@ def inbox(ctx: click.Context, folder: str, limit: int, as_json: bool) -> None:
         return
     for m in messages:
         date = (m.date or "")[:16].replace("T", " ")
-        click.echo(f"{m.uid:>6}  {date:<16}  {_cell(m.sender, 30):<30}  {_cell(m.subject, 40):<40}  {m.security}")
+        click.echo(f"{m.uid:>6}  {date:<16}  {_cell(m.sender, 30)}  {_cell(m.subject, 40)}  {m.security}")
     say(f"{plural(len(messages), 'message')} in {folder} (read one: autosmime read UID)")

@@ -50,3 +50,30 @@ def server_text(text: str | bytes | bytearray, limit: int = MAX_SERVER_TEXT) -> 
     if len(text) > limit:
         text = text[: max(0, limit - 1)].rstrip() + "…"
     return text
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters take two, combining
+    marks none (what wcwidth computes for the printable text :func:`server_text` leaves)."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut (with an ellipsis) and padded to exactly ``width`` terminal columns."""
+    if display_width(text) > width:
+        out, used = [], 0
+        for ch in text:
+            w = display_width(ch)
+            if used + w > width - 1:
+                break
+            out.append(ch)
+            used += w
+        text = "".join(out) + "…"
+    return text + " " * (width - display_width(text))
+
+
+def mail_text(text: str) -> str:
+    """A message's text for the terminal: each line as :func:`server_text` cleans it (no escape
+    sequence, control or bidi character), the line breaks and blank lines kept, no length limit."""
+    return "\n".join(server_text(line, limit=len(line) + 1) for line in text.splitlines()).strip("\n")

@@ -83,8 +83,11 @@ def test_read_uid_prints_the_content_and_the_summary(stack: Stack, correspondent
     r = run_cli(*bob.args("read", str(uid)), env=stack.client_env())
     assert r.returncode == 0, r.stderr
     assert "Dear Bob,\r\nthe plan." in r.stdout or "Dear Bob,\nthe plan." in r.stdout
-    assert f"Subject: {subject}" in r.stdout
+    assert f"Subject: {subject}" in r.stdout and f"From:    {alice.address}" in r.stdout
+    assert "Content-Type" not in r.stdout          # a person's view: headers and text, not MIME
     assert r.stderr == f"autosmime: encrypted; signed by {alice.address} (good)\n"
+    raw = run_cli(*bob.args("read", str(uid), "--raw"), env=stack.client_env())
+    assert raw.returncode == 0 and "Content-Type: text/plain" in raw.stdout and f"Subject: {subject}" in raw.stdout
     r = run_cli(*bob.args("read", str(uid), "--json"), env=stack.client_env())
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
