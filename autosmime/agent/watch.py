@@ -14,9 +14,11 @@ schedule, recorded in the vault state so a restart does not redo it and
 - a queued backup: retried every tick while the mailbox is reachable;
 - queued mail (``send``'s outbox: not submitted, or its Sent copy not stored): retried every tick;
 - renewal: every 12 h the CA is asked (ARI) through
-  :func:`autosmime.agent.enrol.decide_renewal`; when due, the certificate is
-  renewed (the renewal answers its own ACME challenge from INBOX), backed up,
-  and the directory check runs next so the new certificate gets published;
+  :func:`autosmime.agent.enrol.decide_renewal`; when due, the account's backups
+  are merged in first (another device watching the same account may have
+  renewed: then its certificate is taken in, not a second one ordered), else the
+  certificate is renewed (the renewal answers its own ACME challenge from INBOX),
+  backed up, and the directory check runs next so the new certificate gets published;
 - backup health, daily: the newest backups are fetched and authenticated with
   the recovery code on this device, fully opened, and checked to hold every
   key of this device (a key missing from them triggers a backup);
@@ -370,6 +372,14 @@ class Watcher:
         if not decision.due:
             return [WatchEvent("renewal-checked", f"certificate {entry.fingerprint[:16]} is renewed from "
                                                   f"{_stamp(decision.when)} ({decision.source})", logging.DEBUG)]
+        # Another device of this account, watching too, may have renewed already: take its keys in from the
+        # backups first, so the account does not get two new certificates for one renewal.
+        merged = backups.backup(self.agent)
+        current = active_entry(self.agent.vault(create=False), self.agent.account().email)
+        if merged.merged and current is not None and current.fingerprint != entry.fingerprint:
+            return [WatchEvent("renewed-elsewhere", f"certificate {current.fingerprint[:16]}, renewed on another "
+                                                   f"device, taken in from the key backups; it replaces "
+                                                   f"{entry.fingerprint[:16]}")]
         _, result = enrol.renew_account(self.agent, force=True)
         assert result is not None
         from autosmime.pki.certs import fingerprint

@@ -120,6 +120,33 @@ def test_tick_renews_a_due_certificate_and_publishes_it(stack: Stack, device: tu
     assert doc["certificate"]["fingerprint"] == after.certificate.fingerprint
 
 
+def test_two_watching_devices_renew_once(stack: Stack, device: tuple[str, Path, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both devices of one account run watch; the second finds the first's renewal in the backups and takes it."""
+    from autosmime.agent import Agent
+    from autosmime.agent.status import status
+    from autosmime.agent.watch import Watcher
+
+    monkeypatch.setenv("AUTOSMIME_DNS_ZONE", stack.env["DNS_ZONE"])
+    address, home_a, code = device
+    home_b = tmp_path / "b"
+    r = run_cli("--home", str(home_b), "setup", address, "--imap", stack.env["IMAP"], "--smtp", stack.env["SMTP"],
+                "--security", stack.env["SECURITY"], "--ca-file", stack.env["MAIL_CA_FILE"], "--ca", stack.env["CA_URL"],
+                "--password-file", str(stack.password_file(address)), "--recovery-code-file", str(code),
+                env=stack.client_env())
+    assert r.returncode == 0, r.stderr                                  # b restored a's key with the code
+    old = status(Agent(home_b)).certificate.fingerprint
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=300)
+    kinds_a = [e.kind for e in Watcher(Agent(home_a), clock=lambda: later).tick()]
+    assert "renewed" in kinds_a
+    renewed = status(Agent(home_a), now=later).certificate.fingerprint
+    events_b = Watcher(Agent(home_b), clock=lambda: later).tick()
+    kinds_b = [e.kind for e in events_b]
+    assert "renewed" not in kinds_b and "renewed-elsewhere" in kinds_b, [e.text for e in events_b]
+    assert status(Agent(home_b), now=later).certificate.fingerprint == renewed != old
+    assert status_json(home_b)["keys"] == status_json(home_a)["keys"] == {"active": 1, "retired": 1}
+
+
 def test_a_certificate_published_for_me_by_someone_else_is_reported(stack: Stack, device: tuple[str, Path, Path],
                                                                     tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
