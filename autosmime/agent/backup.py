@@ -104,7 +104,8 @@ def _store(agent: Agent, vault: Vault, box: MailboxSession, code: str) -> protoc
                                     device=agent.device)
     now = _now()  # write_backup read it back and verified it: that is this backup's health check too
     vault.update_state(**{LAST_OK: now, PENDING: False, PENDING_REASON: None,
-                          VERIFIED: {"at": now, "ok": True, "seq": written.seq, "keys": written.keys, "by": "backup"}})
+                          VERIFIED: {"at": now, "ok": True, "seq": written.seq, "keys": written.keys, "by": "backup",
+                                    "unauthentic": written.unauthentic}})
     return written
 
 

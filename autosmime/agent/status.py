@@ -34,7 +34,7 @@ __all__ = ["BackupHealth", "BackupVerified", "CertificateState", "DirectoryCheck
            "Publication", "Status", "active_entry", "status"]
 
 # Vault state names written by the watch (and, for BACKUP_VERIFIED, by every stored backup)
-BACKUP_VERIFIED = "backup_verified"        # {"at", "seq", "ok", "keys", "problem", "by"} (= agent.backup.VERIFIED)
+BACKUP_VERIFIED = "backup_verified"        # {"at", "seq", "ok", "keys", "problem", "by", "unauthentic"} (= agent.backup.VERIFIED)
 RENEWAL_CHECK = "renewal_check"            # {"fingerprint", "checked_at", "when", "source", "due"}
 DIRECTORY_CHECK = "directory_check"        # {"at", "url", "ok", "events", "foreign", "published", "problem"}
 JOIN_REQUESTS = "join_requests_seen"       # {"checked_at", "requests": [{"device", "created", "id"}]}
@@ -64,6 +64,7 @@ class BackupVerified:
     keys: int | None = None
     problem: str | None = None
     by: str = "check"        # "backup" (read back and verified right after it was stored) or "check" (the watch)
+    unauthentic: int = 0     # newest messages in the backup folder the recovery code does not authenticate (planted?)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ def _verified(record: object) -> BackupVerified | None:
     if not isinstance(record, dict) or not record.get("at"):
         return None
     return BackupVerified(at=str(record["at"]), ok=bool(record.get("ok")), seq=record.get("seq"),
-                          keys=record.get("keys"), problem=record.get("problem"), by=str(record.get("by", "check")))
+                          keys=record.get("keys"), problem=record.get("problem"), by=str(record.get("by", "check")),
+                          unauthentic=int(record.get("unauthentic") or 0))
 
 
 def _directory_check(record: object) -> DirectoryCheck | None:

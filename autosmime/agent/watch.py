@@ -160,12 +160,14 @@ def check_backup(agent: Agent, *, now: _dt.datetime | None = None) -> BackupChec
     account = agent.account()
     code = load_code(agent.home)
     result: BackupCheck
+    unauthentic = 0
     if code is None:
         result = BackupCheck(False, problem="no recovery code on this device: its backups cannot be checked")
     else:
         with agent.open_mailbox() as box:
             scan = protocol.scan_folder(box, account.backup_folder, address=account.email, code=code,
                                         params=agent.backup_params)
+        unauthentic = scan.others
         seen = int(vault.state.get(backups.SEQ_SEEN) or 0)
         if not scan.candidates:
             result = BackupCheck(False, problem=f"no key backup in the mailbox folder {account.backup_folder!r}")
@@ -185,7 +187,7 @@ def check_backup(agent: Agent, *, now: _dt.datetime | None = None) -> BackupChec
                 result = BackupCheck(missing == 0, seq=opened.manifest.seq, keys=len(held), missing=missing,
                                      problem=f"{missing} key(s) of this device are in no backup" if missing else None)
     record = {"at": _stamp(now or _dt.datetime.now(_dt.UTC)), "ok": result.ok, "seq": result.seq,
-              "keys": result.keys, "problem": result.problem, "by": "check"}
+              "keys": result.keys, "problem": result.problem, "by": "check", "unauthentic": unauthentic}
     vault.update_state(**{BACKUP_VERIFIED: record})
     return result
 

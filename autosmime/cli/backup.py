@@ -61,11 +61,11 @@ def backup_lines(outcome: BackupOutcome) -> list[str]:
         merged = f", {outcome.merged} taken in from your other devices" if outcome.merged else ""
         lines.insert(0, f"key backup {outcome.seq} stored ({plural(outcome.keys, 'key')}{merged})")
     if outcome.stored and outcome.unauthentic:
-        lines.append(f"warning: {_unauthentic(outcome.unauthentic)}")
+        lines.append(f"warning: {unauthentic_text(outcome.unauthentic)}")
     return lines
 
 
-def _unauthentic(n: int) -> str:
+def unauthentic_text(n: int) -> str:
     return (f"{plural(n, 'message')} in the backup folder {'does' if n == 1 else 'do'} not open with your "
             "recovery code (planted by someone who can write to your mailbox, or left under an old code); "
             "they were left alone")
@@ -179,7 +179,7 @@ def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool
     say(f"restored backup {result.seq} of {result.created}: "
         f"{plural(result.keys, 'key')} ({result.added} new on this device)")
     if result.unauthentic:
-        warn(_unauthentic(result.unauthentic))
+        warn(unauthentic_text(result.unauthentic))
     elif result.skipped:
         warn(f"skipped {plural(result.skipped, 'newer invalid backup')}")
 

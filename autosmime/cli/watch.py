@@ -19,6 +19,7 @@ import click
 
 from autosmime.cli import agent_for, home_dir
 from autosmime.cli._output import emit_json, plural
+from autosmime.cli.backup import unauthentic_text
 
 
 def _short(fp: str) -> str:
@@ -86,6 +87,8 @@ def _lines(st: object) -> list[str]:
         lines.append(f"backup last verified: {v.at} (#{v.seq}, {how})")
     else:
         lines.append(f"warning: the backup check of {v.at} failed: {server_text(v.problem or '')}")
+    if v is not None and v.unauthentic:
+        lines.append(f"warning: {unauthentic_text(v.unauthentic)}")
     lines.append("recovery code: " + ("stored on this device" if d.recovery_code_stored else "not on this device"))
     if d.recovery_code_unseen:
         lines.append("warning: the recovery code was never shown nor written out: run "

@@ -124,6 +124,9 @@ def test_backup_on_a_device_with_the_code_goes_on_and_a_fresh_restore_gets_every
     work = Work(monkeypatch)
     outcome = flows.backup(a)  # a holds the code: it must not claim otherwise, nor call the code wrong
     assert outcome.stored and outcome.unauthentic == 8
+    from autosmime.agent.status import status
+
+    assert status(a).backup.last_verified.unauthentic == 8   # `status` (no network) keeps saying so
     # 8 planted candidates, one Argon2id each; the backup a knows is recognised from its record (found by its
     # Message-ID behind the flood); the new one's key is derived once for writing and reading it back;
     # no planted file's PKCS#12 is derived
