@@ -183,6 +183,39 @@ def test_a_certificate_published_for_me_by_someone_else_is_reported(stack: Stack
     assert "warning: the directory check of" in plain and "never held" in plain
 
 
+def test_a_forked_log_is_reported_and_changes_nothing(stack: Stack, device: tuple[str, Path, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory's log no longer matches the checkpoint this device kept (a rewritten history): the watch
+    reports it as an error, records it for status, publishes nothing and keeps its pinned view."""
+    import base64
+
+    from autosmime.agent import Agent
+    from autosmime.agent.watch import Watcher
+
+    if not stack.directory_url:
+        pytest.skip("the stack has no key directory")
+    monkeypatch.setenv("AUTOSMIME_DNS_ZONE", stack.env["DNS_ZONE"])
+    _address, home, _code = device
+    [witness] = (home / "directory").glob("*.json")
+    state = json.loads(witness.read_text())
+    assert state["size"] > 0
+    # What a fork looks like from here: the same size, another root (our view is the one the server rewrote).
+    state["root_b64"] = base64.b64encode(bytes(32)).decode()
+    witness.write_text(json.dumps(state))
+    before = witness.read_bytes()
+
+    watcher = Watcher(Agent(home))
+    watcher._directory_now = True
+    events = watcher.tick()
+    forked = [e for e in events if e.kind == "log-inconsistent"]
+    assert forked and "history was rewritten" in forked[0].text, [e.text for e in events]
+    assert "published" not in [e.kind for e in events]
+    assert witness.read_bytes() == before          # the pinned view is not replaced by the server's
+    check = status_json(home)["publication"]["last_check"]
+    assert check["ok"] is False and "log" in check["problem"]
+    assert "warning: the directory check of" in run_cli("--home", str(home), "status").stdout
+
+
 def test_a_join_request_is_reported_and_not_approved(stack: Stack, device: tuple[str, Path, Path], tmp_path: Path,
                                                     watches: list[subprocess.Popen[str]]) -> None:
     from autosmime.agent import Agent
