@@ -21,7 +21,6 @@ from autosmime.cli import agent_for, home_dir
 from autosmime.cli._options import OutFile
 from autosmime.cli._output import emit_json, next_steps, plural, progress, say, warn
 from autosmime.errors import UsageError
-from autosmime.pki.keys import read_first_line
 
 if TYPE_CHECKING:
     from autosmime.vault.store import VaultEntry
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
 def _read_password(path: Path | None, prompt: str) -> bytes:
     """First line of ``path``; else a hidden prompt on a terminal; else empty."""
     if path is not None:
+        from autosmime.pki.keys import read_first_line
+
         return read_first_line(path)
     if sys.stdin.isatty():
         return click.prompt(prompt, hide_input=True, default="", show_default=False).encode("utf-8")
