@@ -345,3 +345,24 @@ class DemoFailed(AutosmimeError):
 class NoAuthenticBackup(BackupRejected):
     """None of the newest candidate messages examined is authentic under the recovery code, and the folder
     holds more: a wrong code, or messages planted in the folder. ``restore --examine N`` looks further."""
+
+
+# --- LDAP as a recipient lookup source (issue 12) -----------------------------
+
+
+class LDAPError(DirectoryError):
+    """An LDAP directory could not be searched for a recipient's certificates."""
+
+
+class LDAPUnreachable(LDAPError):
+    """The LDAP server could not be reached, or did not answer in time."""
+
+
+class LDAPTLSFailure(LDAPError):
+    """TLS with the LDAP server failed (ldaps or StartTLS): no verified connection, nothing asked."""
+
+
+class LDAPBadURL(LDAPError):
+    """The LDAP URL (or its base DN) is unusable, e.g. plain ldap:// to a host that is not loopback."""
+
+    exit_code = 2

@@ -18,6 +18,7 @@ PACKAGES=(
   dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix   # the loopback mail stack
   ca-certificates
   postgresql                               # the CA and directory servers on PostgreSQL (tests run both)
+  slapd ldap-utils                         # OpenLDAP: the LDAP recipient-lookup source is tested against it
   gcc python3-dev                          # the C scans (autosmime/smime/_speedups.c); required, see below
   python3-venv                             # `python3 -m venv` with pip: a separate package on Debian
 )

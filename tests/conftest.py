@@ -65,3 +65,21 @@ def postgres_url(postgres_cluster) -> str:
     Tests that need a database of their own call ``postgres_cluster.url("name")``.
     """
     return postgres_cluster.url("autosmime_test")
+
+
+@pytest.fixture(scope="session")
+def ldap_server() -> Iterator[object]:
+    """A private slapd on loopback ports for the session (autosmime.devstack.ldap): ldap:// with StartTLS and
+    ldaps://, base dc=example,dc=test, readable anonymously. Under CI a missing slapd fails instead of skipping."""
+    from autosmime.devstack.ldap import LdapServer, slapd_available
+
+    if not slapd_available():
+        message = "slapd is not installed (apt-get install slapd ldap-utils; scripts/install.sh does this)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " — CI must run every peer")
+        pytest.skip(message)
+    server = LdapServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()

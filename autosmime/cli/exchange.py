@@ -46,19 +46,43 @@ def publish(ctx: click.Context, directory: str | None) -> None:
 @click.option("--trust", "trust", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Extra CA (PEM) trusted for recipients' certificates; repeatable.")
 @click.option("--smimea", is_flag=True, help="Also ask DNS (SMIMEA) when nothing else is found.")
+@click.option("--ldap", "ldap_url", metavar="URL",
+              help="Also ask this LDAP directory, last (ldaps://HOST[/BASE-DN], or ldap:// with StartTLS); "
+                   "remembered for later lookups and send. 'off' forgets it. Default: $AUTOSMIME_LDAP, "
+                   "else the remembered one.")
+@click.option("--ldap-base", metavar="DN", help="Base DN of the LDAP search (default: the URL's, else the "
+              "server's naming contexts; $AUTOSMIME_LDAP_BASE with $AUTOSMIME_LDAP).")
+@click.option("--ldap-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CA (PEM) that verifies the LDAP server's TLS certificate (default: the system's).")
+@click.option("--ldap-bind-dn", metavar="DN", help="Simple bind as DN (default: anonymous); needs --ldap-password-file.")
+@click.option("--ldap-password-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="File holding the bind password (the file's path is remembered, never the password).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def lookup(ctx: click.Context, address: str, directory: str | None, trust: tuple[Path, ...], smimea: bool,
-           as_json: bool) -> None:
-    """The certificate to encrypt to for ADDRESS: contacts, then the directory (proven in its log)."""
+           ldap_url: str | None, ldap_base: str | None, ldap_ca: Path | None, ldap_bind_dn: str | None,
+           ldap_password_file: Path | None, as_json: bool) -> None:
+    """The certificate to encrypt to for ADDRESS: contacts, then the directory (proven in its log), then
+    SMIMEA and LDAP when asked."""
     from cryptography.hazmat.primitives import serialization
 
+    from autosmime.agent.lookup import LdapSetting
     from autosmime.agent.lookup import lookup as run
+    from autosmime.errors import UsageError
     from autosmime.pki.certs import fingerprint
     from autosmime.pki.keys import load_certificates, read_file
 
+    if (ldap_ca or ldap_bind_dn or ldap_password_file) and not ldap_url:
+        raise UsageError("--ldap-ca, --ldap-bind-dn and --ldap-password-file go with --ldap URL")
+    if bool(ldap_bind_dn) != bool(ldap_password_file):
+        raise UsageError("--ldap-bind-dn and --ldap-password-file go together")
+    ldap = None
+    if ldap_url:
+        ldap = LdapSetting(ldap_url, ldap_base, str(ldap_ca) if ldap_ca else None, ldap_bind_dn,
+                           str(ldap_password_file) if ldap_password_file else None)
     roots = [c for p in trust for c in load_certificates(read_file(p))]
-    found = run(agent_for(ctx), address, directory=directory, extra_roots=roots, smimea=smimea)
+    found = run(agent_for(ctx), address, directory=directory, extra_roots=roots, smimea=smimea, ldap=ldap,
+                ldap_base=ldap_base)
     sha = fingerprint(found.cert)
     if as_json:
         click.echo(json.dumps({

@@ -1,4 +1,4 @@
-"""Find the certificate to encrypt to: local contacts first, then the directory (cached), then SMIMEA.
+"""Find the certificate to encrypt to: local contacts first, then the directory (cached), then SMIMEA, then LDAP.
 
     >>> from autosmime.exchange.lookup import find_certificate
     >>> found = find_certificate("bob@example.test", contacts, roots, directory=lambda: witness)   # doctest: +SKIP
@@ -12,6 +12,12 @@
    the error is raised, never a certificate used. A 404 is cached as "none" for
    the TTL too; a 304 (ETag) only renews the cache entry.
 3. SMIMEA in DNS (``smimea=True``), for a domain that publishes it.
+4. An LDAP directory (``ldap``: e.g. ``LdapSource(url).certificates``), last:
+   it proves nothing about who put a certificate there (research §6: directory
+   with proof > harvested > LDAP). Like SMIMEA's, its certificates are neither
+   added to the contacts nor cached; its failures (LDAPError) are raised.
+Every candidate, from any source, goes through choose_recipient_cert: the
+address, EKU, key usage, the chain to ``roots``, validity.
 The choice among everything usable is autosmime.pki.select's: the owner's
 preference, then the newest.
 """
@@ -36,7 +42,7 @@ DEFAULT_TTL = 6 * 3600
 class Found:
     address: str
     cert: x509.Certificate
-    source: str                      # contacts | directory | smimea
+    source: str                      # contacts | directory | smimea | ldap
     candidates: list[x509.Certificate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -44,13 +50,16 @@ class Found:
 def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Certificate], *,
                      directory: Callable[[], LogWitness] | None = None, ttl: int = DEFAULT_TTL, smimea: bool = False,
                      smimea_lookup: Callable[[str], list[x509.Certificate]] | None = None,
+                     ldap: Callable[[str], list[x509.Certificate]] | None = None,
                      now: int | None = None) -> Found:
     """The certificate to encrypt to for ``address``.
 
     Raises RecipientNotFound when no source has any certificate for it (exit 3), and
     NoRecipientCertificate, with a reason per source, when some were found but none is usable.
 
-    ``directory`` opens the log witness of the directory, called only when the directory is needed.
+    ``directory`` opens the log witness of the directory, called only when the directory is needed;
+    ``ldap`` returns an LDAP directory's certificates for an address (all of them: they also serve as
+    intermediates for one another's chains), called only when nothing before it is usable.
     """
     address = normalize_address(address)
     when = int(now if now is not None else time.time())
@@ -96,6 +105,14 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
             found = attempt("smimea", certs, None)
             if found is not None:
                 return found
+    if ldap is not None:
+        certs = ldap(address)
+        if certs:
+            found = attempt("ldap", certs, None)
+            if found is not None:
+                return found
+        else:
+            notes.append(f"ldap: no certificate for {address}")
     if not tried and not held:
         raise RecipientNotFound(address, notes)
     raise NoRecipientCertificate(address, notes)

@@ -1,0 +1,220 @@
+"""Recipients' certificates from an LDAP directory (a GAL, a CA's or a company's directory), via ldap3.
+
+    >>> from autosmime.exchange.ldap import LdapSource
+    >>> source = LdapSource("ldaps://ldap.example.test/ou=people,dc=example,dc=test")
+    >>> source.host, source.port, source.base
+    ('ldap.example.test', 636, 'ou=people,dc=example,dc=test')
+    >>> source.certificates("bob@example.test")                     # doctest: +SKIP
+    [<Certificate(subject=<Name(CN=bob@example.test)>, ...)>]
+
+The search is what Thunderbird, Outlook and mail gateways do: ``(mail=ADDRESS)``
+(the value escaped, so ``*``, ``(``, ``)`` or ``\\`` in an address match only
+themselves and can never widen the search), subtree under the base DN (from
+``base``, else the URL's path, else the server's naming contexts), attributes
+``userSMIMECertificate`` (a PKCS#7 certs-only blob, every certificate in it;
+MS-OXLDAP 2.2.5.2 prefers it) and ``userCertificate;binary`` (DER), at most
+SIZE_LIMIT entries, referrals never followed (they name other hosts).
+
+Transport: ``ldaps://``, or ``ldap://`` upgraded with StartTLS, the server's
+certificate verified (``ca_file``, else the system's roots) and its name
+checked; plain ``ldap://`` only to a loopback address, decided before any
+connection. Anonymous bind unless ``bind_dn`` and ``password`` are given (the
+agent reads the password from a file; this module never looks one up).
+
+Everything that comes back is untrusted: the caller (exchange.lookup) puts each
+certificate through the same selection as any other source. Values that do not
+parse are skipped. Failures are typed: LDAPBadURL, LDAPUnreachable,
+LDAPTLSFailure, LDAPError.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from cryptography import x509
+
+from autosmime.errors import LDAPBadURL, LDAPError, LDAPTLSFailure, LDAPUnreachable
+from autosmime.mailbox.account import DEFAULT_TIMEOUT, is_loopback
+from autosmime.pki.select import normalize_address
+
+#: Thunderbird asks for 2 per address (one signing, one encryption certificate); a little room for more.
+SIZE_LIMIT = 4
+#: a hostile server's answer is parsed no further than this many certificates
+MAX_CERTIFICATES = 64
+ATTRIBUTES = ("userSMIMECertificate", "userCertificate;binary")
+_PORTS = {"ldap": 389, "ldaps": 636}
+
+
+@dataclass(frozen=True)
+class LdapSource:
+    """Where and how to search; the URL is checked here, before anything connects.
+
+    ``starttls``: None uses StartTLS on ``ldap://`` except to loopback (plain there, as the CA client allows
+    http); True always; False only to loopback (else LDAPBadURL).
+    """
+
+    url: str
+    base: str | None = None
+    ca_file: Path | None = None
+    bind_dn: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    starttls: bool | None = None
+    host: str = field(init=False)
+    port: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            parts = urlsplit(self.url.strip())
+            port = parts.port
+        except ValueError as e:
+            raise LDAPBadURL(f"not an LDAP URL: {self.url!r} ({e})") from None
+        if parts.scheme not in _PORTS or not parts.hostname:
+            raise LDAPBadURL(f"not an LDAP URL (ldaps://HOST[:PORT][/BASE-DN] or ldap://...): {self.url!r}")
+        if parts.username or parts.password:
+            raise LDAPBadURL("the LDAP URL carries credentials: give a bind DN and a password file instead")
+        if parts.query or parts.fragment:
+            raise LDAPBadURL(f"the LDAP URL may name a host, port and base DN only, not a filter: {self.url!r}")
+        if parts.scheme == "ldap" and self.starttls is False and not is_loopback(parts.hostname):
+            raise LDAPBadURL(f"plain ldap:// (no StartTLS) is allowed only to loopback addresses, not {parts.hostname}")
+        if (self.bind_dn is None) != (self.password is None):
+            raise LDAPBadURL("a simple bind needs both a bind DN and a password")
+        object.__setattr__(self, "host", parts.hostname)
+        object.__setattr__(self, "port", port or _PORTS[parts.scheme])
+        if self.base is None and parts.path.strip("/"):
+            object.__setattr__(self, "base", unquote(parts.path.lstrip("/")))
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url.strip()).scheme
+
+    def uses_starttls(self) -> bool:
+        if self.scheme == "ldaps":
+            return False
+        return self.starttls if self.starttls is not None else not is_loopback(self.host)
+
+    def certificates(self, address: str) -> list[x509.Certificate]:
+        """Every certificate the directory holds for ``address`` (its entries' two attributes); [] when none."""
+        import ldap3
+        from ldap3.utils.conv import escape_filter_chars
+
+        address = normalize_address(address)
+        search_filter = f"(mail={escape_filter_chars(address)})"
+        conn = self._connect()
+        try:
+            bases = [self.base] if self.base is not None else self._naming_contexts(conn)
+            raws: list[tuple[str, bytes]] = []
+            for base in bases:
+                ok = _call(conn.search, base, search_filter, search_scope=ldap3.SUBTREE, attributes=list(ATTRIBUTES),
+                           size_limit=SIZE_LIMIT, time_limit=max(1, int(self.timeout)), types_only=False)
+                code = conn.result.get("result") if isinstance(conn.result, dict) else None
+                if not ok and code not in (0, 4, 32):   # 4 sizeLimitExceeded: keep what came; 32 no such base
+                    raise LDAPError(f"the LDAP search failed at {self.host}: {_describe(conn.result)}")
+                if code == 32 and self.base is not None:
+                    raise LDAPError(f"the LDAP base DN {self.base!r} does not exist at {self.host}")
+                for entry in (conn.response or [])[:SIZE_LIMIT]:
+                    if entry.get("type") != "searchResEntry":
+                        continue   # referrals name other servers: never followed
+                    for name, values in (entry.get("raw_attributes") or {}).items():
+                        kind = name.lower().partition(";")[0]
+                        if kind in ("usersmimecertificate", "usercertificate"):
+                            raws += [(kind, v) for v in values if isinstance(v, bytes)]
+        finally:
+            _call(conn.unbind)
+        return _parse(raws)
+
+    def _connect(self) -> Any:
+        import ldap3
+
+        tls = None
+        if self.scheme == "ldaps" or self.uses_starttls():
+            ca = str(self.ca_file) if self.ca_file else None
+            if self.ca_file is not None and not Path(self.ca_file).is_file():
+                raise LDAPBadURL(f"the LDAP CA file {self.ca_file} does not exist")
+            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca, sni=self.host)
+        server = ldap3.Server(self.host, port=self.port, use_ssl=self.scheme == "ldaps", tls=tls,
+                              connect_timeout=self.timeout, get_info=ldap3.NONE)
+        auth = ldap3.SIMPLE if self.bind_dn is not None else ldap3.ANONYMOUS
+        conn = ldap3.Connection(server, user=self.bind_dn, password=self.password, authentication=auth,
+                                receive_timeout=max(1, math.ceil(self.timeout)), read_only=True, auto_referrals=False,
+                                raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE)
+        _call(conn.open, tls_phase=self.scheme == "ldaps", where=self.host)
+        if self.uses_starttls() and not _call(conn.start_tls, tls_phase=True, where=self.host):
+            _call(conn.unbind)
+            raise LDAPTLSFailure(f"StartTLS with the LDAP server {self.host} failed: {_describe(conn.result)}")
+        if not _call(conn.bind, where=self.host):
+            _call(conn.unbind)
+            raise LDAPError(f"the LDAP server {self.host} refused the bind: {_describe(conn.result)}")
+        return conn
+
+    def _naming_contexts(self, conn: Any) -> list[str]:
+        import ldap3
+
+        ok = _call(conn.search, "", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["namingContexts"],
+                   size_limit=1, time_limit=max(1, int(self.timeout)))
+        values = []
+        if ok and conn.response:
+            values = conn.response[0].get("raw_attributes", {}).get("namingContexts", [])
+        contexts = [v.decode("utf-8", "replace") for v in values[:8] if isinstance(v, bytes)]
+        if not contexts:
+            raise LDAPError(f"the LDAP server {self.host} names no base DN: give one (--ldap-base)")
+        return contexts
+
+
+def _call(method: Any, *args: Any, tls_phase: bool = False, where: str = "", **kw: Any) -> Any:
+    """Run one ldap3 operation; its exceptions become typed errors (never a traceback)."""
+    from ldap3.core import exceptions as lx
+
+    try:
+        return method(*args, **kw)
+    except (lx.LDAPSSLConfigurationError, lx.LDAPCertificateError, lx.LDAPStartTLSError, ssl.SSLError) as e:
+        raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_short(e)}") from None
+    except (lx.LDAPSocketOpenError, lx.LDAPSocketReceiveError, lx.LDAPSocketSendError, lx.LDAPResponseTimeoutError,
+            lx.LDAPSessionTerminatedByServerError, lx.LDAPCommunicationError, OSError) as e:
+        if tls_phase and ("ssl" in str(e).lower() or "certificate" in str(e).lower()):
+            raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_short(e)}") from None
+        raise LDAPUnreachable(f"the LDAP server {where} could not be reached: {_short(e)}") from None
+    except lx.LDAPException as e:
+        raise LDAPError(f"the LDAP server {where} gave a bad answer: {_short(e)}") from None
+
+
+def _short(e: BaseException) -> str:
+    # ldap3 nests the socket error's text in tuples: "(\"('socket ssl wrapping error: ...',)\",)"
+    text = re.sub(r"^[(\"',\s]+|[)\"',\s]+$", "", " ".join(str(e).split()))
+    return text[:200] or e.__class__.__name__
+
+
+def _describe(result: Any) -> str:
+    if isinstance(result, dict):
+        return f"{result.get('description', '?')} {result.get('message', '')}".strip()
+    return "no answer"
+
+
+def _parse(raws: list[tuple[str, bytes]]) -> list[x509.Certificate]:
+    """The certificates in the values, userSMIMECertificate first (MS-OXLDAP's preference), duplicates once."""
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    out: list[x509.Certificate] = []
+    ordered = sorted(raws, key=lambda r: r[0] != "usersmimecertificate")
+    for kind, value in ordered:
+        certs: list[x509.Certificate] = []
+        if kind == "usersmimecertificate":
+            try:
+                certs = pkcs7.load_der_pkcs7_certificates(value)
+            except (ValueError, TypeError):
+                certs = []
+        if not certs:   # userCertificate;binary, or a bare certificate where a blob was expected
+            try:
+                certs = [x509.load_der_x509_certificate(value)]
+            except ValueError:
+                continue   # malformed: skipped, not fatal
+        out += [c for c in certs if c not in out]
+        if len(out) >= MAX_CERTIFICATES:
+            return out[:MAX_CERTIFICATES]
+    return out

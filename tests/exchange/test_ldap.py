@@ -1,0 +1,235 @@
+"""LDAP as the last recipient-lookup source, against a real slapd (the ``ldap_server`` fixture).
+
+Found and chosen from ``userCertificate;binary`` and from a ``userSMIMECertificate`` PKCS#7 blob; no entry is
+RecipientNotFound (exit 3); a certificate for another address or from an untrusted CA is not used; a filter
+injection never returns another person's certificate; ldaps and StartTLS verify the server; the server down
+or TLS unverified is a typed error; the CLI's ``--ldap`` and the setting it remembers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from autosmime.agent.lookup import LDAP_FILE
+from autosmime.errors import (
+    LDAPBadURL,
+    LDAPError,
+    LDAPTLSFailure,
+    LDAPUnreachable,
+    NoRecipientCertificate,
+    RecipientNotFound,
+    UsageError,
+)
+from autosmime.exchange.contacts import Contacts
+from autosmime.exchange.ldap import LdapSource
+from autosmime.exchange.lookup import find_certificate
+from tests.servers.directory import support
+
+DER = serialization.Encoding.DER
+
+
+def fresh(name: str) -> str:
+    return f"{name}-{secrets.token_hex(4)}@example.test"
+
+
+def der(cert) -> bytes:  # type: ignore[no-untyped-def]
+    return cert.public_bytes(DER)
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_user_certificate_binary_is_found_and_chosen(ldap_server, pki, tmp_path) -> None:
+    address = fresh("bob")
+    user = pki.user(address)
+    ldap_server.add_person(address, certificates=[der(user.cert)])
+    source = LdapSource(ldap_server.url, base=ldap_server.base_dn)
+    assert source.certificates(address) == [user.cert]
+    assert source.certificates(address.upper()) == [user.cert]          # normalised, matched case-insensitively
+
+    contacts = Contacts(tmp_path)
+    found = find_certificate(address, contacts, [pki.ca], ldap=source.certificates)
+    assert found.source == "ldap" and found.cert == user.cert
+    # LDAP vouches for nothing: the certificate is not added to the contacts (nor cached).
+    assert contacts.certificates(address) == []
+    # The base DN may come from the URL, or from the server's naming contexts.
+    assert LdapSource(f"{ldap_server.url}/ou=people,{ldap_server.base_dn}").certificates(address) == [user.cert]
+    assert LdapSource(ldap_server.url).certificates(address) == [user.cert]
+
+
+def test_every_certificate_of_a_smime_blob_is_found(ldap_server, pki, tmp_path) -> None:
+    import datetime as _dt
+
+    address = fresh("carol")
+    older = pki.user(address, not_before=_dt.datetime.now(_dt.UTC) - _dt.timedelta(days=30))
+    newer = pki.user(address)
+    blob = pkcs7.serialize_certificates([older.cert, newer.cert, pki.ca], DER)
+    # A malformed value next to it is skipped, not fatal.
+    ldap_server.add_person(address, smime=[b"\x30\x03not pkcs7", blob])
+    certs = LdapSource(ldap_server.url, base=ldap_server.base_dn).certificates(address)
+    assert set(certs) == {older.cert, newer.cert, pki.ca}
+    found = find_certificate(address, Contacts(tmp_path), [pki.ca],
+                             ldap=LdapSource(ldap_server.url, base=ldap_server.base_dn).certificates)
+    assert found.source == "ldap" and found.cert == newer.cert           # the newest usable one
+
+
+def test_no_entry_is_recipient_not_found(ldap_server, pki, tmp_path) -> None:
+    address = fresh("nobody")
+    with pytest.raises(RecipientNotFound) as e:
+        find_certificate(address, Contacts(tmp_path), [pki.ca],
+                         ldap=LdapSource(ldap_server.url, base=ldap_server.base_dn).certificates)
+    assert e.value.exit_code == 3 and any(r.startswith("ldap:") for r in e.value.reasons)
+
+
+@pytest.mark.parametrize("case", ["another address", "untrusted CA"])
+def test_an_unusable_certificate_is_not_used(ldap_server, pki, tmp_path, case: str) -> None:
+    address = fresh("dave")
+    cert = pki.user(fresh("mallory")).cert if case == "another address" else pki.user(address, issuer="evil").cert
+    ldap_server.add_person(address, certificates=[der(cert)])
+    with pytest.raises(NoRecipientCertificate) as e:
+        find_certificate(address, Contacts(tmp_path), [pki.ca],
+                         ldap=LdapSource(ldap_server.url, base=ldap_server.base_dn).certificates)
+    assert not isinstance(e.value, RecipientNotFound) and e.value.exit_code == 1
+    assert any(r.startswith("ldap:") for r in e.value.reasons), e.value.reasons
+
+
+def test_a_filter_injection_never_returns_another_persons_certificate(ldap_server, pki, tmp_path) -> None:
+    victim = f"victim{secrets.token_hex(3)}@inject.test"
+    ldap_server.add_person(victim, certificates=[der(pki.user(victim).cert)])
+    source = LdapSource(ldap_server.url, base=ldap_server.base_dn)
+    # Valid addresses holding filter metacharacters: escaped, they match only themselves (nothing here).
+    for address in ("*@inject.test", "victim*@inject.test", f"{victim.partition('@')[0][:7]}*@inject.test",
+                    "v*m*@inject.test"):
+        assert source.certificates(address) == [], address
+        with pytest.raises(RecipientNotFound):
+            find_certificate(address, Contacts(tmp_path), [pki.ca], ldap=source.certificates)
+    # Forms that would close the filter are not addresses at all: refused before anything is asked.
+    for address in ("*)(mail=*@inject.test", f"x)(|(mail={victim}", "a\\2a@inject.test", "(mail=*)@inject.test"):
+        with pytest.raises(UsageError):
+            source.certificates(address)
+    # And the escaping does not break an exact match.
+    assert len(source.certificates(victim)) == 1
+
+
+def test_ldaps_and_starttls_verify_the_server(ldap_server, pki, tmp_path) -> None:
+    address = fresh("erin")
+    user = pki.user(address)
+    ldap_server.add_person(address, certificates=[der(user.cert)])
+    ca = Path(ldap_server.ca_file)
+    assert LdapSource(ldap_server.ldaps_url, base=ldap_server.base_dn, ca_file=ca).certificates(address) == [user.cert]
+    starttls = LdapSource(ldap_server.url, base=ldap_server.base_dn, ca_file=ca, starttls=True)
+    assert starttls.uses_starttls() and starttls.certificates(address) == [user.cert]
+
+    other = tmp_path / "other-ca.pem"
+    other.write_text(support.pem(pki.ca))          # not the CA of the server's TLS certificate
+    for source in (LdapSource(ldap_server.ldaps_url, base=ldap_server.base_dn, ca_file=other),
+                   LdapSource(ldap_server.url, base=ldap_server.base_dn, ca_file=other, starttls=True)):
+        with pytest.raises(LDAPTLSFailure):
+            source.certificates(address)
+
+
+def test_plain_ldap_goes_only_to_loopback_and_bad_urls_are_refused_before_connecting() -> None:
+    # Default: ldap:// to a remote host is upgraded with StartTLS; plain only on loopback.
+    assert LdapSource("ldap://ldap.example.test").uses_starttls()
+    assert not LdapSource("ldap://127.0.0.1:389").uses_starttls()
+    # Refused in the constructor, i.e. before any socket exists (192.0.2.1 is TEST-NET: never contacted).
+    for url, kw in (("ldap://192.0.2.1/dc=example", {"starttls": False}),
+                    ("ldap://ldap.example.test", {"starttls": False}),
+                    ("http://127.0.0.1/", {}), ("ldap:///dc=example", {}), ("ldap://127.0.0.1:99999", {}),
+                    ("ldaps://user:secret@ldap.example.test", {}), ("ldaps://h/dc=x??sub?(mail=*)", {}),
+                    ("ldaps://ldap.example.test", {"bind_dn": "cn=x"})):
+        with pytest.raises(LDAPBadURL):
+            LdapSource(url, **kw)  # type: ignore[arg-type]
+
+
+def test_server_down_and_bind_failures_are_typed_errors(ldap_server, pki, tmp_path) -> None:
+    down = LdapSource(f"ldap://127.0.0.1:{closed_port()}", base=ldap_server.base_dn)
+    with pytest.raises(LDAPUnreachable):
+        down.certificates(fresh("frank"))
+    with pytest.raises(LDAPUnreachable):
+        find_certificate(fresh("frank"), Contacts(tmp_path), [pki.ca], ldap=down.certificates)
+    wrong = LdapSource(ldap_server.url, base=ldap_server.base_dn, bind_dn=ldap_server.root_dn, password="wrong")
+    with pytest.raises(LDAPError, match="refused the bind"):
+        wrong.certificates(fresh("frank"))
+    right = LdapSource(ldap_server.url, base=ldap_server.base_dn, bind_dn=ldap_server.root_dn,
+                       password=ldap_server.root_password)
+    assert right.certificates(fresh("frank")) == []
+    with pytest.raises(LDAPError, match="does not exist"):
+        LdapSource(ldap_server.url, base="dc=nowhere,dc=test").certificates(fresh("frank"))
+
+
+def test_send_does_not_encrypt_to_a_recipient_when_ldap_is_down(ldap_server, tmp_path, monkeypatch) -> None:
+    """send's choice of a recipient's certificate (agent.send.choose_recipient) when the LDAP source fails:
+    no certificate, with the reason; the mail then goes signed (tests/autopilot/test_send.py end to end)."""
+    from autosmime.agent import Agent
+    from autosmime.agent.send import choose_recipient
+
+    monkeypatch.delenv("AUTOSMIME_DIRECTORY", raising=False)
+    monkeypatch.setenv("AUTOSMIME_LDAP", f"ldap://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AUTOSMIME_LDAP_BASE", ldap_server.base_dn)
+    recipient, cert = choose_recipient(Agent(tmp_path / "home"), fresh("gina"))
+    assert cert is None and "could not be reached" in (recipient.reason or ""), recipient
+
+
+# --- the CLI ----------------------------------------------------------------------------------------------
+
+
+def cli(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": os.getcwd(), **(env or {})}
+    for name in ("AUTOSMIME_DIRECTORY", "AUTOSMIME_LDAP", "AUTOSMIME_LDAP_BASE"):
+        if name not in (env or {}):
+            full.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "autosmime", "--home", str(home), *args], capture_output=True,
+                          text=True, env=full, timeout=120)
+
+
+def test_cli_lookup_with_ldap_and_the_remembered_setting(ldap_server, pki, tmp_path) -> None:
+    address = fresh("hugo")
+    user = pki.user(address)
+    ldap_server.add_person(address, certificates=[der(user.cert)])
+    trust = tmp_path / "ca.pem"
+    trust.write_text(support.pem(pki.ca))
+    home = tmp_path / "home"
+
+    r = cli("lookup", address, "--ldap", ldap_server.url, "--ldap-base", ldap_server.base_dn, "--trust", str(trust),
+            "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["source"] == "ldap" and answer["address"] == address
+    assert answer["sha256"] == support.fingerprint(user.cert)
+    assert oct((home / LDAP_FILE).stat().st_mode & 0o777) == "0o600"
+
+    missing = cli("lookup", fresh("nobody"), "--ldap", ldap_server.url, "--trust", str(trust), home=home)
+    assert missing.returncode == 3, missing.stderr
+    assert missing.stderr.startswith("autosmime: ") and "Traceback" not in missing.stderr
+
+    # A second call without --ldap uses the remembered directory (base DN included).
+    again = cli("lookup", address, "--trust", str(trust), "--json", home=home)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["source"] == "ldap"
+    # $AUTOSMIME_LDAP overrides the remembered one (here: a server that is down): one line, exit 1.
+    down = cli("lookup", address, "--trust", str(trust), home=home,
+               env={"AUTOSMIME_LDAP": f"ldap://127.0.0.1:{closed_port()}"})
+    assert down.returncode == 1 and "could not be reached" in down.stderr, down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1 and "Traceback" not in down.stderr
+    # A bad URL: one line, exit 2, nothing remembered in its place.
+    refused = cli("lookup", address, "--ldap", "ldap://user:pw@127.0.0.1/", "--trust", str(trust), home=home)
+    assert refused.returncode == 2 and "credentials" in refused.stderr, refused.stderr
+    assert json.loads((home / LDAP_FILE).read_text())["url"] == ldap_server.url
+    # 'off' forgets it: the address is then found nowhere.
+    off = cli("lookup", address, "--ldap", "off", "--trust", str(trust), home=home)
+    assert off.returncode == 3 and not (home / LDAP_FILE).exists(), off.stderr
