@@ -134,6 +134,27 @@ def test_a_recipient_without_a_certificate_gets_signed_mail(stack: Stack, corres
     assert f"good signature from {alice.address}" in r.stderr and "Signed only." in r.stdout
 
 
+def test_an_ldap_server_down_leaves_the_recipient_unencrypted_and_the_mail_goes_signed(
+        stack: Stack, correspondents: tuple[User, User]) -> None:
+    import socket
+
+    alice, _bob = correspondents
+    nobody = stack.take_address()
+    with socket.socket() as s:          # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subject = _subject()
+    r = run_cli(*alice.args("send", "--subject", subject, "--to", nobody, "--json"), input="Signed only.\n",
+                env={**stack.client_env(), "AUTOSMIME_LDAP": f"ldap://127.0.0.1:{port}"})
+    assert r.returncode == 0, r.stderr
+    assert f"not encrypted: no usable certificate for {nobody}" in r.stderr and "could not be reached" in r.stderr, \
+        r.stderr
+    assert "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["encrypted"] is False
+    [(_, raw)] = _arrived(_box_for(stack, nobody), "INBOX", subject).items()
+    assert b"multipart/signed" in raw and b"Signed only." in raw
+
+
 def test_require_encryption_sends_nothing(stack: Stack, correspondents: tuple[User, User]) -> None:
     alice, bob = correspondents
     nobody = stack.take_address()
