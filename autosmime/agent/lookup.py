@@ -132,8 +132,14 @@ def lookup(agent: Agent, address: str, *, directory: str | None = None, extra_ro
         setting = None
     else:
         setting = ldap_setting(home, ldap, ldap_base)
-    source = setting.source() if setting is not None else None
-    by_ldap = source.certificates if source is not None else None
+    by_ldap = None
+    if ldap is not None and setting is not None:
+        by_ldap = setting.source().certificates     # given now: checked now, before it is remembered
+    elif setting is not None:
+        # from the environment or the home: checked only when LDAP is needed, so a broken setting does
+        # not stop finding the certificates the contacts or the directory have
+        def by_ldap(address: str) -> list[x509.Certificate]:
+            return setting.source().certificates(address)
     try:
         url: str | None = directory_url(home, directory)
     except UsageError:

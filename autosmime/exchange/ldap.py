@@ -177,7 +177,8 @@ def _call(method: Any, *args: Any, tls_phase: bool = False, where: str = "", **k
         raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_short(e)}") from None
     except (lx.LDAPSocketOpenError, lx.LDAPSocketReceiveError, lx.LDAPSocketSendError, lx.LDAPResponseTimeoutError,
             lx.LDAPSessionTerminatedByServerError, lx.LDAPCommunicationError, OSError) as e:
-        if tls_phase and ("ssl" in str(e).lower() or "certificate" in str(e).lower()):
+        text = str(e).lower()
+        if tls_phase and ("ssl" in text or "certificate" in text) and "timed out" not in text:
             raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_short(e)}") from None
         raise LDAPUnreachable(f"the LDAP server {where} could not be reached: {_short(e)}") from None
     except lx.LDAPException as e:

@@ -30,7 +30,7 @@ from autosmime.errors import (
     UsageError,
 )
 from autosmime.exchange.contacts import Contacts
-from autosmime.exchange.ldap import LdapSource
+from autosmime.exchange.ldap import SIZE_LIMIT, LdapSource
 from autosmime.exchange.lookup import find_certificate
 from tests.servers.directory import support
 
@@ -170,6 +170,41 @@ def test_server_down_and_bind_failures_are_typed_errors(ldap_server, pki, tmp_pa
     assert right.certificates(fresh("frank")) == []
     with pytest.raises(LDAPError, match="does not exist"):
         LdapSource(ldap_server.url, base="dc=nowhere,dc=test").certificates(fresh("frank"))
+
+
+def test_a_silent_server_times_out_and_many_entries_are_capped(ldap_server, pki) -> None:
+    import socket
+
+    with socket.socket() as silent:                 # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        for url, kw in ((f"ldap://127.0.0.1:{port}", {}), (f"ldaps://127.0.0.1:{port}", {}),
+                        (f"ldap://127.0.0.1:{port}", {"starttls": True})):
+            with pytest.raises(LDAPUnreachable, match="timed out"):
+                LdapSource(url, base="dc=example,dc=test", timeout=1, **kw).certificates(fresh("ivan"))  # type: ignore[arg-type]
+    # More entries than SIZE_LIMIT for one address: the server stops at the limit, what came is used.
+    address = fresh("many")
+    users = [pki.user(address) for _ in range(SIZE_LIMIT + 2)]
+    for u in users:
+        ldap_server.add_person(address, certificates=[der(u.cert)])
+    certs = LdapSource(ldap_server.url, base=ldap_server.base_dn).certificates(address)
+    assert len(certs) == SIZE_LIMIT and set(certs) <= {u.cert for u in users}
+
+
+def test_a_broken_ldap_setting_does_not_stop_the_other_sources(ldap_server, pki, tmp_path, monkeypatch) -> None:
+    from autosmime.agent import Agent
+    from autosmime.agent.lookup import lookup
+
+    address = fresh("judy")
+    user = pki.user(address)
+    Contacts(tmp_path / "home").add(address, user.cert, source="harvested")
+    monkeypatch.delenv("AUTOSMIME_DIRECTORY", raising=False)
+    monkeypatch.setenv("AUTOSMIME_LDAP", "ldap://user:secret@127.0.0.1/")    # refused: credentials in the URL
+    found = lookup(Agent(tmp_path / "home"), address, extra_roots=[pki.ca])
+    assert found.source == "contacts" and found.cert == user.cert
+    with pytest.raises(LDAPBadURL):                                           # needed: then it is said
+        lookup(Agent(tmp_path / "home"), fresh("kim"), extra_roots=[pki.ca])
 
 
 def test_send_does_not_encrypt_to_a_recipient_when_ldap_is_down(ldap_server, tmp_path, monkeypatch) -> None:
