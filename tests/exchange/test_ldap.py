@@ -268,3 +268,31 @@ def test_cli_lookup_with_ldap_and_the_remembered_setting(ldap_server, pki, tmp_p
     # 'off' forgets it: the address is then found nowhere.
     off = cli("lookup", address, "--ldap", "off", "--trust", str(trust), home=home)
     assert off.returncode == 3 and not (home / LDAP_FILE).exists(), off.stderr
+
+
+def test_cli_ldaps_with_a_ca_and_a_bind_is_remembered_without_the_password(ldap_server, pki, tmp_path) -> None:
+    address = fresh("liam")
+    user = pki.user(address)
+    ldap_server.add_person(address, certificates=[der(user.cert)])
+    trust = tmp_path / "ca.pem"
+    trust.write_text(support.pem(pki.ca))
+    password = tmp_path / "ldap-password"
+    password.write_text(ldap_server.root_password + "\n")
+    home = tmp_path / "home"
+    r = cli("lookup", address, "--ldap", f"{ldap_server.ldaps_url}/{ldap_server.base_dn}", "--ldap-ca",
+            str(ldap_server.ca_file), "--ldap-bind-dn", ldap_server.root_dn, "--ldap-password-file", str(password),
+            "--trust", str(trust), "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["source"] == "ldap"
+    remembered = (home / LDAP_FILE).read_text()
+    assert ldap_server.root_password not in remembered
+    assert json.loads(remembered)["password_file"] == str(password.resolve())
+    again = cli("lookup", address, "--trust", str(trust), "--json", home=home)
+    assert again.returncode == 0 and json.loads(again.stdout)["source"] == "ldap", again.stderr
+    # The remembered bind now fails (password changed): one line, exit 1, not a traceback.
+    password.write_text("wrong\n")
+    refused = cli("lookup", address, "--trust", str(trust), home=home)
+    assert refused.returncode == 1 and "refused the bind" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    # --ldap-ca without --ldap is a usage error.
+    assert cli("lookup", address, "--ldap-ca", str(ldap_server.ca_file), home=home).returncode == 2
