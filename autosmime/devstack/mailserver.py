@@ -34,7 +34,7 @@ from autosmime.devstack._tls import make_server_tls
 from autosmime.errors import MailboxError
 from autosmime.mailbox.account import Account
 
-DOVECOT = "/usr/sbin/dovecot"
+DOVECOT = _dovecot.DOVECOT
 DOVEADM = "/usr/bin/doveadm"
 STATE_FILE = "mailstack.json"
 ENV_FILE = "mailstack.env"
