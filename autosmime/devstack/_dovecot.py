@@ -134,6 +134,8 @@ def dovecot_conf(base: str, ports: DovecotPorts, *, as_root: bool, version: tupl
             f"submission_relay_port = {ports.relay}",
             "service submission-login {",
             chroot + _listener("submission", ports.submission, v24=v24),
+            # 2.4 also listens on 465 (submissions) by default: a fixed port clashes between instances.
+            "  inet_listener submissions {\n    port = 0\n  }" if v24 else "",
             "}",
         ]
     return "\n".join(line for line in lines if line) + "\n"

@@ -70,3 +70,28 @@ def test_installed_dovecot_accepts_the_config_without_warnings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr and "Fatal" not in result.stderr, result.stderr
     assert "port = 10143" in result.stdout
+
+
+def listening_ports(pids: set[int]) -> set[int]:
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:         # LISTEN
+            ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+@pytest.mark.mailserver
+def test_the_stack_listens_only_on_its_own_ports(mailstack):
+    """No built-in default listener (2.4's submissions on 465) that would clash between parallel stacks."""
+    own = {port for port in vars(mailstack._ports).values() if port}
+    found = listening_ports(mailstack.pids())
+    assert found, "no listening sockets seen (needs /proc access to the servers)"
+    assert found <= own, sorted(found - own)
