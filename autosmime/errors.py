@@ -366,3 +366,10 @@ class LDAPBadURL(LDAPError):
     """The LDAP URL (or its base DN) is unusable, e.g. plain ldap:// to a host that is not loopback."""
 
     exit_code = 2
+
+
+# --- revocation (the signer's certificate; appended by the 'revoke' helper) -----
+
+
+class RevokedSigner(UntrustedSigner):
+    """The signer's certificate was revoked: for a key compromise, or before the message was signed."""

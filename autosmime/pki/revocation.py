@@ -1,28 +1,58 @@
 """Revocation status from the issuing CA's CRL (HTTP distribution points only).
 
-    >>> status, checked = crl_status(cert, issuers)          # doctest: +SKIP
-    >>> status in ("good", "revoked", "unknown")
+    >>> crl_status(cert, issuers) in ("good", "revoked", "unknown")             # doctest: +SKIP
     True
+    >>> check = CrlChecker(cache_dir=home / "crl")                             # doctest: +SKIP
+    >>> check(signer_cert, chain)                                              # doctest: +SKIP
+    RevocationStatus(status='revoked', revoked_at=datetime(...), reason='keyCompromise', detail='...')
 
 A CRL counts only when the certificate's issuer signed it and it is current
 (nextUpdate not passed); anything else (no distribution point, the server
 unreachable, a bad signature) is "unknown", never "good". Each sweep fetches a
 CRL once for all the certificates that point to it. Used by the key directory
-(its revocation sweep) and by the agent before it encrypts to a recipient.
+(its revocation sweep), by the agent before it encrypts to a recipient, and,
+through :class:`CrlChecker`, by the message engine for a signer
+(``smime.verify(..., revocation=...)``: docs/engine.md, "Revocation").
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 log = logging.getLogger("autosmime.pki")
 
 FETCH_TIMEOUT = 10.0
 MAX_CRL_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RevocationStatus:
+    """A certificate's revocation status: ``good``, ``revoked`` or ``unknown``.
+
+        >>> RevocationStatus("unknown", detail="the certificate names no CRL").status
+        'unknown'
+
+    ``revoked_at`` and ``reason`` (RFC 5280's name: ``keyCompromise``, ``superseded``, ...;
+    None when the CRL entry gives none) only for ``revoked``; ``detail`` says why a status
+    is unknown.
+    """
+
+    status: str
+    revoked_at: _dt.datetime | None = None
+    reason: str | None = None
+    detail: str = ""
+
+
+#: what the engine takes: (signer certificate, its validated chain leaf..root) -> status
+RevocationCheck = Callable[[x509.Certificate, Sequence[x509.Certificate]], RevocationStatus]
 
 
 def crl_url_of(cert: x509.Certificate) -> str | None:
@@ -58,10 +88,19 @@ def fetch_crl(url: str) -> x509.CertificateRevocationList | None:
 
 def status_in(cert: x509.Certificate, crl: x509.CertificateRevocationList | None,
               issuers: Sequence[x509.Certificate], now: _dt.datetime) -> str:
-    if crl is None or crl.issuer != cert.issuer:
-        return "unknown"
+    return revocation_status(cert, crl, issuers, now).status
+
+
+def revocation_status(cert: x509.Certificate, crl: x509.CertificateRevocationList | None,
+                      issuers: Sequence[x509.Certificate], now: _dt.datetime) -> RevocationStatus:
+    """``cert``'s status in ``crl``, which counts only when one of ``issuers`` (the one that
+    issued ``cert``) signed it and it is current at ``now``."""
+    if crl is None:
+        return RevocationStatus("unknown", detail="no CRL")
+    if crl.issuer != cert.issuer:
+        return RevocationStatus("unknown", detail="the CRL is not the certificate issuer's")
     if crl.next_update_utc is not None and crl.next_update_utc < now:
-        return "unknown"
+        return RevocationStatus("unknown", detail=f"the CRL is stale (next update was {crl.next_update_utc:%Y-%m-%d})")
     for issuer in issuers:
         if issuer.subject != cert.issuer:
             continue
@@ -71,8 +110,15 @@ def status_in(cert: x509.Certificate, crl: x509.CertificateRevocationList | None
         except (TypeError, ValueError):
             continue
     else:
-        return "unknown"
-    return "revoked" if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None else "good"
+        return RevocationStatus("unknown", detail="the CRL is not signed by the certificate's issuer")
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None:
+        return RevocationStatus("good")
+    try:
+        reason: str | None = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except (x509.ExtensionNotFound, ValueError):
+        reason = None
+    return RevocationStatus("revoked", entry.revocation_date_utc, reason)
 
 
 def crl_status(cert: x509.Certificate, issuers: Sequence[x509.Certificate],
@@ -82,3 +128,73 @@ def crl_status(cert: x509.Certificate, issuers: Sequence[x509.Certificate],
     if url is None:
         return "unknown"
     return status_in(cert, fetch_crl(url), issuers, now or _dt.datetime.now(_dt.UTC))
+
+
+class CrlChecker:
+    """A :data:`RevocationCheck` from CRLs: each CRL fetched at most once per checker (one run),
+    and, with ``cache_dir``, kept there (``<sha256 of the URL>.der``) until its nextUpdate.
+
+        >>> check = CrlChecker(Path(home) / "crl")                  # doctest: +SKIP
+        >>> check(cert, chain).status                               # doctest: +SKIP
+        'good'
+
+    Only a CRL that its certificate's issuer signed is written to the cache, so a forged
+    answer cannot hold the real CRL off until the date it claims. ``fetch`` is
+    :func:`fetch_crl` (the timeouts and size bound there) unless a test gives another.
+    """
+
+    def __init__(self, cache_dir: Path | None = None, *,
+                 fetch: Callable[[str], x509.CertificateRevocationList | None] = fetch_crl) -> None:
+        self.cache_dir, self._fetch = cache_dir, fetch
+        self._crls: dict[str, tuple[x509.CertificateRevocationList | None, bool]] = {}
+
+    def __call__(self, cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> RevocationStatus:
+        url = crl_url_of(cert)
+        if url is None:
+            return RevocationStatus("unknown", detail="the certificate names no CRL (http) to check")
+        now = _dt.datetime.now(_dt.UTC)
+        crl, fresh = self._crl(url, now)
+        if crl is None:
+            return RevocationStatus("unknown", detail=f"its CRL ({url}) could not be fetched")
+        status = revocation_status(cert, crl, chain, now)
+        if fresh and status.status != "unknown":  # verified against the issuer: worth keeping
+            self._crls[url] = (crl, False)
+            self._store(url, crl)
+        elif status.status == "unknown":
+            status = RevocationStatus("unknown", detail=f"its CRL ({url}): {status.detail}")
+        return status
+
+    def _crl(self, url: str, now: _dt.datetime) -> tuple[x509.CertificateRevocationList | None, bool]:
+        if url not in self._crls:
+            cached = self._cached(url, now)
+            self._crls[url] = (cached, False) if cached is not None else (self._fetch(url), True)
+        return self._crls[url]
+
+    def _path(self, url: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / (hashlib.sha256(url.encode()).hexdigest() + ".der")
+
+    def _cached(self, url: str, now: _dt.datetime) -> x509.CertificateRevocationList | None:
+        path = self._path(url)
+        if path is None:
+            return None
+        try:
+            crl = x509.load_der_x509_crl(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if crl.next_update_utc is None or crl.next_update_utc <= now:
+            return None  # stale, or no date to trust it until: fetch again
+        return crl
+
+    def _store(self, url: str, crl: x509.CertificateRevocationList) -> None:
+        from autosmime._files import write_private
+
+        path = self._path(url)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_private(path, crl.public_bytes(serialization.Encoding.DER))
+        except OSError as e:  # a cache: reading goes on without it
+            log.warning("CRL cache %s: %s", path, e)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from autosmime.errors import AutosmimeError
+
+if TYPE_CHECKING:
+    from autosmime.pki.revocation import RevocationStatus
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,8 @@ class SignerReport:
 
     ``cert`` is None only for a SignerInfo whose certificate is nowhere to be found;
     ``verdict`` is this signer's own (signature and chain; From and Date judge the layer).
+    ``revocation`` is the status a revocation checker gave (None: not asked), and
+    ``revocation_note`` what it means for a signature that stays good (also in ``notes``).
     """
 
     cert: x509.Certificate | None
@@ -28,6 +34,8 @@ class SignerReport:
     verdict: str = "good"
     detail: str = ""
     notes: tuple[str, ...] = ()  # deviations from the strict profile that are not failures (pki.validate)
+    revocation: RevocationStatus | None = None
+    revocation_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,11 @@ class VerifyResult:
     @property
     def signing_time(self) -> _dt.datetime | None:
         return self.signers[0].signing_time if self.signers else None
+
+    @property
+    def revocation_note(self) -> str:
+        """What the signer's revocation status means for a signature that stays good ("" if nothing)."""
+        return self.signers[0].revocation_note if self.signers else ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,8 @@ class Layer:
             names = {"digest": first.digest_algorithm, "signature": first.signature_algorithm}
             algorithms = {k: v for k, v in names.items() if v}  # a failed signer may name no scheme
             signer = _signer_json(first, sig.signer_address)
-            signers = [dict(_signer_json(s, None), verdict=s.verdict, detail=s.detail, notes=list(s.notes))
+            signers = [dict(_signer_json(s, None), verdict=s.verdict, detail=s.detail, notes=list(s.notes),
+                            revocation=_revocation_json(s))
                        for s in sig.signers]
         if self.decryption is not None:
             algorithms = {"content": self.decryption.content_algorithm, "key": self.decryption.key_algorithm}
@@ -144,6 +158,15 @@ class Layer:
             "algorithms": algorithms,
             "warnings": list(self.warnings),
         }
+
+
+def _revocation_json(report: SignerReport) -> dict | None:
+    """``{"status", "revoked_at", "reason"}`` when a checker was asked about this signer, else None."""
+    status = report.revocation
+    if status is None:
+        return None
+    return {"status": status.status, "reason": status.reason,
+            "revoked_at": status.revoked_at.isoformat() if status.revoked_at is not None else None}
 
 
 def _signer_json(report: SignerReport, address: str | None) -> dict:

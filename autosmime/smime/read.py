@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -32,6 +33,9 @@ from autosmime.smime._cmstype import Classified, classify, cms_kind, is_auth_env
 from autosmime.smime.decrypt import KeyList, decrypt_classified
 from autosmime.smime.models import WHOLE, Layer, ReadResult, VerifyResult
 from autosmime.smime.verify import HeaderBlock, check_classified, message_block, verdict_of
+
+if TYPE_CHECKING:
+    from autosmime.pki.revocation import RevocationCheck
 
 MAX_LAYERS = 8  # real mail has at most 3 (signed, enveloped, signed); more is an attack on our time
 MAX_PART_DEPTH = 4  # multipart nesting searched for S/MIME parts
@@ -43,23 +47,27 @@ _ENVELOPED = ("enveloped", "auth-enveloped")
 
 
 class _Options:
-    __slots__ = ("keys", "roots", "at", "require_from_match", "check_date", "parts_left", "signatures_left")
+    __slots__ = ("keys", "roots", "at", "require_from_match", "check_date", "revocation", "parts_left",
+                 "signatures_left")
 
     def __init__(self, keys: KeyList, roots: Sequence[x509.Certificate], at: _dt.datetime | None,
-                 require_from_match: bool, check_date: bool) -> None:
-        self.keys, self.roots, self.at = keys, roots, at
+                 require_from_match: bool, check_date: bool, revocation: RevocationCheck | None) -> None:
+        self.keys, self.roots, self.at, self.revocation = keys, roots, at, revocation
         self.require_from_match, self.check_date = require_from_match, check_date
         self.parts_left, self.signatures_left = MAX_PARTS, MAX_PART_SIGNATURES
 
 
 def read(message: bytes, *, keys: KeyList = (), trust_roots: Sequence[x509.Certificate] = (),
-         at: _dt.datetime | None = None, require_from_match: bool = True, check_date: bool = True) -> ReadResult:
+         at: _dt.datetime | None = None, require_from_match: bool = True, check_date: bool = True,
+         revocation: RevocationCheck | None = None) -> ReadResult:
     """Every layer of ``message``, outermost first, and the content.
 
     Raises MalformedMessage only when the message itself is not MIME or CMS; whatever
-    happens to a layer inside is a verdict in the result.
+    happens to a layer inside is a verdict in the result. ``revocation``: a checker asked
+    about each signature layer's signer that counts once all else is good (see
+    :func:`autosmime.smime.verify`); None checks nothing.
     """
-    opts = _Options(keys, trust_roots, at, require_from_match, check_date)
+    opts = _Options(keys, trust_roots, at, require_from_match, check_date, revocation)
     layers: list[Layer] = []
     current: bytes | None = message
     prefix = 0  # how many header fields of ``current`` were put back from outside its layer
@@ -129,7 +137,7 @@ def _open_signed(layer: Classified, opts: _Options, layers: list[Layer], prefix:
             return content, False
     try:
         result = check_classified(layer, opts.roots, opts.at, require_from_match=opts.require_from_match,
-                                  check_date=opts.check_date, prefix=prefix)
+                                  check_date=opts.check_date, prefix=prefix, revocation=opts.revocation)
     except (MalformedMessage, UnsupportedAlgorithm) as e:
         layers.append(Layer(kind, verdict_of(e), str(e)))
         # A clear signature mangled beyond cutting: its first part is still the content.
@@ -207,7 +215,8 @@ def _signed_detail(result: VerifyResult) -> str:
     who = result.signer_address or "an unknown signer"
     if result.error is None:
         when = result.signing_time.isoformat() if result.signing_time else "no signing time"
-        return f"signed by {who} ({when})"
+        note = f"; {result.revocation_note}" if result.revocation_note else ""
+        return f"signed by {who} ({when}){note}"
     return f"signed by {who}: {result.error}"
 
 
@@ -265,7 +274,7 @@ def _part_layer(part: mime.Message, kind: str, where: str, container: str, conte
     opts.signatures_left -= 1
     try:
         result = check_classified(classified, opts.roots, opts.at, require_from_match=opts.require_from_match,
-                                  check_date=opts.check_date, context=context)
+                                  check_date=opts.check_date, context=context, revocation=opts.revocation)
     except AutosmimeError as e:
         return Layer(fine, verdict_of(e), f"part {where}: {e}", covers=where)
     return Layer(fine, result.verdict, f"part {where} only: {_signed_detail(result)}", covers=where,
@@ -309,12 +318,14 @@ def _summary(layers: list[Layer], decider: int | None) -> str:
     for i, layer in enumerate(layers):
         if layer.kind == "plain":
             continue
-        whose = ""
+        whose = note = ""
         if layer.signature is not None and layer.signature.signer_address:
             whose = f" by {layer.signature.signer_address}"
+        if layer.signature is not None and layer.signature.revocation_note:
+            note = f"; {layer.signature.revocation_note}"
         if layer.covers != WHOLE:
             if layer.signed:
-                bits.append(f"part {layer.covers} signed{whose} ({layer.verdict}); the rest is not signed")
+                bits.append(f"part {layer.covers} signed{whose} ({layer.verdict}{note}); the rest is not signed")
             else:
                 bits.append(f"part {layer.covers}: {layer.kind}, not opened ({layer.verdict})")
         elif layer.kind in _ENVELOPED:
@@ -323,9 +334,9 @@ def _summary(layers: list[Layer], decider: int | None) -> str:
             bits.append("foreign layer (not S/MIME) — unwrapped" if i + 1 < len(layers) else "foreign layer (not S/MIME)")
         elif i == decider:
             label = "inner signature" if any(layers[j].signed for j in range(i)) else "signed"
-            bits.append(f"{label}{whose} ({layer.verdict})")
+            bits.append(f"{label}{whose} ({layer.verdict}{note})")
         elif layer.verdict == "good":
-            bits.append(f"outer signature{whose} (good)")
+            bits.append(f"outer signature{whose} (good{note})")
         else:
             bits.append(f"outer signature {_broken(layer.verdict)}{whose} — ignored")
     for w in (w for layer in layers for w in layer.warnings):

@@ -22,6 +22,12 @@ Thunderbird's rules, which a signature must pass to be good:
 - **Date**: a signingTime more than one hour away from the Date header is
   ``time-mismatch`` (an old signed body replayed under a new date); a Date that
   cannot be read is too. ``check_date=False`` relaxes it.
+- **Revocation**, only when the caller gives a checker (``revocation=``, e.g.
+  :class:`autosmime.pki.revocation.CrlChecker`; the engine itself stays offline)
+  and only for the signer that counts once everything else is good: revoked for
+  a key compromise, for no reason, or before the message was signed is
+  ``revoked``; revoked afterwards for a harmless reason (superseded, ...) stays
+  good with a note; a status that cannot be had is a note, never a verdict.
 
 :func:`verify` raises the typed error of any verdict but good;
 :func:`check_classified` returns the verdict instead, for :func:`read`.
@@ -33,8 +39,10 @@ import datetime as _dt
 import email.utils
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from email.headerregistry import Address
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -43,6 +51,7 @@ from autosmime.errors import (
     BadDigest,
     ExpiredSigner,
     MalformedMessage,
+    RevokedSigner,
     SignerMismatch,
     TimeMismatch,
     UnsupportedAlgorithm,
@@ -55,6 +64,9 @@ from autosmime.smime._cms import signed as _signed
 from autosmime.smime._cmstype import Classified, classify
 from autosmime.smime._scan import split_header
 from autosmime.smime.models import SignerReport, VerifyResult
+
+if TYPE_CHECKING:
+    from autosmime.pki.revocation import RevocationCheck, RevocationStatus
 
 MAX_DATE_SKEW = _dt.timedelta(hours=1)  # Thunderbird's VERIFY_TIME_MISMATCH bound
 
@@ -73,7 +85,7 @@ def verdict_of(error: BaseException) -> str:
         return "time-mismatch"
     if isinstance(error, SignerMismatch):
         return "from-mismatch"
-    if type(error).__name__.startswith("Revoked"):  # pki's revocation error, when it has one
+    if isinstance(error, RevokedSigner):
         return "revoked"
     if isinstance(error, ExpiredSigner):
         return "expired"
@@ -235,23 +247,28 @@ def date_problem(block: HeaderBlock | None, signing_time: _dt.datetime | None) -
 
 def verify(message: bytes, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
            require_from_match: bool = True, check_date: bool = True,
-           extra_certs: Sequence[x509.Certificate] = (), detached_content: bytes | None = None) -> VerifyResult:
+           extra_certs: Sequence[x509.Certificate] = (), detached_content: bytes | None = None,
+           revocation: RevocationCheck | None = None) -> VerifyResult:
     """Verify the outermost signature layer of ``message``; return it only when good.
 
-    Raises BadSignature (BadDigest), UntrustedSigner (ExpiredSigner), SignerMismatch,
-    TimeMismatch, UnsupportedAlgorithm (WeakAlgorithm) or MalformedMessage.
+    Raises BadSignature (BadDigest), UntrustedSigner (ExpiredSigner, RevokedSigner),
+    SignerMismatch, TimeMismatch, UnsupportedAlgorithm (WeakAlgorithm) or MalformedMessage.
+    ``revocation``: a checker asked about the signer that counts once all else is good
+    (docs/engine.md, "Revocation"); None (the default) checks nothing and costs nothing.
     """
     return verify_classified(classify(message), trust_roots, at, require_from_match=require_from_match,
-                             check_date=check_date, extra_certs=extra_certs, detached_content=detached_content)
+                             check_date=check_date, extra_certs=extra_certs, detached_content=detached_content,
+                             revocation=revocation)
 
 
 def verify_classified(layer: Classified, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
                       require_from_match: bool = True, check_date: bool = True,
                       extra_certs: Sequence[x509.Certificate] = (),
-                      detached_content: bytes | None = None) -> VerifyResult:
+                      detached_content: bytes | None = None,
+                      revocation: RevocationCheck | None = None) -> VerifyResult:
     """:func:`verify` of a message already classified."""
     result = check_classified(layer, trust_roots, at, require_from_match=require_from_match, check_date=check_date,
-                              extra_certs=extra_certs, detached_content=detached_content)
+                              extra_certs=extra_certs, detached_content=detached_content, revocation=revocation)
     if result.error is not None:
         raise result.error
     return result
@@ -260,7 +277,8 @@ def verify_classified(layer: Classified, trust_roots: Sequence[x509.Certificate]
 def check_classified(layer: Classified, trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None = None, *,
                      require_from_match: bool = True, check_date: bool = True,
                      extra_certs: Sequence[x509.Certificate] = (), detached_content: bytes | None = None,
-                     prefix: int = 0, context: HeaderBlock | None = None) -> VerifyResult:
+                     prefix: int = 0, context: HeaderBlock | None = None,
+                     revocation: RevocationCheck | None = None) -> VerifyResult:
     """The signature layer's result with its verdict, good or not.
 
     Raises only when the layer cannot be opened at all (MalformedMessage: no signed content
@@ -291,7 +309,7 @@ def check_classified(layer: Classified, trust_roots: Sequence[x509.Certificate],
         return _failed(outer, content, e)
     if context is None and msg is not None:
         context = message_block(msg, prefix)
-    return _judge(signed, outer, context, trust_roots, at, require_from_match, check_date, extra_certs)
+    return _judge(signed, outer, context, trust_roots, at, require_from_match, check_date, extra_certs, revocation)
 
 
 def _failed(outer: list[bytes], content, error: AutosmimeError) -> VerifyResult:
@@ -328,7 +346,8 @@ def _validation_time(at: _dt.datetime | None, signing_time: _dt.datetime | None)
 
 def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBlock | None,
            trust_roots: Sequence[x509.Certificate], at: _dt.datetime | None, require_from_match: bool,
-           check_date: bool, extra_certs: Sequence[x509.Certificate]) -> VerifyResult:
+           check_date: bool, extra_certs: Sequence[x509.Certificate],
+           revocation: RevocationCheck | None = None) -> VerifyResult:
     pool = [*signed.certificates, *extra_certs]
     # Each SignerInfo in the order received, the failed ones with what went wrong.
     failed = dict(signed.failures) if signed.failures else {}
@@ -390,8 +409,74 @@ def _judge(signed: _signed.SignedResult, outer: list[bytes], context: HeaderBloc
         problem = date_problem(headers, primary.signing_time)
         if problem is not None:
             error = TimeMismatch(problem)
-    ordered = (primary,) if len(reports) == 1 else (primary, *(r for r, _ in reports if r is not primary))
+    counted = primary
+    if error is None and revocation is not None and primary.cert is not None:
+        primary, error = _revocation(primary, revocation, headers)
+    ordered = (primary,) if len(reports) == 1 else (primary, *(r for r, _ in reports if r is not counted))
     canonical = isinstance(signed.content, memoryview)  # split_signed_view only views CRLF bytes
     return VerifyResult(message=mime.rejoin(outer, signed.content, canonical=canonical), signers=ordered,
                         from_address=sender, from_matches=matches,
                         verdict="good" if error is None else verdict_of(error), error=error)
+
+
+# -- revocation (only with a checker) ---------------------------------------------------
+
+#: revoked for these, and after the signing: the signatures made before stay good (no compromise)
+HARMLESS_REASONS = frozenset({"superseded", "cessationOfOperation", "affiliationChanged"})
+
+
+def _revocation(report: SignerReport, check: RevocationCheck,
+                headers: HeaderBlock | None) -> tuple[SignerReport, AutosmimeError | None]:
+    """The signer that counts, with its revocation status asked and judged (docs/engine.md)."""
+    assert report.cert is not None
+    chain = report.chain or (report.cert,)
+    try:
+        status = check(report.cert, chain)
+    except (AutosmimeError, OSError, ValueError) as e:  # a checker that broke knows nothing
+        from autosmime.pki.revocation import RevocationStatus
+
+        status = RevocationStatus("unknown", detail=str(e))
+    signed_at = report.signing_time
+    if signed_at is None and headers is not None:
+        field = headers.date_field()
+        signed_at = _date_value(bytes(field)) if field is not None else None
+    error, note = revocation_judgement(status, signed_at)
+    notes = (*report.notes, note) if note else report.notes
+    if error is None:
+        return replace(report, revocation=status, notes=notes, revocation_note=note), None
+    return replace(report, revocation=status, verdict="revoked", detail=str(error)), error
+
+
+def revocation_judgement(status: RevocationStatus,
+                         signed_at: _dt.datetime | None) -> tuple[RevokedSigner | None, str]:
+    """(RevokedSigner or None, a note for people) for a signer's revocation ``status``.
+
+        >>> from autosmime.pki.revocation import RevocationStatus
+        >>> revocation_judgement(RevocationStatus("good"), None)
+        (None, '')
+
+    A key compromise, no reason, or any reason dated at or before the signing is revoked:
+    signingTime is the signer's own claim, worth nothing once the key may be someone
+    else's. Revoked later for a harmless reason (superseded, cessationOfOperation,
+    affiliationChanged) leaves the signature good. ``signed_at`` is signingTime, else the
+    Date header, else None (then revoked). Unknown is a note, never a verdict.
+    """
+    if status.status == "good":
+        return None, ""
+    if status.status != "revoked":
+        why = f": {status.detail}" if status.detail else ""
+        return None, f"the certificate's revocation status could not be checked{why}"
+    when = status.revoked_at
+    day = when.isoformat() if when is not None else "an unknown date"
+    reason = status.reason or "no reason given"
+    if (status.reason in HARMLESS_REASONS and when is not None and signed_at is not None
+            and signed_at < when):
+        return None, f"the certificate was revoked on {day} ({reason}), after this message was signed"
+    if status.reason in HARMLESS_REASONS:
+        why = ("before this message was signed" if signed_at is not None
+               else "and the message does not say when it was signed")
+    else:
+        why = "its key must be taken as someone else's" if status.reason == "keyCompromise" else \
+            "which may be a key compromise"
+    message = f"the signer's certificate was revoked on {day} ({reason}), {why}"
+    return RevokedSigner(message), message
