@@ -14,7 +14,7 @@ PYTHON="${PYTHON:-python3}"      # the interpreter the virtual environment is ma
 VENV=.venv
 
 PACKAGES=(
-  openssl gpgsm libnss3-tools              # interop peers: OpenSSL, GnuPG, NSS (Thunderbird's engine)
+  openssl gpgsm gpg-agent libnss3-tools    # interop peers: OpenSSL, GnuPG (gpgsm needs the agent; only Recommended), NSS
   dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix   # the loopback mail stack
   ca-certificates
   postgresql                               # the CA and directory servers on PostgreSQL (tests run both)

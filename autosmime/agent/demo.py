@@ -288,11 +288,16 @@ class _Story:
         (work / "old-mail.eml").write_bytes(raw)
         self.progress("openssl pkcs12, openssl cms -decrypt, openssl cms -verify")
         key = work / "key.pem"  # the private key in the clear, as other clients need it: deleted right after use
+        cert = work / "cert.pem"
         try:
             _run(["openssl", "pkcs12", "-in", str(p12), "-passin", f"file:{password}", "-nocerts", "-nodes",
                   "-out", str(key)], "openssl pkcs12")
-            _run(["openssl", "cms", "-decrypt", "-in", str(work / "old-mail.eml"), "-inkey", str(key),
-                  "-out", str(work / "decrypted.eml")], "openssl cms -decrypt")
+            _run(["openssl", "pkcs12", "-in", str(p12), "-passin", f"file:{password}", "-nokeys", "-clcerts",
+                  "-out", str(cert)], "openssl pkcs12")
+            # -recip picks alice's RecipientInfo. Without it openssl tries the key on every one, and since
+            # OpenSSL 3.2 (RSA implicit rejection) a later one (bob's) answers with a random key that overrides hers.
+            _run(["openssl", "cms", "-decrypt", "-in", str(work / "old-mail.eml"), "-recip", str(cert),
+                  "-inkey", str(key), "-out", str(work / "decrypted.eml")], "openssl cms -decrypt")
         finally:
             key.unlink(missing_ok=True)
         _run(["openssl", "cms", "-verify", "-in", str(work / "decrypted.eml"), "-CAfile", self.env["CA_TRUST"],
