@@ -12,6 +12,10 @@ roots of the vault's own chains (agent.lookup.vault_roots) plus any the caller a
 opened by the engine's :func:`autosmime.smime.read` (docs/engine.md, "What read reports"); the
 signer of each good signature whose certificate names From is added to the contacts
 (agent.lookup.harvest_verified), so a reply can be encrypted to them.
+
+Revocation: each signature's signer is checked against its CA's CRL (pki.revocation.CrlChecker), the
+CRLs kept in HOME/crl until their nextUpdate and fetched at most once per URL per run; a revoked signer
+reads "revoked" (docs/engine.md, "Revocation"), a status that cannot be had is a note.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import email.policy
 import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from cryptography import x509
@@ -33,10 +38,13 @@ if TYPE_CHECKING:
     from autosmime.agent.context import Agent
     from autosmime.exchange.harvest import Harvested
     from autosmime.mailbox.session import MailboxSession
+    from autosmime.pki.revocation import CrlChecker
     from autosmime.smime.decrypt import KeyList
 
-__all__ = ["DEFAULT_FOLDER", "DEFAULT_LIMIT", "MessageSummary", "Opened", "inbox", "read_uid", "reading_keys"]
+__all__ = ["CRL_CACHE", "DEFAULT_FOLDER", "DEFAULT_LIMIT", "MessageSummary", "Opened", "inbox", "read_uid",
+           "reading_keys", "revocation_checker"]
 
+CRL_CACHE = "crl"  # HOME/crl/<sha256 of the URL>.der
 DEFAULT_FOLDER = "INBOX"
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
@@ -87,13 +95,24 @@ def reading_keys(agent: Agent) -> KeyList:
     return agent.vault(create=False).decryption_keys()
 
 
+def revocation_checker(home: Path | None) -> CrlChecker:
+    """The signer revocation check for one run: CRLs cached in ``home``/crl when there is a home.
+
+        >>> check = revocation_checker(agent.home)          # doctest: +SKIP
+        >>> read(raw, trust_roots=roots, revocation=check)  # doctest: +SKIP
+    """
+    from autosmime.pki.revocation import CrlChecker
+
+    return CrlChecker(Path(home) / CRL_CACHE if home is not None else None)
+
+
 def _open(agent: Agent, raw: bytes, keys: KeyList | None, roots: Sequence[x509.Certificate],
-          at: _dt.datetime | None) -> ReadResult:
+          at: _dt.datetime | None, checker: CrlChecker) -> ReadResult:
     from autosmime.agent.lookup import vault_roots
     from autosmime.smime import read
 
     return read(raw, keys=reading_keys(agent) if keys is None else keys, trust_roots=[*vault_roots(agent), *roots],
-                at=at, check_date=at is None)
+                at=at, check_date=at is None, revocation=checker)
 
 
 def _harvest(agent: Agent, result: ReadResult) -> tuple[Harvested, ...]:
@@ -122,7 +141,7 @@ def read_uid(agent: Agent, uid: int, folder: str = DEFAULT_FOLDER, *, keys: KeyL
         raw = _fetch(box, folder, [uid]).get(uid)
     if raw is None:
         raise UsageError(f"no message with UID {uid} in {folder}")
-    result = _open(agent, raw, keys, extra_roots, at)
+    result = _open(agent, raw, keys, extra_roots, at, revocation_checker(agent.home))
     return Opened(uid, folder, result, _harvest(agent, result))
 
 
@@ -136,11 +155,12 @@ def inbox(agent: Agent, folder: str = DEFAULT_FOLDER, limit: int = DEFAULT_LIMIT
         uids = cast(_Listing, box).uids(folder)[-limit:]
         fetched = _fetch(box, folder, uids)
     keys = reading_keys(agent)  # the vault is read once for the whole list
+    checker = revocation_checker(agent.home)  # and each CRL fetched once
     out = []
     for uid in sorted(fetched, reverse=True):
         raw = fetched[uid]
         try:
-            result: ReadResult | None = _open(agent, raw, keys, (), None)
+            result: ReadResult | None = _open(agent, raw, keys, (), None, checker)
         except (MalformedMessage, AutosmimeError) as e:
             result, why = None, f"cannot be opened: {e}"
         if result is not None:

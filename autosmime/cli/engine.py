@@ -50,6 +50,10 @@ def load_key_and_cert(key: Path, cert: Path, chain: Path | None = None) -> KeyPa
 
     return keys.load_key_and_cert(key, cert, chain)
 
+_check_revocation = click.option(
+    "--check-revocation", is_flag=True,
+    help="Check the signer's certificate against its CA's CRL (fetched over HTTP; cached in the home when this "
+         "device is set up). Off by default: the file commands stay offline.")
 _in = click.option("--in", "in_file", type=click.Path(dir_okay=False, path_type=Path),
                    help="Read the message from FILE instead of standard input.")
 _out = click.option("--out", "out_file", type=OutFile(),
@@ -216,13 +220,14 @@ def _warn_from_mismatch(data: bytes, cert: Any) -> None:
 @click.option("--signer-cert-out", type=OutFile(),
               help="Write the signer's certificate (PEM) to FILE ('-': standard output): the signer From names.")
 @click.option("--allow-from-mismatch", is_flag=True, help="Accept a signer whose certificate does not name From.")
+@_check_revocation
 @click.option("--json", "as_json", is_flag=True,
               help="Print the verdict, signer and content as one JSON object (docs/cli.md); with --out the "
                    "message goes to FILE and the JSON's content is null.")
 @_in
 @_out
 @click.pass_context
-def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, as_json, in_file, out_file):
+def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, check_revocation, as_json, in_file, out_file):
     """Verify a signed message; print the inner message (exit 1 unless the signature is good)."""
     from autosmime.smime import verify as do_verify
 
@@ -231,7 +236,8 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, as_json, in_fil
     roots = [c for path in trust for c in load_certificates(read_file(path))]
     when = _parse_at(at)
     data = _read_input(in_file)
-    result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch, check_date=when is None)
+    result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch, check_date=when is None,
+                       revocation=_revocation(ctx) if check_revocation else None)
     if signer_cert_out and result.signer_cert is not None:
         from cryptography.hazmat.primitives import serialization
 
@@ -242,7 +248,26 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, as_json, in_fil
         return
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
-    say(f"good signature from {result.signer_address or 'unknown address'} ({when_text})")
+    note = f"; {result.revocation_note}" if result.revocation_note else ""
+    say(f"good signature from {result.signer_address or 'unknown address'} ({when_text}){note}")
+
+
+def _revocation(ctx: click.Context) -> Any:
+    """--check-revocation: the agent's CRL checker, its cache in the home when this device is set up."""
+    from autosmime.agent.inbox import revocation_checker
+
+    home = home_dir_if_set_up(ctx)
+    return revocation_checker(home)
+
+
+def home_dir_if_set_up(ctx: click.Context) -> Path | None:
+    """The device home when it holds a vault or an account; None for someone who only checks files."""
+    from autosmime._files import VAULT_FILE
+    from autosmime.cli import home_dir
+    from autosmime.mailbox.account import ACCOUNT_FILE
+
+    home = home_dir(ctx)
+    return home if (home / VAULT_FILE).exists() or (home / ACCOUNT_FILE).exists() else None
 
 
 def _learn(ctx: click.Context, result: Any) -> None:
@@ -251,12 +276,7 @@ def _learn(ctx: click.Context, result: Any) -> None:
     Only on a device that is set up (a vault or an account in its home): the file commands
     also serve people who only want a verdict, and they get no home created behind their back.
     """
-    from autosmime._files import VAULT_FILE
-    from autosmime.cli import home_dir
-    from autosmime.mailbox.account import ACCOUNT_FILE
-
-    home = home_dir(ctx)
-    if not ((home / VAULT_FILE).exists() or (home / ACCOUNT_FILE).exists()):
+    if home_dir_if_set_up(ctx) is None:
         return
     from autosmime.agent.lookup import harvest_verified
     from autosmime.cli import agent_for
@@ -289,6 +309,7 @@ def _verify_json(result: Any, out_file: Path | None) -> None:
            "signer_sha256": fingerprint(cert) if cert is not None else None,
            "from": result.from_address, "from_matches": result.from_matches,
            "signing_time": result.signing_time.isoformat() if result.signing_time else None,
+           "notes": list(result.signers[0].notes) if result.signers else [],
            "content": content, "content_encoding": encoding}
     _write_output((json.dumps(doc, indent=2) + "\n").encode(), None)
 
@@ -366,20 +387,24 @@ def decrypt(ctx, key, cert, p12, password_file, in_file, out_file):
               help="Validate as of this ISO 8601 time (old mail); the Date header is then not held to the signing time.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print every layer's record and the content as one JSON document (docs/engine.md).")
+@_check_revocation
 @click.option("--folder", help="With UID: the mailbox folder (default INBOX).")
 @click.option("--raw", is_flag=True, help="With UID: print the opened message itself (MIME), not the text view.")
 @_in
 @_out
 @click.argument("uid", required=False, type=click.IntRange(min=1))
 @click.pass_context
-def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, raw, in_file, out_file, uid):
+def read(ctx, key, cert, p12, password_file, trust, at, as_json, check_revocation, folder, raw, in_file, out_file,
+         uid):
     """Open every layer: print the content, and a summary on stderr.
 
     With UID, the message is fetched from the mailbox (INBOX, or --folder), read with every
     key in the vault and shown as text (headers, text, attachments; --raw or --out: the message
     itself); without, it is read from standard input or --in and the opened message printed.
     Exit 0 when the signature nearest the content is good or there is no S/MIME
-    signature; 1 when it is not good or the content could not be decrypted.
+    signature; 1 when it is not good or the content could not be decrypted. With UID the
+    signer's revocation is always checked (the CRLs cached in the home); from a file only
+    with --check-revocation.
     """
     import json
 
@@ -409,7 +434,8 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, folder, raw, in
                 raise
             pairs = []  # no key here: plain and signed mail still read; an encrypted layer says it cannot be opened
         data = _read_input(in_file)
-        result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None)
+        result = do_read(data, keys=pairs, trust_roots=roots, at=when, check_date=when is None,
+                         revocation=_revocation(ctx) if check_revocation else None)
         _learn(ctx, result)  # read UID learns inside agent.inbox
     if as_json:
         _write_output((json.dumps({**result.to_json(), **extra}, indent=2) + "\n").encode(), out_file)
