@@ -53,7 +53,7 @@ class Served:
         served = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 served.hits += 1
                 if not served.body:
                     self.send_response(404)
@@ -169,8 +169,7 @@ def test_without_signing_time_the_date_header_counts_and_without_either_revoked(
     assert revocation_judgement(later, NOW)[0] is None
     assert isinstance(revocation_judgement(later, None)[0], RevokedSigner)
     # Through the engine: the signingTime stripped is what the Date header stands in for.
-    from autosmime.smime.verify import _revocation
-    from autosmime.smime.verify import HeaderBlock
+    from autosmime.smime.verify import HeaderBlock, _revocation
 
     report = verify(sign(_message(), pki["key"], pki["cert"]), [pki["ca"]]).signers[0]
     from dataclasses import replace
@@ -278,3 +277,45 @@ def test_crl_checker_fetches_once_per_run_and_caches_until_next_update(pki: dict
     cached.unlink()
     assert CrlChecker(tmp_path / "crl")(cert, chain).status == "unknown"
     assert list((tmp_path / "crl").iterdir()) == []
+
+
+# -- the file commands: offline unless --check-revocation ------------------------------------------
+
+def _cli(home: Path, *args: object, stdin: bytes) -> tuple[int, bytes, str]:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "autosmime", "--home", str(home), *map(str, args)], input=stdin,
+                       capture_output=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr.decode()
+
+
+def test_file_commands_check_revocation_only_when_asked(pki: dict, served: Served, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    cert = pki["with_dp"]
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki["ca"].public_bytes(serialization.Encoding.PEM))
+    signed = sign(_message(), pki["key"], cert)
+    served.body = _crl(pki, [(cert, NOW - HOUR, x509.ReasonFlags.key_compromise)])
+    served.hits = 0
+    home = tmp_path / "home"  # not set up: nothing is cached, no home is created
+    rc, _, err = _cli(home, "read", "--trust", ca, stdin=signed)
+    assert rc == 0 and err == "autosmime: signed by alice@example.test (good)\n" and served.hits == 0
+    rc, out, err = _cli(home, "read", "--trust", ca, "--check-revocation", stdin=signed)
+    assert rc == 1 and b"Hello Bob" in out and err == "autosmime: signed by alice@example.test (revoked)\n"
+    rc, out, err = _cli(home, "verify", "--trust", ca, stdin=signed)
+    assert rc == 0
+    rc, out, err = _cli(home, "verify", "--trust", ca, "--check-revocation", stdin=signed)
+    assert rc == 1 and out == b"" and len(err.strip().splitlines()) == 1 and "(keyCompromise)" in err, err
+    assert served.hits == 2 and not home.exists()
+
+    served.body = _crl(pki, [(cert, NOW + HOUR, x509.ReasonFlags.superseded)])
+    rc, out, err = _cli(home, "verify", "--trust", ca, "--check-revocation", "--json", stdin=signed)
+    assert rc == 0, err
+    import json
+
+    doc = json.loads(out)
+    assert doc["verdict"] == "good" and any("(superseded), after this message was signed" in n for n in doc["notes"])
+    rc, out, err = _cli(home, "verify", "--trust", ca, "--check-revocation", stdin=signed)
+    assert rc == 0 and "(superseded), after this message was signed" in err
