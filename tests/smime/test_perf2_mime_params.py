@@ -156,10 +156,17 @@ def test_message_sees_replaced_fields():
 
 
 def test_where_the_email_package_crashes_the_message_is_malformed():
+    """Python 3.11's email package crashes here (TypeError sorting RFC 2231 parts): malformed for us.
+    3.13's reads boundary 0, and so do we: the hand parser follows the installed email package."""
     fields = (b"Content-Type: text/plain; boundary*=0; boundary*0=0\r\n",)
-    with pytest.raises(TypeError):
-        _email_reference(fields)
-    with pytest.raises(MalformedMessage):
-        parse_entity_fields(fields)
-    with pytest.raises(MalformedMessage):
-        mime.Message.parse(fields[0] + b"\r\nbody").content_type
+    reference = _reference(fields)
+    assert reference in (("error", "unreadable Content-Type parameters (TypeError)"),
+                         ("text/plain", {"boundary": "0"}, "7bit"))
+    assert _parse(fields) == reference
+    if reference[0] == "error":
+        with pytest.raises(MalformedMessage):
+            parse_entity_fields(fields)
+        with pytest.raises(MalformedMessage):
+            mime.Message.parse(fields[0] + b"\r\nbody").content_type
+    else:
+        assert mime.Message.parse(fields[0] + b"\r\nbody").content_type.params == {"boundary": "0"}
