@@ -90,12 +90,14 @@ def test_tick_renews_a_due_certificate_and_publishes_it(stack: Stack, device: tu
     before = status(agent)
     assert before.certificate is not None
     old = before.certificate.fingerprint
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=300)      # past 2/3 of a 365-day certificate
+    # past the end of the CA's ARI window (2/3 to 5/6 of a 365-day certificate: days 243-304), before expiry:
+    # the renewal point the client draws inside the window is always behind us
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=320)
     events = Watcher(agent, clock=lambda: later).tick()
     kinds = [e.kind for e in events]
     assert "renewed" in kinds, [e.text for e in events]
     assert not any(k.endswith("-failed") for k in kinds), [e.text for e in events]
-    assert "backup-verified" in kinds     # its last verification is 300 days old by that clock
+    assert "backup-verified" in kinds     # its last verification is 320 days old by that clock
 
     after = status(Agent(home), now=later)
     assert after.certificate is not None and after.certificate.fingerprint != old
@@ -136,7 +138,7 @@ def test_two_watching_devices_renew_once(stack: Stack, device: tuple[str, Path, 
                 env=stack.client_env())
     assert r.returncode == 0, r.stderr                                  # b restored a's key with the code
     old = status(Agent(home_b)).certificate.fingerprint
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=300)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=320)   # past the ARI window, before expiry
     kinds_a = [e.kind for e in Watcher(Agent(home_a), clock=lambda: later).tick()]
     assert "renewed" in kinds_a
     renewed = status(Agent(home_a), now=later).certificate.fingerprint
