@@ -208,7 +208,7 @@ def test_expired_and_untrusted_is_untrusted(pki):
 
 
 def test_naive_at_is_utc(pki):
-    assert validate_signer(pki["leaf"], [], [pki["root"]], at=dt.datetime.utcnow())[0] == pki["leaf"]
+    assert validate_signer(pki["leaf"], [], [pki["root"]], at=dt.datetime.now(dt.UTC).replace(tzinfo=None))[0] == pki["leaf"]
 
 
 # --- RFC 9216 sample PKI (RSA and Ed25519 roots, cross certificates) --------------------------
