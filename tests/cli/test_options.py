@@ -124,7 +124,8 @@ def test_verify_json(tmp_path, pki_files):
     assert doc["verdict"] == "good" and doc["signer"] == "alice@example.test" and doc["from_matches"] is True
     assert doc["content"].endswith("hello\r\n") and doc["content_encoding"] == "utf-8"
     assert set(doc) == {"verdict", "signer", "signer_sha256", "from", "from_matches", "signing_time", "content",
-                        "content_encoding"}
+                        "content_encoding", "notes"}   # notes: e.g. a revocation status that could not be had
+    assert doc["notes"] == []
     r = run(None, "verify", "--trust", str(cert.parent / "ca.pem"), "--json", "--out", str(tmp_path / "m"),
             input=signed)
     assert json.loads(r.stdout)["content"] is None and (tmp_path / "m").read_bytes().endswith(b"hello\r\n")
