@@ -238,13 +238,16 @@ def verify(ctx, trust, at, signer_cert_out, allow_from_mismatch, check_revocatio
     data = _read_input(in_file)
     result = do_verify(data, roots, when, require_from_match=not allow_from_mismatch, check_date=when is None,
                        revocation=_revocation(ctx) if check_revocation else None)
+    pem = None
     if signer_cert_out and result.signer_cert is not None:
         from cryptography.hazmat.primitives import serialization
 
-        _write_output(result.signer_cert.public_bytes(serialization.Encoding.PEM), signer_cert_out)
+        pem = result.signer_cert.public_bytes(serialization.Encoding.PEM)
+        if not (as_json and is_stdout(signer_cert_out)):  # with --json, stdout holds the one JSON object only
+            _write_output(pem, signer_cert_out)
     _learn(ctx, result)
     if as_json:
-        _verify_json(result, out_file)
+        _verify_json(result, out_file, pem if is_stdout(signer_cert_out) else None)
         return
     _write_output(result.message, out_file)
     when_text = result.signing_time.isoformat() if result.signing_time else "no signing time"
@@ -288,8 +291,9 @@ def _learn(ctx: click.Context, result: Any) -> None:
                  f"`autosmime lookup {learned.address}`")
 
 
-def _verify_json(result: Any, out_file: Path | None) -> None:
-    """verify --json: one object on stdout; the message in it unless --out took it."""
+def _verify_json(result: Any, out_file: Path | None, signer_pem: bytes | None = None) -> None:
+    """verify --json: one object on stdout; the message in it unless --out took it, the signer's
+    certificate in it as ``signer_cert_pem`` when asked for on stdout (``--signer-cert-out -``)."""
     import json
 
     from autosmime.pki.certs import fingerprint
@@ -311,6 +315,8 @@ def _verify_json(result: Any, out_file: Path | None) -> None:
            "signing_time": result.signing_time.isoformat() if result.signing_time else None,
            "notes": list(result.signers[0].notes) if result.signers else [],
            "content": content, "content_encoding": encoding}
+    if signer_pem is not None:
+        doc["signer_cert_pem"] = signer_pem.decode("ascii")
     _write_output((json.dumps(doc, indent=2) + "\n").encode(), None)
 
 

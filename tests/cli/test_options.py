@@ -131,6 +131,17 @@ def test_verify_json(tmp_path, pki_files):
     assert json.loads(r.stdout)["content"] is None and (tmp_path / "m").read_bytes().endswith(b"hello\r\n")
 
 
+def test_verify_json_with_the_signer_certificate_on_stdout_is_still_one_json_object(tmp_path, pki_files):
+    """``--json --signer-cert-out -``: the PEM goes into the JSON (as ``--recovery-code-out -`` does), not before it."""
+    key, cert = pki_files
+    signed = run(None, "sign", "--key", str(key), "--cert", str(cert),
+                 input="From: alice@example.test\nSubject: hi\n\nhello\n").stdout
+    r = run(None, "verify", "--trust", str(cert.parent / "ca.pem"), "--json", "--signer-cert-out", "-", input=signed)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["signer_cert_pem"] == cert.read_text() and doc["content"].endswith("hello\r\n")
+
+
 def test_debug_is_a_root_option_only_before_the_command():
     from autosmime.cli._options import given_before_command
 
