@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from autosmime.cli import agent_for, home_dir
-from autosmime.cli._options import OutFile
+from autosmime.cli._options import OutFile, is_stdout
 from autosmime.cli._output import emit_json, next_steps, plural, progress, say, warn
 from autosmime.errors import UsageError
 
@@ -120,6 +120,9 @@ def export_cmd(ctx: click.Context, out_dir: Path, password_file: Path | None, le
     )
     from autosmime.vault.store import Vault
 
+    if is_stdout(out_dir):  # several files: '-' cannot be standard output, and is no folder anyone meant
+        raise UsageError("--out takes a folder to write the export into; '-' (standard output) cannot hold "
+                         "several files")
     vault = Vault.open(home_dir(ctx), create=False)
     generated = password_file is None
     if generated:

@@ -100,6 +100,16 @@ def test_dash_means_standard_output(tmp_path, pki_files):
     assert (tmp_path / "inner.eml").read_bytes().endswith(b"hello\n") or b"hello" in (tmp_path / "inner.eml").read_bytes()
 
 
+def test_export_out_dash_is_refused_not_a_folder_named_dash(tmp_path):
+    """``export`` writes several files into a folder: ``--out -`` cannot mean standard output, and must not
+    quietly create a folder named ``-`` in the current directory."""
+    home = tmp_path / "home"
+    Vault.open(home).add(*support.ca_issued("alice@example.test"))
+    r = run(home, "export", "--out", "-")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("autosmime: ") and "--out" in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and not os.path.exists("-")
+
+
 @pytest.fixture
 def pki_files(tmp_path):
     from cryptography.hazmat.primitives import serialization
