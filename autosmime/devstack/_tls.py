@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,8 +39,10 @@ def make_ca(name: str = "autosmime devstack TLS CA") -> tuple[ec.EllipticCurvePr
     return key, cert
 
 
-def make_server_tls() -> tuple[bytes, bytes, bytes]:
-    """(CA PEM, server certificate PEM, server key PEM) for 127.0.0.1 / localhost.
+def make_server_tls(names: Sequence[str] = ("localhost", "127.0.0.1"),
+                    common_name: str | None = None) -> tuple[bytes, bytes, bytes]:
+    """(CA PEM, server certificate PEM, server key PEM) for ``names``: IP SANs for addresses, DNS SANs for the rest,
+    the CN ``common_name`` or else the first name (tests of a client's name check give other names and CNs).
 
     A separate CA (not a self-signed leaf) because strict verifiers
     (VERIFY_X509_STRICT, the default from Python 3.13) reject a leaf used as
@@ -50,7 +53,7 @@ def make_server_tls() -> tuple[bytes, bytes, bytes]:
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or names[0])]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -60,9 +63,7 @@ def make_server_tls() -> tuple[bytes, bytes, bytes]:
         .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_general_name(n) for n in names]),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -74,3 +75,10 @@ def make_server_tls() -> tuple[bytes, bytes, bytes]:
     pem = serialization.Encoding.PEM
     key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return ca.public_bytes(pem), cert.public_bytes(pem), key_pem
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)

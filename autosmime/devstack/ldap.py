@@ -13,7 +13,8 @@ adds it). The server is configured by a slapd.conf in a temporary directory:
 one mdb database under ``dc=example,dc=test``, readable anonymously, written
 through a random root password that only this object knows. It listens on
 127.0.0.1 only: ``ldap://`` (with StartTLS) and ``ldaps://`` on two free ports,
-with a server certificate from autosmime.devstack._tls whose CA is ``ca_pem``.
+with a server certificate from autosmime.devstack._tls whose CA is ``ca_pem``
+(for localhost and 127.0.0.1 unless ``tls_names`` says otherwise).
 slapd runs in the foreground (``-d 0``) as the current user (root in CI is fine:
 it binds only unprivileged ports) and is stopped by its PID.
 """
@@ -82,7 +83,9 @@ class LdapServer:
         return f"ldaps://127.0.0.1:{self.tls_port}"
 
     @classmethod
-    def start(cls, timeout: float = 30.0) -> LdapServer:
+    def start(cls, timeout: float = 30.0, tls_names: Sequence[str] = ("localhost", "127.0.0.1"),
+              tls_common_name: str | None = None) -> LdapServer:
+        """``tls_names`` (SANs) and ``tls_common_name``: the server's TLS certificate (make_server_tls)."""
         from autosmime._files import write_private
         from autosmime.devstack._tls import make_server_tls
 
@@ -91,7 +94,7 @@ class LdapServer:
             raise SlapdError("slapd is not installed (apt-get install slapd ldap-utils)")
         base = Path(tempfile.mkdtemp(prefix="autosmime-ldap-"))
         os.chmod(base, 0o700)
-        ca_pem, cert_pem, key_pem = make_server_tls()
+        ca_pem, cert_pem, key_pem = make_server_tls(tls_names, tls_common_name)
         server = cls(base, _free_port(), _free_port(), ca_pem, secrets.token_urlsafe(24))
         try:
             (base / "data").mkdir(mode=0o700)

@@ -134,18 +134,17 @@ class LdapSource:
 
         tls = None
         if self.scheme == "ldaps" or self.uses_starttls():
-            ca = str(self.ca_file) if self.ca_file else None
             if self.ca_file is not None and not Path(self.ca_file).is_file():
                 raise LDAPBadURL(f"the LDAP CA file {self.ca_file} does not exist")
-            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca, sni=self.host)
+            tls = _verified_tls(self.host, self.ca_file)
         server = ldap3.Server(self.host, port=self.port, use_ssl=self.scheme == "ldaps", tls=tls,
                               connect_timeout=self.timeout, get_info=ldap3.NONE)
         auth = ldap3.SIMPLE if self.bind_dn is not None else ldap3.ANONYMOUS
         conn = ldap3.Connection(server, user=self.bind_dn, password=self.password, authentication=auth,
                                 receive_timeout=max(1, math.ceil(self.timeout)), read_only=True, auto_referrals=False,
                                 raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE)
-        _call(conn.open, tls_phase=self.scheme == "ldaps", where=self.host)
-        if self.uses_starttls() and not _call(conn.start_tls, tls_phase=True, where=self.host):
+        _call(conn.open, tls_phase=self.scheme == "ldaps", where=self.host, tls=tls)
+        if self.uses_starttls() and not _call(conn.start_tls, tls_phase=True, where=self.host, tls=tls):
             _call(conn.unbind)
             raise LDAPTLSFailure(f"StartTLS with the LDAP server {self.host} failed: {_describe(conn.result)}")
         if not _call(conn.bind, where=self.host):
@@ -167,22 +166,63 @@ class LdapSource:
         return contexts
 
 
-def _call(method: Any, *args: Any, tls_phase: bool = False, where: str = "", **kw: Any) -> Any:
-    """Run one ldap3 operation; its exceptions become typed errors (never a traceback)."""
+def _verified_tls(host: str, ca_file: Path | None) -> Any:
+    """An ldap3 ``Tls`` whose handshake verifies the chain and ``host`` in OpenSSL, like every other TLS here.
+
+    ldap3 2.9 turns the context's ``check_hostname`` off and checks the name itself afterwards, with
+    ``ssl.match_hostname`` up to Python 3.11 and, from 3.12 (where that is gone), with a backport that ignores
+    IP SANs (an address matched only a CN, as text), so ``ldaps://127.0.0.1`` failed there. Here the context
+    keeps ``check_hostname`` and gets ``server_hostname=host``: OpenSSL matches a name against the DNS SANs and
+    an address against the IP SANs (never a CN), on every Python; a certificate that names neither fails the
+    handshake (SSLCertVerificationError).
+    """
+    import ldap3
+
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)   # CERT_REQUIRED + names
+    except (OSError, ssl.SSLError) as e:
+        raise LDAPTLSFailure(f"cannot load the LDAP CA file {ca_file}: {getattr(e, 'strerror', None) or e}") from None
+
+    class HostVerifiedTls(ldap3.Tls):
+        refusal: str | None = None
+
+        def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+            # ldap3 calls this for ldaps:// and after a StartTLS answer; its own name check is not run.
+            try:
+                connection.socket = context.wrap_socket(connection.socket, server_side=False,
+                                                        do_handshake_on_connect=do_handshake, server_hostname=host)
+            except ssl.SSLCertVerificationError as e:
+                # ldap3 re-raises this as nested text; OpenSSL's reason is kept for the message (_call)
+                self.refusal = e.verify_message or e.reason
+                raise
+
+    return HostVerifiedTls(validate=ssl.CERT_REQUIRED)
+
+
+def _call(method: Any, *args: Any, tls_phase: bool = False, where: str = "", tls: Any = None, **kw: Any) -> Any:
+    """Run one ldap3 operation; its exceptions become typed errors (never a traceback).
+
+    ``tls``: the connection's _verified_tls, whose ``refusal`` says why the handshake refused the certificate.
+    """
     from ldap3.core import exceptions as lx
 
     try:
         return method(*args, **kw)
     except (lx.LDAPSSLConfigurationError, lx.LDAPCertificateError, lx.LDAPStartTLSError, ssl.SSLError) as e:
-        raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_short(e)}") from None
+        raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_refusal(tls) or _short(e)}") from None
     except (lx.LDAPSocketOpenError, lx.LDAPSocketReceiveError, lx.LDAPSocketSendError, lx.LDAPResponseTimeoutError,
             lx.LDAPSessionTerminatedByServerError, lx.LDAPCommunicationError, OSError) as e:
         text = str(e).lower()
         if tls_phase and ("ssl" in text or "certificate" in text) and "timed out" not in text:
-            raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_short(e)}") from None
+            raise LDAPTLSFailure(f"TLS with the LDAP server {where} failed: {_refusal(tls) or _short(e)}") from None
         raise LDAPUnreachable(f"the LDAP server {where} could not be reached: {_short(e)}") from None
     except lx.LDAPException as e:
         raise LDAPError(f"the LDAP server {where} gave a bad answer: {_short(e)}") from None
+
+
+def _refusal(tls: Any) -> str | None:
+    refusal = getattr(tls, "refusal", None)
+    return f"the server's certificate was refused: {refusal}" if refusal else None
 
 
 def _short(e: BaseException) -> str:

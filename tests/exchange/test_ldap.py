@@ -142,6 +142,55 @@ def test_ldaps_and_starttls_verify_the_server(ldap_server, pki, tmp_path) -> Non
             source.certificates(address)
 
 
+def test_the_host_is_matched_against_the_certificates_ip_and_dns_names(ldap_server, pki) -> None:
+    """An address is checked against the IP SANs, a name against the DNS SANs, ldaps and StartTLS alike.
+
+    ldap3 2.9 checks the name itself, from Python 3.12 with a backport that refuses every IP address: without
+    autosmime's own check (exchange.ldap._verified_tls) the IP cases fail there, e.g. on Debian 13's 3.13.
+    """
+    from autosmime.devstack.ldap import LdapServer
+
+    address = fresh("olga")
+    user = pki.user(address)
+    # Only the IP SAN: no DNS name, and a CN that is not an address (ldap3's backport would try it instead).
+    with LdapServer.start(tls_names=("127.0.0.1",), tls_common_name="autosmime test LDAP server") as server:
+        server.add_person(address, certificates=[der(user.cert)])
+        ca = Path(server.ca_file)
+        for source in (LdapSource(server.ldaps_url, base=server.base_dn, ca_file=ca),
+                       LdapSource(server.url, base=server.base_dn, ca_file=ca, starttls=True)):
+            assert source.certificates(address) == [user.cert], source.url
+    # A DNS name (the session server's certificate names localhost and 127.0.0.1).
+    ldap_server.add_person(address, certificates=[der(user.cert)])
+    for url, kw in ((f"ldaps://localhost:{ldap_server.tls_port}", {}), (f"ldap://localhost:{ldap_server.port}",
+                                                                          {"starttls": True})):
+        source = LdapSource(url, base=ldap_server.base_dn, ca_file=Path(ldap_server.ca_file), **kw)  # type: ignore[arg-type]
+        assert source.certificates(address) == [user.cert], url
+
+
+def test_a_certificate_that_does_not_name_the_host_is_refused(ldap_server, pki, tmp_path) -> None:
+    """Trusted chain, but the SANs name another host (a DNS name and 192.0.2.1, TEST-NET, never contacted) and
+    only the CN names 127.0.0.1 (a CN never counts next to SANs, nor for an address): ldaps and StartTLS, by
+    address or by name, are refused with LDAPTLSFailure saying why; the CLI says so in one line."""
+    from autosmime.devstack.ldap import LdapServer
+
+    address = fresh("piet")
+    with LdapServer.start(tls_names=("ldap.example.test", "192.0.2.1"), tls_common_name="127.0.0.1") as server:
+        server.add_person(address, certificates=[der(pki.user(address).cert)])
+        ca = Path(server.ca_file)
+        for host, url, kw in (("127.0.0.1", server.ldaps_url, {}), ("127.0.0.1", server.url, {"starttls": True}),
+                              ("localhost", f"ldaps://localhost:{server.tls_port}", {}),
+                              ("localhost", f"ldap://localhost:{server.port}", {"starttls": True})):
+            source = LdapSource(url, base=server.base_dn, ca_file=ca, **kw)  # type: ignore[arg-type]
+            with pytest.raises(LDAPTLSFailure, match=f"not valid for '{host}'"):
+                source.certificates(address)
+        trust = tmp_path / "ca.pem"
+        trust.write_text(support.pem(pki.ca))
+        r = cli("lookup", address, "--ldap", f"{server.ldaps_url}/{server.base_dn}", "--ldap-ca", str(ca),
+                "--trust", str(trust), home=tmp_path / "home")
+        assert r.returncode == 1 and "not valid for '127.0.0.1'" in r.stderr, r.stderr
+        assert r.stderr.startswith("autosmime: ") and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_plain_ldap_goes_only_to_loopback_and_bad_urls_are_refused_before_connecting() -> None:
     # Default: ldap:// to a remote host is upgraded with StartTLS; plain only on loopback.
     assert LdapSource("ldap://ldap.example.test").uses_starttls()
