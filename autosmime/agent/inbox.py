@@ -47,6 +47,7 @@ __all__ = ["CRL_CACHE", "DEFAULT_FOLDER", "DEFAULT_LIMIT", "MessageSummary", "Op
 CRL_CACHE = "crl"  # HOME/crl/<sha256 of the URL>.der
 DEFAULT_FOLDER = "INBOX"
 DEFAULT_LIMIT = 20
+MAX_UID = 2 ** 32 - 1  # RFC 3501 nz-number: a larger one is no message (the server calls it a bad command)
 MAX_LIMIT = 1000
 
 
@@ -135,8 +136,8 @@ def _fetch(box: MailboxSession, folder: str, uids: Sequence[int]) -> dict[int, b
 def read_uid(agent: Agent, uid: int, folder: str = DEFAULT_FOLDER, *, keys: KeyList | None = None,
              extra_roots: Sequence[x509.Certificate] = (), at: _dt.datetime | None = None) -> Opened:
     """Fetch message ``uid`` of ``folder`` and open it (UsageError if there is no such message)."""
-    if uid < 1:
-        raise UsageError(f"not a message UID: {uid}")
+    if not 1 <= uid <= MAX_UID:
+        raise UsageError(f"not a message UID: {uid} (UIDs are 1-{MAX_UID})")
     with agent.open_mailbox() as box:
         raw = _fetch(box, folder, [uid]).get(uid)
     if raw is None:
