@@ -165,6 +165,8 @@ class ImapMailbox:
         return None
 
     def folder_exists(self, name: str) -> bool:
+        if not name:  # LIST "" "" answers with the hierarchy delimiter (RFC 3501 6.3.8): no folder is named ""
+            return False
         with self._errors("LIST"):
             return bool(self._client.folder_exists(name))
 
