@@ -124,12 +124,14 @@ def set_key_status(agent: Agent, fp: str, status: str) -> KeyChange:
 
 def device_status(agent: Agent) -> DeviceStatus:
     """Account, keys, backup and recovery code of this device, from local files only."""
-    from autosmime.mailbox.account import load_account
+    from autosmime.mailbox.account import ACCOUNT_FILE, load_account
     from autosmime.vault.recovery import load_code
 
     try:
         account = load_account(agent.home)
     except AccountError:
+        if (agent.home / ACCOUNT_FILE).exists():  # there is one, unreadable: "none" would send the user to
+            raise                                  # `setup`, which refuses the broken file
         account = None
     summary = None
     if account is not None:

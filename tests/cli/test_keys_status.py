@@ -109,3 +109,19 @@ def test_unknown_fingerprint_is_one_line(tmp_path):
     r = run(home, "keys", "activate", "00" * 8)
     assert r.returncode == 1 and r.stderr.startswith("autosmime: error: no key with fingerprint")
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_status_with_an_unreadable_account_file_says_so_rather_than_no_account(tmp_path):
+    """"account: none (run `autosmime setup`)" would send the user to setup, which refuses the broken file."""
+    home = tmp_path / "home"
+    support.offline_account(home, ALICE)
+    Vault.open(home).add(*support.ca_issued(ALICE))
+    (home / "account.json").write_text("{garbage")
+    for args in (("status",), ("status", "--json")):
+        r = run(home, *args)
+        assert r.returncode == 1 and r.stdout == "", r
+        assert r.stderr.startswith("autosmime: error: ") and "account.json" in r.stderr
+        assert len(r.stderr.splitlines()) == 1
+    (home / "account.json").unlink()  # no account at all is still a report, not an error
+    r = run(home, "status", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["account"] is None, r.stderr
