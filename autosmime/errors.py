@@ -184,6 +184,12 @@ class JoinRefused(JoinError):
     """The approval's confirmation code was not confirmed; nothing was restored."""
 
 
+class BadInvitation(JoinError):
+    """An invitation code is mistyped, unknown, used or expired."""
+
+    exit_code = 2
+
+
 class DiscoveryError(AccountError):
     """No mail settings could be found for an address."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Approval", "BackupOutcome", "BackupState", "DeviceStatus", "ImportOutcome", "ImportedKey",
-           "KeySummary", "RestoreOutcome"]
+           "InviteOutcome", "KeySummary", "RestoreOutcome"]
 
 
 class BackupState(enum.Enum):
@@ -85,6 +85,14 @@ class ImportOutcome:
 class Approval:
     device: str  # the new device's name, as its request gave it
     c2: str  # the code the new device must show
+    invited: bool = False  # answered on an invitation: nothing to compare
+
+
+@dataclass(frozen=True)
+class InviteOutcome:
+    code: str = field(repr=False)  # the invitation code, to type on the new device (shown once)
+    invite_id: str
+    expires: str  # ISO 8601 UTC
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,10 @@ again is harmless and a run that stopped half-way resumes where it stopped:
    home where there is no keyring (a given password file is remembered instead).
 3. Keys: a usable certificate already held is kept. Otherwise, if the mailbox's
    backup folder holds backups and this device has no recovery code, they are
-   restored (the code from the caller, or asked at the terminal; RecoveryCodeNeeded,
-   exit 4, names the other way in: joining from another device). With no backup,
+   restored with the recovery code: given, asked at the terminal, or received
+   from another device of the user's (a join: with an invitation code from that
+   device it is answered there by itself, else the person compares codes on both
+   screens). With none of these, RecoveryCodeNeeded (exit 4). With no backup,
    a certificate is obtained over ACME for S/MIME (:mod:`autosmime.agent.enrol`).
 4. Backup: after an enrolment, or when the last backup is pending or never
    happened; a new recovery code is shown once (``Prompts.present_code``) and/or
@@ -46,6 +48,7 @@ from autosmime.errors import AccountError, NoBackupFound, NoKey, RecoveryCodeNee
 from autosmime.mailbox.account import ACCOUNT_FILE, Account, format_security, load_account, parse_security
 from autosmime.mailbox.autoconfig import MailSettings, discover
 from autosmime.vault.backup import DEFAULT_PARAMS, BackupParams
+from autosmime.vault.join import Invitation
 from autosmime.vault.store import Vault
 
 __all__ = ["KeysFrom", "Progress", "Prompts", "Publication", "ServerGiven", "SetupOutcome", "guess_security",
@@ -86,6 +89,8 @@ class ServerGiven:
     directory: str | None = None  # the key directory
     recovery_code: str | None = None  # read by the caller from --recovery-code-file
     recovery_code_out: Path | None = None
+    invitation: Invitation | None = None  # from another device of the user's (`autosmime invite`), to join with
+    join_timeout: float = 600
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,9 @@ class Prompts:
     """How the flow reaches the person, when one is there (None: nobody to ask)."""
 
     ask_password: Callable[[str], str] | None = None
-    ask_code: Callable[[], str | None] | None = None  # the recovery code; None or "" declines
+    ask_code: Callable[[], str | None] | None = None  # the recovery code; None or "" declines (then: join)
+    show_join_code: Callable[[str], None] | None = None  # a join request is waiting: show C1 (None: cannot join)
+    confirm_join: Callable[[str], bool] | None = None  # an approval arrived: does the other device show C2?
     present_code: Callable[[str], bool] | None = None  # show a new recovery code once; True if shown
     progress: Progress | None = None  # a step that may take over a second begins
 
@@ -258,16 +265,24 @@ def _has_backups(agent: Agent) -> bool:
         return folder_has_backups(box, agent.account().backup_folder)
 
 
-def _recovery_code(agent: Agent, given: ServerGiven, prompts: Prompts) -> str:
-    """The account's recovery code, given or asked for; RecoveryCodeNeeded (exit 4) naming the join instead."""
+def _recovery_code(agent: Agent, given: ServerGiven, prompts: Prompts, notes: list[str]) -> str:
+    """The account's recovery code: given, asked for, or received in a join; else RecoveryCodeNeeded (exit 4)."""
     code = given.recovery_code
-    if not code and prompts.ask_code is not None:
+    if not code and given.invitation is None and prompts.ask_code is not None:
         code = prompts.ask_code()
+    if not code and (given.invitation is not None or prompts.show_join_code is not None):
+        from autosmime.agent.join import receive_code
+
+        code = receive_code(agent, show_request=prompts.show_join_code or (lambda c1: None),
+                            confirm=prompts.confirm_join or (lambda c2: False), timeout=given.join_timeout,
+                            invitation=given.invitation)
+        notes.append("the recovery code came from your other device"
+                     + (" (on its invitation)" if given.invitation is not None else ""))
     if not code:
         raise RecoveryCodeNeeded(
-            "this account already has a key backup: give its recovery code (--recovery-code-file FILE), or join "
-            f"from a device that is set up: run `autosmime --home {agent.home} restore --join` here and "
-            "`autosmime approve` there")
+            "this account already has a key backup: give its recovery code (--recovery-code-file FILE), or an "
+            "invitation from a device that is set up (`autosmime invite` there, then setup --invite CODE here; "
+            f"or `autosmime --home {agent.home} restore --join` here and `autosmime approve` there)")
     return code
 
 
@@ -333,10 +348,11 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
     if cert is None:
         _note(prompts.progress, "looking for a key backup in your mailbox")
         if load_code(home) is None and _has_backups(agent):
-            keys, code = KeysFrom.RESTORED, _recovery_code(agent, given, prompts)
-        elif given.recovery_code:
+            keys, code = KeysFrom.RESTORED, _recovery_code(agent, given, prompts, notes)
+        elif given.recovery_code or given.invitation is not None:
+            what = "the recovery code" if given.recovery_code else "an invitation"
             raise NoBackupFound(f"no key backup in the mailbox folder {account.backup_folder!r} to restore with "
-                                "the recovery code; run setup without --recovery-code-file to get a certificate")
+                                f"{what}; run setup without it to get a certificate")
         else:
             keys, ca_url = KeysFrom.ENROLLED, _ca_url(agent, given)
 

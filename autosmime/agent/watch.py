@@ -26,9 +26,15 @@ schedule, recorded in the vault state so a restart does not redo it and
   log (monitor), a certificate I never held is reported (swapped), a forked or
   unverifiable log is reported, and the active certificate is published when
   the log does not show it;
-- join requests, every 2 min: reported (log line, and in ``status``), never
-  approved here. Approving needs the person to compare the codes on both
-  devices (``autosmime approve`` on this device).
+- join requests, every 2 min (every 10 s while this device has an open
+  invitation): a request made with one of this device's invitations
+  (``autosmime invite``; the new device was given its code) is approved here,
+  at once, and the invitation is used up. Any other request is reported (log
+  line, and in ``status``), never approved here: without an invitation,
+  approving needs the person to compare the codes on both devices
+  (``autosmime approve`` on this device). Approving a request nobody vouched
+  for would hand every key to whoever can write to the mailbox, the provider
+  first.
 
 Between ticks :meth:`Watcher.wait` holds IMAP IDLE on INBOX (NOOP polling
 when the server has no IDLE) until the next job is due; mail arriving ends
@@ -71,7 +77,6 @@ from autosmime.errors import (
     BackupRejected,
     LogVerificationError,
     MailboxError,
-    NoJoinRequest,
     NoKey,
     NotPublished,
     UsageError,
@@ -97,6 +102,7 @@ class Intervals:
     backup_health: float = 24 * 3600
     directory: float = 6 * 3600
     joins: float = 120
+    joins_invited: float = 10     # while an invitation is open: the new device is waiting for us
     idle: float = 25 * 60          # re-issue IDLE before the 29-minute server limit (RFC 2177)
     poll: float = 60               # NOOP polling when the server has no IDLE
     min_tick: float = 5            # mail arriving in a burst: at most one round of work per this
@@ -476,30 +482,38 @@ class Watcher:
                                                           f"{address}, all mine", logging.DEBUG))
         return events
 
+    def _joins_interval(self, now: _dt.datetime) -> float:
+        from autosmime.agent.join import invites
+
+        try:
+            inviting = bool(invites(self.agent, now=now))
+        except AutosmimeError:
+            inviting = False
+        return self.intervals.joins_invited if inviting else self.intervals.joins
+
     def _joins(self, now: _dt.datetime) -> list[WatchEvent]:
-        if self._joins_at is not None and (now - self._joins_at).total_seconds() < self.intervals.joins:
+        if self._joins_at is not None and (now - self._joins_at).total_seconds() < self._joins_interval(now):
             return []
-        from autosmime.vault import join as protocol
+        from autosmime.agent.join import approve_invited
 
         with self.agent.open_mailbox() as box:
-            try:
-                found = protocol.pending_requests(box, self.agent.account().backup_folder, now=now)
-            except NoJoinRequest:
-                found = []
+            approvals, found = approve_invited(self.agent, box=box, now=now)
         self._joins_at = now
+        events = [WatchEvent("join-approved", f"device {a.device!r} joined this account with an invitation "
+                                              "made here (the invitation is now used up)") for a in approvals]
         before = {r.get("id") for r in (self.agent.vault(create=False).state.get(JOIN_REQUESTS) or {})
                   .get("requests", [])}
         requests = [{"device": r.device, "created": _stamp(r.created), "id": r.request_id.hex()[:16]} for r in found]
         self._state(**{JOIN_REQUESTS: {"checked_at": _stamp(now), "requests": requests}})
-        return [WatchEvent("join-request", f"device {r['device']!r} asks to join this account (since {r['created']}); "
-                           "to let it in, run `autosmime approve` here and compare the codes on both screens",
-                           logging.WARNING) for r in requests if r["id"] not in before]
+        return events + [WatchEvent("join-request", f"device {r['device']!r} asks to join this account (since "
+                                    f"{r['created']}); to let it in, run `autosmime approve` here and compare the "
+                                    "codes on both screens", logging.WARNING) for r in requests if r["id"] not in before]
 
     # --- the loop --------------------------------------------------------------------------
 
     def next_due(self, now: _dt.datetime) -> float:
         """Seconds until the next job may have work (bounded by the IDLE renewal time)."""
-        wait = min(self.intervals.idle, self.intervals.joins)
+        wait = min(self.intervals.idle, self._joins_interval(now))
         for at in self._retry_at.values():
             wait = min(wait, max(0.0, (at - now).total_seconds()))
         return max(wait, 0.0)

@@ -112,9 +112,9 @@ def agent_for(ctx: click.Context, **options: Any) -> Agent:
 
 
 def _register() -> None:
-    from autosmime.cli import account, backup, ca, devstack, engine, enroll, keys
+    from autosmime.cli import account, backup, ca, devstack, engine, enroll, join, keys
 
-    for module in (engine, account, keys, backup, ca, enroll, devstack):
+    for module in (engine, account, keys, backup, join, ca, enroll, devstack):
         module.register(cli)
     from autosmime.cli import demo, directory, exchange, mail, setup, watch  # commands import their libraries when run
 

@@ -3,7 +3,7 @@
     $ autosmime --home ~/.autosmime backup --recovery-code-out ~/recovery-code.txt
     $ autosmime --home /new/device restore --recovery-code-file ~/recovery-code.txt
     $ autosmime --home /new/device restore --join          # then, on the old device:
-    $ autosmime --home ~/.autosmime approve
+    $ autosmime --home ~/.autosmime approve                 # (adding a device: autosmime/cli/join.py)
 
 Status lines go to stderr. The recovery code is never printed: it is only
 written to the file the user names (0600) or typed at a hidden prompt.
@@ -22,11 +22,11 @@ import click
 from autosmime.cli import agent_for
 from autosmime.cli._options import OutFile, is_stdout
 from autosmime.cli._output import Progress, emit_json, plural, progress, say, warn
-from autosmime.errors import BackupError, JoinCodeMismatch, JoinRefused, UsageError
+from autosmime.errors import BackupError, UsageError
 
 if TYPE_CHECKING:
     from autosmime.agent.context import Agent
-    from autosmime.agent.outcomes import BackupOutcome, RestoreOutcome
+    from autosmime.agent.outcomes import BackupOutcome
 
 
 def _read_code(path: Path | None) -> str:
@@ -147,6 +147,9 @@ def backup_cmd(ctx: click.Context, recovery_code_out: Path | None, as_json: bool
               help="Read the recovery code from this file (else you are asked for it).")
 @click.option("--join", "join_", is_flag=True,
               help="Get the recovery code from another device of yours instead (it runs `autosmime approve`).")
+@click.option("--invite", "invite_code", metavar="CODE",
+              help="With --join (implied): the invitation code `autosmime invite` printed on your other device; "
+                   "that device then answers by itself, with no codes to compare.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="With --join: seconds to wait for the approval (default 600).")
 @click.option("--confirm-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -157,15 +160,17 @@ def backup_cmd(ctx: click.Context, recovery_code_out: Path | None, as_json: bool
                    "the real backups. Each costs up to a fifth of a second.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on standard output.")
 @click.pass_context
-def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool, timeout: float | None,
-                confirm_file: Path | None, examine: int | None, as_json: bool) -> None:
+def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool, invite_code: str | None,
+                timeout: float | None, confirm_file: Path | None, examine: int | None, as_json: bool) -> None:
     """Restore every key from the newest valid backup in the mailbox."""
     from autosmime.agent.backup import restore
 
-    if join_:
+    if join_ or invite_code is not None:
+        from autosmime.cli.join import invitation_option, receive
+
         if recovery_code_file is not None or examine is not None:
             raise UsageError("--join excludes --recovery-code-file and --examine")
-        result = _join(ctx, timeout if timeout is not None else 600, confirm_file)
+        result = receive(ctx, timeout if timeout is not None else 600, confirm_file, invitation_option(invite_code))
     else:
         if timeout is not None or confirm_file is not None:
             raise UsageError("--timeout and --confirm-file need --join")
@@ -182,72 +187,6 @@ def restore_cmd(ctx: click.Context, recovery_code_file: Path | None, join_: bool
         warn(unauthentic_text(result.unauthentic))
     elif result.skipped:
         warn(f"skipped {plural(result.skipped, 'newer invalid backup')}")
-
-
-def _join(ctx: click.Context, timeout: float, confirm_file: Path | None) -> RestoreOutcome:
-    from autosmime.agent.join import join
-    from autosmime.vault.join import confirm_from_file
-
-    if confirm_file is None and not sys.stdin.isatty():
-        raise UsageError("no terminal to confirm on: pass --confirm-file FILE")
-
-    def show_request(c1: str) -> None:
-        click.echo(f"autosmime: on your other device run `autosmime approve` and check it shows: {c1}", err=True)
-        click.echo(f"autosmime: waiting up to {timeout:g} s for the approval...", err=True)
-
-    def ask(c2: str) -> bool:
-        click.echo(f"autosmime: an approval arrived; your other device should now show: {c2}", err=True)
-        if not click.confirm("Does it show exactly this code?", default=False, err=True):
-            raise JoinRefused("the approval's code was not confirmed; nothing was restored "
-                              "(if the codes differed, someone may be tampering with your mailbox)")
-        return True
-
-    if confirm_file is None:
-        confirm = ask
-    else:
-        waiting = confirm_from_file(confirm_file, timeout=timeout)
-
-        def confirm(c2: str) -> bool:
-            click.echo(f"autosmime: an approval arrived; reading its code from {confirm_file}", err=True)
-            ok = waiting(c2)
-            if not ok:
-                click.echo("autosmime: warning: an approval with a different code was ignored "
-                           "(someone may be tampering with your mailbox); still waiting", err=True)
-            return ok
-
-    return join(agent_for(ctx), show_request=show_request, confirm=confirm, timeout=timeout)
-
-
-@click.command("approve")
-@click.option("--confirm", "shown", metavar="CODE",
-              help="The code the new device shows (for scripts; else you are asked on the terminal).")
-@click.pass_context
-def approve_cmd(ctx: click.Context, shown: str | None) -> None:
-    """Let a new device of yours restore the keys (it runs `autosmime restore --join`)."""
-    from autosmime.agent.join import approve
-    from autosmime.agent.join import requests as pending
-    from autosmime.vault.join import JoinRequest, find_request
-
-    agent = agent_for(ctx)
-    if shown is None and not sys.stdin.isatty():
-        raise UsageError("no terminal to confirm on: pass --confirm CODE (the code the new device shows)")
-    requests = pending(agent)
-    chosen: JoinRequest | None = None
-    if shown is not None:
-        chosen = find_request(requests, shown)
-    else:
-        for request in requests:
-            click.echo(f"autosmime: join request from {request.device!r} at "
-                       f"{request.created:%Y-%m-%d %H:%M:%S} UTC; it should show: {request.code}", err=True)
-            if click.confirm("Does the new device show exactly this code?", default=False, err=True):
-                chosen = request
-                break
-        if chosen is None:
-            raise JoinCodeMismatch("no join request was confirmed; nothing was sent")
-    approval = approve(agent, chosen)
-    click.echo(f"autosmime: approved {approval.device!r}; on the new device, confirm that it shows: {approval.c2}",
-               err=True)
-    click.echo(approval.c2)  # stdout, alone, for scripts (restore --join --confirm-file)
 
 
 @click.group("recovery-code")
@@ -298,5 +237,4 @@ def recovery_code_rotate(ctx: click.Context, recovery_code_out: Path | None) -> 
 def register(group: click.Group) -> None:
     group.add_command(backup_cmd)
     group.add_command(restore_cmd)
-    group.add_command(approve_cmd)
     group.add_command(recovery_code)

@@ -67,7 +67,7 @@ def _ask_password(prompt: str) -> str:
 
 def _ask_code() -> str | None:
     click.echo("autosmime: this account already has a key backup in your mailbox.", err=True)
-    text = click.prompt("Recovery code (or press Enter to join from one of your other devices instead)",
+    text = click.prompt("Recovery code (or press Enter to get it from one of your other devices instead)",
                         hide_input=True, default="", show_default=False, err=True)
     return str(text).strip() or None
 
@@ -131,7 +131,8 @@ def _next_steps(ctx: click.Context, outcome: SetupOutcome, home_given: bool) -> 
         ("lookup", f"{prefix} lookup SOMEONE@EXAMPLE.ORG                      # find a recipient's certificate"),
     ]
     out = [line for name, line in steps if name in have]
-    out.append(f"on another device: autosmime setup {outcome.address} (with your recovery code)")
+    out.append(f"on another device: autosmime setup {outcome.address} --invite CODE "
+               "(CODE from `autosmime invite` here), or with your recovery code")
     return out
 
 
@@ -168,8 +169,8 @@ def _as_json(outcome: SetupOutcome, code: str | None) -> dict[str, Any]:
 
 
 @click.command("setup", epilog="Exit codes: 0 set up (or already set up), 1 failure, 2 usage, 3 no key backup to "
-                               "restore with the given recovery code, 4 a recovery code is needed (or join from "
-                               "another device: autosmime restore --join).")
+                               "restore with the given recovery code or invitation, 4 a recovery code is needed (or "
+                               "an invitation from another device: autosmime invite, there).")
 @click.argument("address")
 @click.option("--imap", metavar="HOST:PORT", help="IMAP server (default: discovered from the address).")
 @click.option("--smtp", metavar="HOST:PORT", help="SMTP submission server (default: discovered from the address).")
@@ -189,6 +190,11 @@ def _as_json(outcome: SetupOutcome, code: str | None) -> dict[str, Any]:
               help="File whose first line is the mailbox password (else asked at the terminal, no echo).")
 @click.option("--recovery-code-file", type=click.Path(dir_okay=False, path_type=Path),
               help="The recovery code, to restore an existing key backup (else asked at the terminal).")
+@click.option("--invite", "invite_code", metavar="CODE",
+              help="When the mailbox has a key backup: the invitation code `autosmime invite` printed on your other "
+                   "device; that device hands this one the keys by itself (while `autosmime watch` runs there).")
+@click.option("--join-timeout", type=click.FloatRange(min=1), default=600, show_default=True, metavar="SECONDS",
+              help="How long to wait for your other device when joining.")
 @click.option("--recovery-code-out", metavar="FILE",
               help="Write the recovery code to FILE (0600); '-' prints it alone on standard output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on standard output.")
@@ -196,11 +202,15 @@ def _as_json(outcome: SetupOutcome, code: str | None) -> dict[str, Any]:
 def setup_cmd(ctx: click.Context, address: str, imap: str | None, smtp: str | None, security: str | None,
               username: str | None, ca_file: Path | None, ca_url: str | None, ca_trust: Path | None,
               directory: str | None, password_file: Path | None, recovery_code_file: Path | None,
-              recovery_code_out: str | None, as_json: bool) -> None:
+              invite_code: str | None, join_timeout: float, recovery_code_out: str | None, as_json: bool) -> None:
     """Set up this device for ADDRESS: mail settings, login, keys (restored from your mailbox's backup, or a new
     certificate), backup, publication. Running it again changes nothing; a run that stopped resumes."""
     from autosmime.agent.setup import Prompts, ServerGiven, setup
+    from autosmime.cli.join import ask_c2, invitation_option, show_c1
 
+    if invite_code is not None and recovery_code_file is not None:
+        raise UsageError("--invite and --recovery-code-file exclude each other")
+    invitation = invitation_option(invite_code)
     if security is not None:
         from autosmime.cli.account import security_option
 
@@ -215,12 +225,16 @@ def setup_cmd(ctx: click.Context, address: str, imap: str | None, smtp: str | No
         password_file=str(password_file.expanduser()) if password_file else None, ca_url=ca_url,
         ca_trust=str(ca_trust.expanduser()) if ca_trust else None, directory=directory,
         recovery_code=_read_code_file(recovery_code_file) if recovery_code_file else None,
-        recovery_code_out=code_out)
+        recovery_code_out=code_out, invitation=invitation, join_timeout=join_timeout)
     captured: list[str] = []
     home = home_dir(ctx)
     with Progress("starting ...", enabled=not as_json) as spinner:
-        prompts = Prompts(ask_password=spinner.paused(_ask_password) if sys.stdin.isatty() else None,
-                          ask_code=spinner.paused(_ask_code) if sys.stdin.isatty() else None,
+        tty = sys.stdin.isatty()
+        prompts = Prompts(ask_password=spinner.paused(_ask_password) if tty else None,
+                          ask_code=spinner.paused(_ask_code) if tty else None,
+                          show_join_code=spinner.paused(lambda c1: show_c1(c1, join_timeout, invitation is not None))
+                          if tty or invitation is not None else None,
+                          confirm_join=spinner.paused(ask_c2) if tty else None,
                           present_code=None if to_stdout else spinner.paused(_show_new_code),
                           progress=spinner.step)
         outcome = setup(home, address, given, prompts, code_sink=captured.append if to_stdout else None)

@@ -21,6 +21,16 @@ the old device's screen. Both codes are 40-bit Argon2id digests, so grinding a
 second key with the same code needs ~2^40 × 0.1 s, far beyond the 15 minutes a
 request lives. docs/backup-format.md ("Device join v1") is normative.
 
+With an invitation the codes need no comparing: the old device makes a
+one-time code (``Invitation.new()``, shown once, kept in its vault), the user
+types it on the new device, and both messages carry an HMAC under a key derived
+from it. The old device (its ``watch``, or ``approve``) then answers the
+request by itself, and the new device accepts the answer by itself:
+
+    >>> inv = Invitation.new()                       # old device: show inv.code once
+    >>> Invitation.parse(inv.code.lower()) == inv    # new device: what the user typed
+    True
+
 The joiner's private key lives only in memory: a join is not restartable; a
 killed joiner leaves a request that every device deletes after 15 minutes.
 """
@@ -32,6 +42,8 @@ import binascii
 import datetime as _dt
 import email
 import email.policy
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -51,6 +63,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from autosmime.errors import (
+    BadInvitation,
     JoinCodeMismatch,
     JoinError,
     JoinTimeout,
@@ -90,7 +103,15 @@ SAS_MEMORY_KIB = 64 * 1024
 SAS_ITERATIONS = 2
 SAS_LANES = 1
 
+INVITE_REQUEST_LABEL = b"autosmime join v1 invited request"
+INVITE_ANSWER_LABEL = b"autosmime join v1 invited answer"
+INVITE_SALT = b"autosmime-join-invite-v1"
+INVITE_SECRET_CHARS = 24  # Crockford base32: 120 bits
+INVITE_GROUP = 5
+MAX_INVITE_LIFETIME = _dt.timedelta(days=7)
+
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
+_INVITE_ID = re.compile(r"[0-9a-f]{16}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 _EXPLANATION = """\
@@ -143,6 +164,84 @@ def _raw_public(key: X25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+# --- invitations: the codes compared ahead of time -------------------------------------
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """A one-time secret the user carries from the old device to the new one.
+
+        >>> inv = Invitation.new()
+        >>> len(inv.code), inv.code.count("-")
+        (29, 4)
+        >>> Invitation.parse(inv.code.replace("-", " ").lower()).invite_id == inv.invite_id
+        True
+
+    24 Crockford base32 characters (120 bits from :mod:`secrets`) and one
+    check character, in five groups of five (a recovery code has groups of
+    four, so the two are not mistaken for each other). Whoever holds it and
+    can write to the mailbox gets the recovery code once: it is single-use and
+    expires (the approving device keeps it and its expiry, never the folder).
+    """
+
+    secret: str = field(repr=False)
+
+    @classmethod
+    def new(cls) -> Invitation:
+        from autosmime.vault.recovery import ALPHABET
+
+        return cls("".join(secrets.choice(ALPHABET) for _ in range(INVITE_SECRET_CHARS)))
+
+    @classmethod
+    def parse(cls, text: str) -> Invitation:
+        """What the user typed -> Invitation; BadInvitation if it is not one (a typo is caught by the check character)."""
+        from autosmime.vault.recovery import ALPHABET, typed_chars
+
+        chars = typed_chars(text)
+        if len(chars) != INVITE_SECRET_CHARS + 1 or any(ch not in ALPHABET for ch in chars):
+            raise BadInvitation(f"that is not an invitation code: it has {INVITE_SECRET_CHARS + 1} letters and "
+                                f"digits in groups of {INVITE_GROUP} (`autosmime invite` on your other device)")
+        invitation = cls(chars[:-1])
+        if invitation._check != chars[-1]:
+            raise BadInvitation("that invitation code has a typo (its check character does not match); "
+                                "compare it with your other device's screen")
+        return invitation
+
+    @property
+    def _check(self) -> str:
+        from autosmime.vault.recovery import ALPHABET
+
+        return ALPHABET[hashlib.sha256(INVITE_SALT + self.secret.encode("ascii")).digest()[0] % len(ALPHABET)]
+
+    @property
+    def code(self) -> str:
+        chars = self.secret + self._check
+        return "-".join(chars[i:i + INVITE_GROUP] for i in range(0, len(chars), INVITE_GROUP))
+
+    def _derived(self) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=40, salt=INVITE_SALT,
+                    info=b"autosmime join v1 invitation").derive(self.secret.encode("ascii"))
+
+    @property
+    def invite_id(self) -> str:
+        """16 hex digits naming the invitation in requests (reveals nothing of the secret)."""
+        return self._derived()[:8].hex()
+
+    def request_mac(self, request_id: bytes, joiner_pub: bytes) -> bytes:
+        return hmac.new(self._derived()[8:], INVITE_REQUEST_LABEL + request_id + joiner_pub
+                        + bytes.fromhex(self.invite_id), "sha256").digest()
+
+    def answer_mac(self, request_id: bytes, joiner_pub: bytes, approver_pub: bytes, nonce: bytes,
+                   ciphertext: bytes) -> bytes:
+        return hmac.new(self._derived()[8:], INVITE_ANSWER_LABEL + request_id + joiner_pub + approver_pub + nonce
+                        + ciphertext, "sha256").digest()
+
+    def vouches_for(self, request: JoinRequest) -> bool:
+        """True if ``request`` was made with this invitation (its HMAC checks out)."""
+        return (request.invite_id == self.invite_id and request.invite_mac is not None
+                and hmac.compare_digest(request.invite_mac, self.request_mac(request.request_id, request.public_key)))
+
+
 # --- messages --------------------------------------------------------------------------
 
 
@@ -155,6 +254,8 @@ class JoinRequest:
     device: str
     created: _dt.datetime
     public_key: bytes
+    invite_id: str | None = None  # set when the new device was given an invitation code
+    invite_mac: bytes | None = field(default=None, repr=False)
 
     @property
     def code(self) -> str:
@@ -172,6 +273,7 @@ class JoinAnswer:
     public_key: bytes
     nonce: bytes
     ciphertext: bytes
+    mac: bytes | None = field(default=None, repr=False)  # under the invitation, when the request had one
 
 
 def _utcnow() -> _dt.datetime:
@@ -196,21 +298,23 @@ def _build(address: str, kind: str, body: dict, now: _dt.datetime, answer_to: st
 
 
 def build_request(*, address: str, request_id: bytes, device: str, public_key: bytes,
-                  now: _dt.datetime | None = None) -> bytes:
-    """The raw message (CRLF) of a join request."""
+                  now: _dt.datetime | None = None, invitation: Invitation | None = None) -> bytes:
+    """The raw message (CRLF) of a join request (vouched for by ``invitation`` when given)."""
     now = now or _utcnow()
-    body = {"format": FORMAT_NAME, "version": VERSION, "type": "request", "id": request_id.hex(),
-            "device": device, "created": _rfc3339(now), "public_key": _b64(public_key)}
+    body: dict = {"format": FORMAT_NAME, "version": VERSION, "type": "request", "id": request_id.hex(),
+                  "device": device, "created": _rfc3339(now), "public_key": _b64(public_key)}
+    if invitation is not None:
+        body["invite"] = {"id": invitation.invite_id, "mac": _b64(invitation.request_mac(request_id, public_key))}
     return _build(address, REQUEST_VALUE, body, now)
 
 
 def build_answer(*, address: str, request_id: bytes, public_key: bytes, nonce: bytes, ciphertext: bytes,
-                 now: _dt.datetime | None = None) -> bytes:
+                 now: _dt.datetime | None = None, mac: bytes | None = None) -> bytes:
     """The raw message (CRLF) of a join answer."""
     now = now or _utcnow()
     body = {"format": FORMAT_NAME, "version": VERSION, "type": "answer", "id": request_id.hex(),
             "created": _rfc3339(now), "public_key": _b64(public_key), "nonce": _b64(nonce),
-            "ciphertext": _b64(ciphertext)}
+            "ciphertext": _b64(ciphertext), **({"mac": _b64(mac)} if mac is not None else {})}
     return _build(address, ANSWER_VALUE, body, now, answer_to=request_id.hex())
 
 
@@ -260,8 +364,8 @@ def _field_b64(body: dict, name: str, low: int, high: int) -> bytes:
     return data
 
 
-def _common(body: dict, kind: str, keys: set[str]) -> tuple[bytes, _dt.datetime]:
-    if set(body) != keys or body["format"] != FORMAT_NAME or body["version"] != VERSION \
+def _common(body: dict, kind: str, keys: set[str], optional: set[str]) -> tuple[bytes, _dt.datetime]:
+    if not keys <= set(body) <= keys | optional or body["format"] != FORMAT_NAME or body["version"] != VERSION \
             or body["type"] != kind:
         raise _Bad("fields")
     rid, created = body["id"], body["created"]
@@ -284,12 +388,19 @@ def parse_request(uid: int, raw: bytes) -> JoinRequest:
     """A request message -> JoinRequest; JoinError if it is not a well-formed v1 request."""
     try:
         body = _json_part(raw, REQUEST_VALUE)
-        rid, created = _common(body, "request", _REQUEST_KEYS)
+        rid, created = _common(body, "request", _REQUEST_KEYS, {"invite"})
         device = body["device"]
         if not isinstance(device, str) or not 1 <= len(device) <= MAX_DEVICE_NAME \
                 or not device.isprintable() or not device.isascii():
             raise _Bad("device")  # shown on the approver's terminal: no control characters
-        return JoinRequest(uid, rid, device, created, _field_b64(body, "public_key", 32, 32))
+        invite_id, invite_mac = None, None
+        if "invite" in body:
+            invite = body["invite"]
+            if not isinstance(invite, dict) or set(invite) != {"id", "mac"} or not isinstance(invite["id"], str) \
+                    or not _INVITE_ID.fullmatch(invite["id"]):
+                raise _Bad("invite")
+            invite_id, invite_mac = invite["id"], _field_b64(invite, "mac", 32, 32)
+        return JoinRequest(uid, rid, device, created, _field_b64(body, "public_key", 32, 32), invite_id, invite_mac)
     except _Bad as e:
         raise JoinError(f"not a valid join request ({e})") from None
 
@@ -298,9 +409,10 @@ def parse_answer(uid: int, raw: bytes) -> JoinAnswer:
     """An answer message -> JoinAnswer; JoinError if it is not a well-formed v1 answer."""
     try:
         body = _json_part(raw, ANSWER_VALUE)
-        rid, created = _common(body, "answer", _ANSWER_KEYS)
+        rid, created = _common(body, "answer", _ANSWER_KEYS, {"mac"})
         return JoinAnswer(uid, rid, created, _field_b64(body, "public_key", 32, 32),
-                          _field_b64(body, "nonce", 12, 12), _field_b64(body, "ciphertext", 17, MAX_CIPHERTEXT))
+                          _field_b64(body, "nonce", 12, 12), _field_b64(body, "ciphertext", 17, MAX_CIPHERTEXT),
+                          _field_b64(body, "mac", 32, 32) if "mac" in body else None)
     except _Bad as e:
         raise JoinError(f"not a valid join answer ({e})") from None
 
@@ -331,8 +443,9 @@ def _sweep(box: MailboxSession, folder: str, now: _dt.datetime) -> list[tuple[in
     return requests
 
 
-def pending_requests(box: MailboxSession, folder: str, *, now: _dt.datetime | None = None) -> list[JoinRequest]:
-    """Fresh join requests in the backup folder, newest first (at most MAX_REQUESTS).
+def pending_requests(box: MailboxSession, folder: str, *, now: _dt.datetime | None = None,
+                     limit: int | None = MAX_REQUESTS) -> list[JoinRequest]:
+    """Fresh join requests in the backup folder, newest first (at most ``limit``; None: all).
 
     Deletes requests and answers older than 15 minutes on the way. Raises
     NoJoinRequest when there is none. Nothing here is authenticated: the
@@ -355,7 +468,7 @@ def pending_requests(box: MailboxSession, folder: str, *, now: _dt.datetime | No
     if not found:
         raise NoJoinRequest("no pending join request; run `autosmime restore --join` on the new device first")
     found.sort(key=lambda r: (r.created, r.uid), reverse=True)
-    return found[:MAX_REQUESTS]
+    return found if limit is None else found[:limit]
 
 
 def find_request(requests: list[JoinRequest], shown: str) -> JoinRequest:
@@ -369,14 +482,20 @@ def find_request(requests: list[JoinRequest], shown: str) -> JoinRequest:
     raise JoinCodeMismatch(f"no pending join request shows the code {wanted}; nothing was sent")
 
 
-def approve(box: MailboxSession, *, address: str, folder: str, code: str, request: JoinRequest) -> str:
+def approve(box: MailboxSession, *, address: str, folder: str, code: str, request: JoinRequest,
+            invitation: Invitation | None = None) -> str:
     """Send ``code`` (this device's recovery code), encrypted for ``request``; returns C2 to show the user.
 
-    Call only for a request whose ``code`` (C1) the user confirmed. Raises
-    NoBackupFound when the folder holds no backup to restore from.
+    Call only for a request whose ``code`` (C1) the user confirmed, or with
+    the ``invitation`` that vouches for it (checked here: JoinError if it does
+    not); the answer then carries the invitation's HMAC, so the new device
+    needs no C2. Raises NoBackupFound when the folder holds no backup to
+    restore from.
     """
     from autosmime.vault import format as fmt
 
+    if invitation is not None and not invitation.vouches_for(request):
+        raise JoinError(f"the join request from {request.device!r} was not made with this invitation")
     if not box.folder_exists(folder) or not box.search_header(folder, fmt.MARKER_HEADER, fmt.MARKER_VALUE):
         raise NoBackupFound(f"no key backup in the mailbox folder {folder!r}; run `autosmime backup` first")
     mine = X25519PrivateKey.generate()
@@ -385,8 +504,10 @@ def approve(box: MailboxSession, *, address: str, folder: str, code: str, reques
     nonce = os.urandom(12)
     aad = request.request_id + request.public_key + mine_pub
     sealed = AESGCM(key).encrypt(nonce, code.encode("utf-8"), aad)
+    mac = None if invitation is None else invitation.answer_mac(request.request_id, request.public_key, mine_pub,
+                                                                nonce, sealed)
     raw = build_answer(address=address, request_id=request.request_id, public_key=mine_pub,
-                       nonce=nonce, ciphertext=sealed)
+                       nonce=nonce, ciphertext=sealed, mac=mac)
     box.append(folder, raw, (r"\Seen",))
     log.info("answered join request %s", request.request_id.hex())
     return answer_code(request.request_id, request.public_key, mine_pub)
@@ -402,6 +523,7 @@ class Ticket:
     request_id: bytes
     private_key: X25519PrivateKey = field(repr=False)
     message_id: str
+    invitation: Invitation | None = None
 
     @property
     def public_key(self) -> bytes:
@@ -415,14 +537,21 @@ class Ticket:
 
 @dataclass(frozen=True)
 class OpenedAnswer:
-    """An answer to our request that decrypted to a recovery code; usable only once the user confirmed ``c2``."""
+    """An answer to our request that decrypted to a recovery code.
+
+    Usable only once the user confirmed ``c2``, or at once when ``invited``
+    (it carries our invitation's HMAC: only the device holding the
+    invitation could have made it).
+    """
 
     uid: int
     code: str = field(repr=False)
     c2: str
+    invited: bool = False
 
 
-def open_request(box: MailboxSession, *, address: str, folder: str, device: str | None = None) -> Ticket:
+def open_request(box: MailboxSession, *, address: str, folder: str, device: str | None = None,
+                 invitation: Invitation | None = None) -> Ticket:
     """Post a join request (after checking a backup exists and sweeping stale join messages)."""
     from autosmime.vault import format as fmt
 
@@ -432,25 +561,34 @@ def open_request(box: MailboxSession, *, address: str, folder: str, device: str 
     mine = X25519PrivateKey.generate()
     request_id = os.urandom(16)
     raw = build_request(address=address, request_id=request_id, device=device or device_name(),
-                        public_key=_raw_public(mine))
+                        public_key=_raw_public(mine), invitation=invitation)
     box.append(folder, raw, (r"\Seen",))
-    return Ticket(request_id, mine, fmt.read_message_id(raw))
+    return Ticket(request_id, mine, fmt.read_message_id(raw), invitation)
 
 
-def _open_answer(answer: JoinAnswer, mine: X25519PrivateKey, request_id: bytes) -> tuple[str, str]:
-    """(recovery code, C2) from an answer to our request; JoinError if it is not one."""
+def _open_answer(answer: JoinAnswer, ticket: Ticket) -> tuple[str, str, bool]:
+    """(recovery code, C2, invited) from an answer to our request; JoinError if it is not one."""
     from autosmime.vault.recovery import normalize
 
+    mine, request_id = ticket.private_key, ticket.request_id
     if answer.request_id != request_id:
         raise JoinError("the answer is for another join request")
     mine_pub = _raw_public(mine)
+    invited = False
+    if answer.mac is not None:
+        expected = None if ticket.invitation is None else ticket.invitation.answer_mac(
+            request_id, mine_pub, answer.public_key, answer.nonce, answer.ciphertext)
+        if expected is None or not hmac.compare_digest(expected, answer.mac):
+            # Only the device holding our invitation can make this HMAC: a wrong one is forged.
+            raise JoinError("the answer claims our invitation but its HMAC is wrong (forged)")
+        invited = True
     key = _shared_key(mine, answer.public_key, request_id, mine_pub, answer.public_key)
     try:
         plain = AESGCM(key).decrypt(answer.nonce, answer.ciphertext, request_id + mine_pub + answer.public_key)
         code = normalize(plain.decode("ascii"))
     except (InvalidTag, UnicodeDecodeError, WrongRecoveryCode):
         raise JoinError("the answer does not decrypt to a recovery code") from None
-    return code, answer_code(request_id, mine_pub, answer.public_key)
+    return code, answer_code(request_id, mine_pub, answer.public_key), invited
 
 
 def poll_answers(box: MailboxSession, folder: str, ticket: Ticket, *, wait: float,
@@ -464,12 +602,12 @@ def poll_answers(box: MailboxSession, folder: str, ticket: Ticket, *, wait: floa
     opened = []
     for uid, raw in box.fetch(folder, uids).items():
         try:
-            code, c2 = _open_answer(parse_answer(uid, raw), ticket.private_key, ticket.request_id)
+            code, c2, invited = _open_answer(parse_answer(uid, raw), ticket)
         except JoinError as e:
             log.warning("ignored a join answer (message UID %d): %s", uid, e)
             box.delete(folder, [uid])
             continue
-        opened.append(OpenedAnswer(uid, code, c2))
+        opened.append(OpenedAnswer(uid, code, c2, invited))
     return opened
 
 

@@ -38,10 +38,14 @@ def new_code(length: int = LENGTH) -> str:
     return _grouped("".join(secrets.choice(ALPHABET) for _ in range(length)))
 
 
+def typed_chars(text: str) -> str:
+    """What the user typed, as the base32 characters meant: no spaces or dashes, upper case, O/I/L as 0/1/1."""
+    return "".join(ch for ch in str(text) if not ch.isspace() and ch not in "-_").upper().translate(_CONFUSABLE)
+
+
 def normalize(text: str) -> str:
     """What the user typed -> the code exactly as shown; WrongRecoveryCode if it cannot be one."""
-    chars = "".join(ch for ch in str(text) if not ch.isspace() and ch not in "-_").upper()
-    chars = chars.translate(_CONFUSABLE)
+    chars = typed_chars(text)
     if len(chars) != LENGTH or any(ch not in ALPHABET for ch in chars):
         raise WrongRecoveryCode(
             f"that is not a recovery code: it has {LENGTH} letters and digits in groups of {GROUP}"

@@ -30,9 +30,10 @@ import datetime as _dt
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
@@ -475,6 +476,29 @@ class Vault:
                     state[name] = value
             self._state = state
             self._save()
+
+    def modify_state(self, name: str, change: Callable[[Any], Any]) -> Any:
+        """Replace state ``name`` by ``change(current value or None)`` under the vault lock; returns the new value.
+
+        For read-modify-write of one value (a list several processes append to
+        and take from): ``update_state`` would lose a concurrent change.
+        """
+        with locked(self.home / LOCK_FILE):
+            self._stamp = None
+            self._load()
+            state = dict(self._state)
+            value = change(json.loads(json.dumps(state.get(name))))
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as e:
+                raise UsageError(f"vault state values must be JSON data: {e}") from None
+            if value is None:
+                state.pop(name, None)
+            else:
+                state[name] = value
+            self._state = state
+            self._save()
+            return json.loads(json.dumps(value))
 
     # --- ACME accounts (certificate enrolment) ----------------------------
 
