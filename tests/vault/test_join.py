@@ -39,9 +39,9 @@ def approve(home, request) -> str:
 class Joiner(threading.Thread):
     """``join`` on the new device in a thread; C1 comes out through a queue."""
 
-    def __init__(self, home: Path, confirm, timeout: float = 60) -> None:
+    def __init__(self, home: Path, confirm, timeout: float = 60, invitation: jn.Invitation | None = None) -> None:
         super().__init__(daemon=True)
-        self.home, self.confirm, self.timeout = home, confirm, timeout
+        self.home, self.confirm, self.timeout, self.invitation = home, confirm, timeout, invitation
         self.c1: queue.Queue[str] = queue.Queue()
         self.result = self.error = None
         self.confirm_calls: list[str] = []
@@ -53,7 +53,7 @@ class Joiner(threading.Thread):
 
         try:
             self.result = agent_join.join(support.agent_of(self.home), show_request=self.c1.put, confirm=confirm, timeout=self.timeout,
-                                  device="new-laptop")
+                                  device="new-laptop", invitation=self.invitation)
         except BaseException as e:  # handed to the test thread
             self.error = e
 
