@@ -103,6 +103,13 @@ class JoinNotice:
 
 
 @dataclass(frozen=True)
+class InvitationNotice:
+    id: str
+    created: str
+    expires: str
+
+
+@dataclass(frozen=True)
 class PendingWork:
     backup_queued: bool
     renewal_due: bool
@@ -110,6 +117,7 @@ class PendingWork:
     join_checked: str | None       # when the watch last looked (None: never; join requests are only seen online)
     publish_needed: bool           # a directory is in use but the active certificate was not seen published
     outbox: int = 0                # mail `send` could not hand over yet (retried by the next send and the watch)
+    invitations: tuple[InvitationNotice, ...] = ()  # this device's open invitations (never their codes)
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,7 @@ def _publication(home: Path, address: str | None, sha: str | None, record: objec
 def status(agent: Agent, *, now: _dt.datetime | None = None) -> Status:
     """Everything recorded about this device; opens no connection."""
     from autosmime.agent import backup as backups
+    from autosmime.agent.join import invites
     from autosmime.agent.keys import device_status
     from autosmime.agent.send import queued
 
@@ -230,6 +239,7 @@ def status(agent: Agent, *, now: _dt.datetime | None = None) -> Status:
                             for r in joins.get("requests", [])),
         join_checked=joins.get("checked_at"),
         publish_needed=publication.directory is not None and enc_sha is not None and publication.published is None,
-        outbox=len(queued(agent)))
+        outbox=len(queued(agent)),
+        invitations=tuple(InvitationNotice(**r) for r in invites(agent, now=now)) if agent.has_vault() else ())
     return Status(now=_iso(now), device=device, certificate=cert, backup=backup, publication=publication,
                   pending=pending, watch_last_tick=state.get(WATCH_TICK))

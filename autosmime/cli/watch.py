@@ -123,6 +123,8 @@ def _lines(st: object) -> list[str]:
         todo.append("publishing the active certificate")
     for r in w.join_requests:
         todo.append(f"a join request from device {server_text(r.device)!r} (run `autosmime approve`)")
+    for i in w.invitations:
+        todo.append(f"an open invitation for a new device, until {i.expires}")
     lines.append("pending: " + ("; ".join(todo) if todo else "nothing"))
     lines.append(f"watch: last active {st.watch_last_tick}" if st.watch_last_tick else "watch: never ran here")
     return lines
@@ -148,7 +150,8 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def watch_cmd(ctx: click.Context, print_unit: bool) -> None:
     """Run in the background: renew when due, retry queued backups, check backup health and the directory's log,
-    report join requests. Stops on SIGTERM / Ctrl-C."""
+    let in a new device that joins with an invitation made here (`autosmime invite`) and report other join
+    requests. Stops on SIGTERM / Ctrl-C."""
     import logging
     import os
     import shutil

@@ -24,7 +24,8 @@ BACKUP_KEYS = {"backup_pending", "backup_pending_reason", "backup_last_ok", "bac
 CERT_KEYS = {"address", "fingerprint", "issuer", "not_before", "not_after", "days_left", "expired", "renewal_due",
              "renewal_is_due", "renewal_source", "renewal_checked"}
 PUBLICATION_KEYS = {"directory", "published", "leaf_index", "checkpoint_size", "checkpoint_seen", "last_check"}
-PENDING_KEYS = {"backup_queued", "renewal_due", "join_requests", "join_checked", "publish_needed", "outbox"}
+PENDING_KEYS = {"backup_queued", "renewal_due", "join_requests", "join_checked", "publish_needed", "outbox",
+                "invitations"}
 
 
 def setup_device(stack: Stack, home: Path, address: str, code_file: Path) -> None:
@@ -64,7 +65,8 @@ def test_fresh_home(tmp_path: Path) -> None:
                              "backup_seq_seen": None, "last_verified": None}
     assert doc["publication"]["directory"] is None and doc["publication"]["published"] is None
     assert doc["pending"] == {"backup_queued": False, "renewal_due": False, "join_requests": [],
-                              "join_checked": None, "publish_needed": False, "outbox": 0}
+                              "join_checked": None, "publish_needed": False, "outbox": 0,
+                              "invitations": []}
     assert doc["watch"] == {"last_tick": None}
     r = run_cli("--home", str(home), "status")
     assert r.returncode == 0 and r.stderr == ""

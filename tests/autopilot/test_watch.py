@@ -365,3 +365,73 @@ def test_a_mailbox_that_never_answers_does_not_stop_it_and_sigterm_still_does(
     assert rc == 0, err
     assert "timed out" in err and "Traceback" not in err, err
     assert json.loads(run_cli("--home", str(home), "status", "--json").stdout)["watch"]["last_tick"]
+
+
+def test_the_watch_lets_in_a_device_that_joins_with_its_invitation(stack: Stack, device: tuple[str, Path, Path],
+                                                                   tmp_path: Path,
+                                                                   watches: list[subprocess.Popen[str]]) -> None:
+    """`invite` on the old device, `watch` running there, `setup --invite` on the new one: no code compared,
+    every key restored; the invitation is used up, so a third device with the same code gets nothing."""
+    address, home, _code = device
+    r = run_cli("--home", str(home), "invite", "--json")
+    assert r.returncode == 0, r.stderr
+    invitation = json.loads(r.stdout)
+    assert set(invitation) == {"code", "id", "expires"}
+    watch = _start(stack, home)
+    watches.append(watch)
+
+    def setup_with(target: Path, code: str, timeout: str) -> subprocess.CompletedProcess[str]:
+        args = ["--home", str(target), "setup", address, "--imap", stack.env["IMAP"], "--smtp", stack.env["SMTP"],
+                "--security", stack.env["SECURITY"], "--ca-file", stack.env["MAIL_CA_FILE"],
+                "--password-file", str(stack.password_file(address)), "--invite", code, "--join-timeout", timeout,
+                "--json"]
+        return run_cli(*args, env=stack.client_env())
+
+    new = tmp_path / "new-device"
+    r = setup_with(new, invitation["code"].lower(), "120")
+    assert r.returncode == 0, r.stderr
+    outcome = json.loads(r.stdout)
+    assert outcome["keys"]["from"] == "restored" and outcome["restore"]["keys"] >= 1
+    assert any("invitation" in note for note in outcome["notes"])
+    assert status_json(new)["keys"] == status_json(home)["keys"]
+    assert status_json(new)["recovery_code_stored"]
+    listed = run_cli("--home", str(home), "invite", "--list", "--json")
+    assert json.loads(listed.stdout) == {"invitations": []}          # used up
+
+    third = tmp_path / "third-device"
+    r = setup_with(third, invitation["code"], "6")
+    assert r.returncode == 1 and "no approval within 6 s" in r.stderr, r.stderr
+    assert r.stderr.count("\n") >= 1 and "Traceback" not in r.stderr
+    assert not (third / "account.json").exists()                        # nothing saved on the refused device
+
+    code, err = _stop(watch)
+    assert code == 0, err
+    assert err.count("joined this account with an invitation") == 1, err
+
+
+def test_invite_command_contract(stack: Stack, device: tuple[str, Path, Path], tmp_path: Path) -> None:
+    address, home, _code = device
+    r = run_cli("--home", str(home), "invite", "--valid", "2")
+    assert r.returncode == 0, r.stderr
+    [code] = r.stdout.split()
+    assert len(code) == 29 and f"setup {address} --invite CODE" in r.stderr and code not in r.stderr
+    doc = json.loads(run_cli("--home", str(home), "invite", "--list", "--json").stdout)
+    assert len(doc["invitations"]) == 1 and "secret" not in json.dumps(doc) and code not in json.dumps(doc)
+    assert status_json(home)["pending"]["invitations"] == doc["invitations"]
+    assert "an open invitation for a new device, until" in run_cli("--home", str(home), "status").stdout
+    assert "valid until" in run_cli("--home", str(home), "invite", "--list").stderr
+    r = run_cli("--home", str(home), "invite", "--cancel")
+    assert r.returncode == 0 and "cancelled 1 open invitation" in r.stderr, r.stderr
+    for bad in (["--valid", "200"], ["--list", "--cancel"]):
+        r = run_cli("--home", str(home), "invite", *bad)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and r.stderr.startswith("autosmime:"), r.stderr
+    r = run_cli("--home", str(tmp_path / "nothing"), "invite")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    # a mistyped code on the new device: exit 2 before anything is posted or saved
+    typo = code[:-1] + ("0" if code[-1] != "0" else "1")
+    new = tmp_path / "new"
+    r = run_cli("--home", str(new), "setup", address, "--imap", stack.env["IMAP"], "--smtp", stack.env["SMTP"],
+                "--security", stack.env["SECURITY"], "--ca-file", stack.env["MAIL_CA_FILE"],
+                "--password-file", str(stack.password_file(address)), "--invite", typo, env=stack.client_env())
+    assert r.returncode == 2 and "typo" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not new.exists() or not (new / "account.json").exists()
