@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -268,9 +269,12 @@ def test_recovery_code_to_stdout(stack: Stack, fresh_address: str, tmp_path: Pat
 # --- at a terminal -----------------------------------------------------------------------------
 
 
-def _run_in_pty(args: list[str], env: dict[str, str], answers: list[tuple[bytes, bytes]],
+def _run_in_pty(args: list[str], env: dict[str, str], answers: list[tuple[bytes, Any]],
                 timeout: float = 180) -> tuple[int, bytes]:
-    """Run with stdin/stdout/stderr on a pty; type each answer once its prompt appeared. (exit code, output)."""
+    """Run with stdin/stdout/stderr on a pty; type each answer once its prompt appeared. (exit code, output).
+
+    An answer may be a function of the output so far (it may act elsewhere first), returning what to type.
+    """
     import pty
 
     pid, fd = pty.fork()
@@ -294,7 +298,8 @@ def _run_in_pty(args: list[str], env: dict[str, str], answers: list[tuple[bytes,
                 break
             out += chunk
         while pending and pending[0][0] in out:
-            os.write(fd, pending.pop(0)[1])
+            answer = pending.pop(0)[1]
+            os.write(fd, answer(out) if callable(answer) else answer)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), out
@@ -361,3 +366,32 @@ def test_set_up_helper_makes_a_ready_device(stack: Stack, tmp_path: Path) -> Non
     address = set_up(stack, home)
     assert Vault.open(home, create=False).encryption_pair(address).cert
     assert (tmp_path / "dev-recovery-code").read_text().strip()
+
+
+def test_at_a_terminal_enter_instead_of_the_code_joins_from_the_other_device(
+        stack: Stack, first_device: tuple[str, Path, Path, dict], tmp_path: Path) -> None:
+    """Enter at the recovery-code prompt: the new device asks the first one, the person compares both codes."""
+    import re
+
+    address, home, _code_file, _ = first_device
+    second = tmp_path / "joined"
+    approved: list[str] = []
+
+    def approve_there(out: bytes) -> bytes:
+        c1 = re.search(rb"check it shows: (\d{4} \d{4} \d{4})", out)
+        assert c1 is not None, out
+        r = run_cli("--home", str(home), "approve", "--confirm", c1.group(1).decode(), env=stack.client_env())
+        assert r.returncode == 0, r.stderr
+        approved.append(r.stdout.strip())      # C2, as the first device shows it
+        return b""
+
+    code, out = _run_in_pty(_setup_args(stack, second, address, "--join-timeout", "120"), stack.client_env(),
+                            [(b"press Enter", b"\n"), (b"waiting up to", approve_there),
+                             (b"Does it show exactly this code?", b"y\n")])
+    text = out.decode(errors="replace")
+    assert code == 0, text
+    assert approved and f"should now show: {approved[0]}" in text
+    assert "the recovery code came from your other device" in text
+    from autosmime.vault.recovery import load_code
+
+    assert load_code(second) == load_code(home)
