@@ -379,3 +379,10 @@ class LDAPBadURL(LDAPError):
 
 class RevokedSigner(UntrustedSigner):
     """The signer's certificate was revoked: for a key compromise, or before the message was signed."""
+
+
+# --- the contacts file (appended by the 'qa' helper) -----------------------------------------
+
+
+class ContactsError(AutosmimeError):
+    """The contacts file (certificates learnt from mail and the directory) exists but cannot be read."""

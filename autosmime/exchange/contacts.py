@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from autosmime._files import ensure_home, locked, write_private
+from autosmime.errors import ContactsError
 from autosmime.pki.select import normalize_address
 
 FILE = "contacts.json"
@@ -55,7 +56,15 @@ class Contacts:
     def _load(self) -> dict:
         if not self.path.exists():
             return {"version": 1, "addresses": {}, "directory": {}}
-        return json.loads(self.path.read_text())
+        try:
+            data = json.loads(self.path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("addresses"), dict):
+                raise ValueError("not a contacts object")
+        except (OSError, ValueError) as e:
+            raise ContactsError(
+                f"{self.path} cannot be read ({getattr(e, 'strerror', None) or e}): move it away; it holds only "
+                "certificates learnt from mail and the key directory, which are learnt again") from None
+        return data
 
     def _update(self, change) -> object:
         ensure_home(self.home)

@@ -97,3 +97,19 @@ def test_a_signature_that_is_not_good_teaches_nothing(pki, tmp_path):
     assert result.signatures[0].verdict != "good"
     assert harvest(result, Contacts(tmp_path)) == []
     assert Contacts(tmp_path).certificates("erin@example.test") == []
+
+
+def test_an_unreadable_contacts_file_is_a_typed_error_and_one_line(tmp_path):
+    """Not an internal error (JSONDecodeError) in every send, inbox and read: the file is named, with what to do."""
+    import subprocess
+    import sys
+
+    from autosmime.errors import ContactsError
+
+    (tmp_path / "contacts.json").write_text("x")
+    with pytest.raises(ContactsError, match="contacts.json"):
+        Contacts(tmp_path).certificates("bob@example.test")
+    r = subprocess.run([sys.executable, "-m", "autosmime", "--home", str(tmp_path), "lookup", "bob@example.test"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and r.stdout == "" and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("autosmime: error: ") and "contacts.json" in r.stderr
