@@ -461,21 +461,10 @@ class Vault:
 
     def update_state(self, **changes) -> None:
         """Merge ``changes`` into the persisted state (None removes a name), atomically."""
-        try:
-            json.dumps(changes)
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"vault state values must be JSON data: {e}") from None
         with locked(self.home / LOCK_FILE):
             self._stamp = None
             self._load()
-            state = dict(self._state)
-            for name, value in changes.items():
-                if value is None:
-                    state.pop(name, None)
-                else:
-                    state[name] = value
-            self._state = state
-            self._save()
+            self._save_state(changes)
 
     def modify_state(self, name: str, change: Callable[[Any], Any]) -> Any:
         """Replace state ``name`` by ``change(current value or None)`` under the vault lock; returns the new value.
@@ -486,19 +475,24 @@ class Vault:
         with locked(self.home / LOCK_FILE):
             self._stamp = None
             self._load()
-            state = dict(self._state)
-            value = change(json.loads(json.dumps(state.get(name))))
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError) as e:
-                raise UsageError(f"vault state values must be JSON data: {e}") from None
+            value = change(json.loads(json.dumps(self._state.get(name))))
+            self._save_state({name: value})
+            return json.loads(json.dumps(value))
+
+    def _save_state(self, changes: dict[str, Any]) -> None:
+        """Apply ``changes`` (None removes a name) to the loaded state and save; the caller holds the lock."""
+        try:
+            json.dumps(changes)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"vault state values must be JSON data: {e}") from None
+        state = dict(self._state)
+        for name, value in changes.items():
             if value is None:
                 state.pop(name, None)
             else:
                 state[name] = value
-            self._state = state
-            self._save()
-            return json.loads(json.dumps(value))
+        self._state = state
+        self._save()
 
     # --- ACME accounts (certificate enrolment) ----------------------------
 

@@ -147,3 +147,29 @@ def test_separate_signing_and_encryption_certificates_both_stay_active(tmp_path)
     assert sign_cert.fingerprint(hashes.SHA256()) == x509.load_pem_x509_certificate(
         (vectors / "alice.sign.crt").read_bytes()).fingerprint(hashes.SHA256())
     assert enc_cert == x509.load_pem_x509_certificate((vectors / "alice.encrypt.crt").read_bytes())
+
+
+def _append_many(home: str, tag: str, count: int) -> None:
+    vault = Vault.open(Path(home), create=False)
+    for i in range(count):
+        vault.modify_state("items", lambda old, i=i: [*(old or []), f"{tag}{i}"])
+
+
+def test_modify_state_loses_nothing_when_two_processes_append(tmp_path):
+    """Read-modify-write under the vault lock: two processes appending at once keep every item."""
+    import multiprocessing
+
+    Vault.open(tmp_path / "home").update_state(items=[])
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_append_many, args=(str(tmp_path / "home"), tag, 15)) for tag in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    items = Vault.open(tmp_path / "home", create=False).state["items"]
+    assert sorted(items) == sorted(f"{t}{i}" for t in "ab" for i in range(15))
+    vault = Vault.open(tmp_path / "home", create=False)
+    assert vault.modify_state("items", lambda old: None) is None and "items" not in vault.state
+    with pytest.raises(Exception, match="JSON"):
+        vault.modify_state("items", lambda old: {1, 2})
