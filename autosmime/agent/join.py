@@ -59,10 +59,11 @@ def _alive(records: Any, now: _dt.datetime) -> list[dict]:
     for r in records if isinstance(records, list) else []:
         try:
             expires = _dt.datetime.strptime(r["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.UTC)
-            Invitation(r["secret"])
+            usable = isinstance(r["id"], str) and isinstance(r["secret"], str) \
+                and len(r["secret"]) == protocol.INVITE_SECRET_CHARS
         except (KeyError, TypeError, ValueError):
             continue
-        if expires > now:
+        if usable and expires > now:
             alive.append(r)
     return alive
 
@@ -123,7 +124,7 @@ def _claim(agent: Agent, invite_id: str, now: _dt.datetime) -> Invitation | None
     return taken[0] if taken else None
 
 
-def _give_back(agent: Agent, invitation: Invitation, record: dict) -> None:
+def _give_back(agent: Agent, record: dict) -> None:
     agent.vault(create=False).modify_state(INVITES, lambda old: [*_alive(old, _now()), record])
 
 
@@ -165,7 +166,7 @@ def approve_invited(agent: Agent, *, box: MailboxSession | None = None,
             c2 = protocol.approve(box, address=account.email, folder=account.backup_folder,
                                   code=_recovery_code(agent), request=request, invitation=invitation)
         except BaseException:
-            _give_back(agent, invitation, record)
+            _give_back(agent, record)
             raise
         del records[record["id"]]
         log.info("approved the join request from %r on invitation %s", request.device, record["id"])

@@ -40,7 +40,8 @@ def invitation_option(text: str | None) -> Invitation | None:
 def show_c1(c1: str, timeout: float, invited: bool) -> None:
     if invited:
         say("asked your other device for the keys with your invitation; it answers by itself while "
-            "`autosmime watch` runs there (or run `autosmime approve` there)")
+            f"`autosmime watch` runs there (or run `autosmime approve` there; on a device that did not make "
+            f"the invitation, `approve` shows a code to compare: {c1})")
     else:
         say(f"on your other device run `autosmime approve` and check it shows: {c1}")
     say(f"waiting up to {timeout:g} s for the approval...")
