@@ -134,18 +134,20 @@ def _issuers(agent: Agent, address: str) -> list[x509.Certificate]:
     return pool
 
 
-def choose_recipient(agent: Agent, address: str) -> tuple[Recipient, x509.Certificate | None]:
+def choose_recipient(agent: Agent, address: str, *, fresh: bool = False) -> tuple[Recipient, x509.Certificate | None]:
     """The certificate to encrypt to for ``address``, or None and the reason.
 
     A certificate the lookup chose whose CRL lists it is dropped and the next candidate tried; a CRL
     that cannot be fetched does not block (status unknown, as the directory's own lookups report).
+    When every candidate is revoked, the directory is asked again past its cache (``fresh``): a
+    recipient who revoked a certificate has often published a new one since.
     """
     from autosmime.agent.lookup import lookup, vault_roots
     from autosmime.pki.revocation import crl_status
     from autosmime.pki.select import choose_recipient_cert
 
     try:
-        found = lookup(agent, address)
+        found = lookup(agent, address, ttl=-1) if fresh else lookup(agent, address)  # -1: no cache entry is fresh
     except NoRecipientCertificate as e:
         return Recipient(address, reason="; ".join(e.reasons) or "none found"), None
     except NoKey as e:
@@ -164,6 +166,8 @@ def choose_recipient(agent: Agent, address: str) -> tuple[Recipient, x509.Certif
         try:
             cert = choose_recipient_cert(address, found.candidates, roots, pool, statuses=statuses)
         except NoKey:
+            if not fresh:
+                return choose_recipient(agent, address, fresh=True)
             return Recipient(address, reason=f"the certificate {fingerprint(found.cert)[:16]}… is revoked"), None
 
 

@@ -186,6 +186,12 @@ def test_a_revoked_certificate_is_not_used(stack: Stack, correspondents: tuple[U
     assert "revoked" in outcome["recipients"][0]["reason"]
     r = _send(stack, alice, subject + " third", "--to", carol.address, "--require-encryption")
     assert r.returncode == 1 and carol.address in _one_line(r.stderr)
+    # carol gets a new certificate (setup again: enrol, back up, publish): alice's next mail is encrypted to it,
+    # although alice's cached directory answer (within its TTL) names only the revoked one
+    r = run_cli(*carol.args("setup", carol.address), env=stack.client_env())
+    assert r.returncode == 0 and "certificate (new)" in r.stderr, r.stderr
+    r = _send(stack, alice, subject + " fourth", "--to", carol.address, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["encrypted"] is True, r.stdout
 
 
 @pytest.fixture
