@@ -76,14 +76,14 @@ def _write_code_file(path: Path, code: str) -> None:
 
 def _hand_over(agent: Agent, vault: Vault, code: str, out: Path | None, *, created: bool) -> tuple[bool, bool]:
     """Write the code to ``out`` and, if new, show it once; returns (shown, written)."""
+    if created:  # unseen until shown or written: a write that fails below (a bad path) leaves it flagged
+        vault.update_state(**{CODE_UNSEEN: True})
     written = False
     if out is not None:
         _write_code_file(out, code)
         written = True
     shown = bool(created and agent.present_code is not None and agent.present_code(code))
-    if created and not (shown or written):
-        vault.update_state(**{CODE_UNSEEN: True})
-    elif shown or written:
+    if shown or written:
         vault.update_state(**{CODE_UNSEEN: None})
     return shown, written
 

@@ -58,6 +58,16 @@ def test_a_code_nobody_saw_makes_status_warn_until_shown(world, tmp_path):
     assert not device_status(a).recovery_code_unseen
 
 
+def test_a_new_code_that_could_not_be_written_out_is_still_unseen(world, tmp_path):
+    """--recovery-code-out to a path that cannot be written: the new code was neither shown nor written,
+    so status (and watch, and the next setup) must keep saying so."""
+    a = world.device("a")  # no terminal
+    (tmp_path / "a-file").write_text("")
+    outcome, _ = _import(a, recovery_code_out=tmp_path / "a-file" / "code.txt")
+    assert outcome.backup.code_file is None and code_of(a) is not None
+    assert device_status(a).recovery_code_unseen
+
+
 def test_a_device_without_the_code_never_makes_a_second_one(world, tmp_path):
     a, b = world.device("a"), world.device("b")
     _import(a, recovery_code_out=tmp_path / "code")
