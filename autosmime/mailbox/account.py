@@ -172,7 +172,7 @@ def load_account(home: Path) -> Account:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise AccountError("no account configured; run `autosmime account add`") from None
+        raise AccountError("no account configured: run `autosmime setup ADDRESS` (or `autosmime account add`)") from None
     except OSError as e:
         raise AccountError(f"cannot read {path}: {e.strerror}") from None
     try:

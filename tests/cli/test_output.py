@@ -117,3 +117,12 @@ def test_import_on_a_terminal_shows_progress_on_stderr_only(tmp_path):
     assert proc.wait(timeout=120) == 0
     assert b"importing a.p12" in shown and b"imported 1 new key" in shown
     assert out == b""
+
+
+def test_a_home_without_an_account_points_at_setup(tmp_path):
+    """The one command that sets a device up is `setup`; `account add` alone gives no keys to send with."""
+    for args in (("inbox",), ("send", "--to", "bob@example.test", "--subject", "x")):
+        r = run(tmp_path / "home", *args, input="body\n")
+        assert r.returncode == 1 and r.stdout == "", r
+        _assert_prefixed(r.stderr)
+        assert "autosmime setup ADDRESS" in r.stderr and len(r.stderr.splitlines()) == 1
