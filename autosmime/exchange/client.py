@@ -14,12 +14,14 @@ DirectoryError (an answer that is not the API's).
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from autosmime.errors import DirectoryError, DirectoryRateLimited, DirectoryUnreachable, NotPublished, PublishRejected
+from autosmime.mailbox.text import server_text
 
 TIMEOUT = 10.0
 
@@ -48,9 +50,9 @@ class DirectoryClient:
         try:
             response = self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TimeoutException:
-            raise DirectoryUnreachable(f"{self.url}: timed out") from None
+            raise DirectoryUnreachable(f"the key directory {self.url} cannot be reached: timed out") from None
         except httpx.HTTPError as e:
-            raise DirectoryUnreachable(f"{self.url}: {e}") from None
+            raise DirectoryUnreachable(f"the key directory {self.url} cannot be reached: {_why(e)}") from None
         if response.status_code in (200, 202, 304):
             return response
         detail = _detail(response)
@@ -129,3 +131,11 @@ def _detail(response: httpx.Response) -> str:
         return str(data.get("detail") or data.get("error") or response.status_code)
     except ValueError:
         return f"HTTP {response.status_code}"
+
+
+def _why(e: httpx.HTTPError) -> str:
+    """What went wrong, in the words the mail servers' errors use ("connection refused", not "[Errno 111] ...")."""
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, ConnectionRefusedError) or "Connection refused" in str(e):
+        return "connection refused"
+    return server_text(re.sub(r"^\[Errno -?\d+\] ", "", str(e)), 200) or type(e).__name__

@@ -126,3 +126,13 @@ def test_a_home_without_an_account_points_at_setup(tmp_path):
         assert r.returncode == 1 and r.stdout == "", r
         _assert_prefixed(r.stderr)
         assert "autosmime setup ADDRESS" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_a_key_directory_that_cannot_be_reached_is_named_in_plain_words(tmp_path):
+    """Not 'http://...: [Errno 111] Connection refused': which server it is, and what happened."""
+    from autosmime.devstack._procs import free_ports
+
+    closed = f"http://127.0.0.1:{free_ports(1)[0]}"
+    r = run(tmp_path / "home", "lookup", "zed@example.test", "--directory", closed)
+    assert r.returncode == 1 and r.stdout == "" and len(r.stderr.splitlines()) == 1, r
+    assert r.stderr == f"autosmime: error: the key directory {closed} cannot be reached: connection refused\n"
