@@ -462,6 +462,7 @@ def _publish(agent: Agent, vault: Vault, given: ServerGiven, keys: KeysFrom, cer
         vault.update_state(**{PUBLISHED_STATE: {"sha256": cert.sha256, "url": url}})
         return Publication.HELD, url, cert.sha256
     _note(prompts.progress, f"publishing your certificate in the key directory {url}")
+    _remember_url(agent.home, url)  # first: a directory that is down leaves it for status, watch and setup again
     result = publish(agent, url)
     vault.update_state(**{PUBLISHED_STATE: {"sha256": result.sha256, "url": url}})
     return Publication.PUBLISHED, url, result.sha256

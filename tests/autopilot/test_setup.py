@@ -258,6 +258,22 @@ def test_a_stopped_run_resumes(stack: Stack, fresh_address: str, tmp_path: Path)
     assert outcome["backup"]["state"] == "stored"
 
 
+def test_a_directory_down_leaves_the_publication_to_do_where_status_and_watch_see_it(
+        stack: Stack, fresh_address: str, tmp_path: Path) -> None:
+    """Keys and backup are done, the directory cannot be reached: one line naming the key directory, and the
+    directory is remembered, so status shows the publication as pending work, watch (or setup again) does it."""
+    from autosmime.devstack._procs import free_ports
+
+    home = tmp_path / "home"
+    closed = f"http://127.0.0.1:{free_ports(1)[0]}"
+    r = _setup(stack, home, fresh_address, "--directory", closed, "--recovery-code-out", str(tmp_path / "code"))
+    assert r.returncode == 1 and "key directory" in _one_line(r) and "Errno" not in r.stderr
+    r = run_cli("--home", str(home), "status", "--json", env=stack.client_env())
+    doc = json.loads(r.stdout)
+    assert doc["publication"]["directory"] == closed and doc["pending"]["publish_needed"] is True, doc
+    assert doc["backup"]["backup_last_ok"] is not None and (tmp_path / "code").exists()
+
+
 def test_recovery_code_to_stdout(stack: Stack, fresh_address: str, tmp_path: Path) -> None:
     r = _setup(stack, tmp_path / "home", fresh_address, "--recovery-code-out", "-")
     assert r.returncode == 0, r.stderr
