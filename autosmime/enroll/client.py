@@ -120,7 +120,7 @@ class AcmeClient:
             raise CAUnreachable(f"the CA at {self._where}: TLS certificate not trusted or handshake failed "
                                 f"while {what} (a private CA needs --ca-trust): {_short(e)}") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise CAUnreachable(f"the CA at {self._where} cannot be reached while {what}: {_short(e)}") from None
+            raise CAUnreachable(f"the CA at {self._where} cannot be reached while {what}: {_unreachable(e)}") from None
         except messages.Error as e:
             raise _problem(e, what) from None
         except acme_errors.ConflictError:
@@ -268,6 +268,19 @@ def _retry_after(response: requests.Response, default: float) -> float:
 
 def _short(e: BaseException) -> str:
     return server_text(str(e), 200)
+
+
+def _unreachable(e: requests.exceptions.RequestException) -> str:
+    """Why the CA could not be reached, in the words the mail servers' errors use (requests' own text
+    is a paragraph of urllib3 internals: "HTTPConnectionPool(host=...): Max retries exceeded ...")."""
+    text = str(e)
+    if isinstance(e, requests.exceptions.Timeout):
+        return "timed out"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Failed to resolve" in text or "nodename nor servname" in text:
+        return "host not found"
+    return _short(e)
 
 
 def _problem(e: messages.Error, what: str) -> CAError:
