@@ -31,6 +31,9 @@ log = logging.getLogger("autosmime.pki")
 
 FETCH_TIMEOUT = 10.0
 MAX_CRL_BYTES = 10 * 1024 * 1024
+#: a cached CRL is fetched again after this long, though its nextUpdate may be days away (and used
+#: until nextUpdate when the fetch fails): a revocation shows within the hour, offline reading still works
+CACHE_MAX_AGE = _dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,9 @@ def crl_status(cert: x509.Certificate, issuers: Sequence[x509.Certificate],
 
 class CrlChecker:
     """A :data:`RevocationCheck` from CRLs: each CRL fetched at most once per checker (one run),
-    and, with ``cache_dir``, kept there (``<sha256 of the URL>.der``) until its nextUpdate.
+    and, with ``cache_dir``, kept there (``<sha256 of the URL>.der``): later runs use the kept copy
+    for ``max_age`` (an hour), then fetch again; when that fetch fails, the kept copy serves until
+    its nextUpdate.
 
         >>> check = CrlChecker(Path(home) / "crl")                  # doctest: +SKIP
         >>> check(cert, chain).status                               # doctest: +SKIP
@@ -144,8 +149,9 @@ class CrlChecker:
     """
 
     def __init__(self, cache_dir: Path | None = None, *,
-                 fetch: Callable[[str], x509.CertificateRevocationList | None] = fetch_crl) -> None:
-        self.cache_dir, self._fetch = cache_dir, fetch
+                 fetch: Callable[[str], x509.CertificateRevocationList | None] = fetch_crl,
+                 max_age: _dt.timedelta = CACHE_MAX_AGE) -> None:
+        self.cache_dir, self._fetch, self.max_age = cache_dir, fetch, max_age
         self._crls: dict[str, tuple[x509.CertificateRevocationList | None, bool]] = {}
 
     def __call__(self, cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> RevocationStatus:
@@ -154,9 +160,14 @@ class CrlChecker:
             return RevocationStatus("unknown", detail="the certificate names no CRL (http) to check")
         now = _dt.datetime.now(_dt.UTC)
         crl, fresh = self._crl(url, now)
-        if crl is None:
+        status = None if crl is None else revocation_status(cert, crl, chain, now)
+        if fresh and (status is None or status.status == "unknown"):
+            kept = self._cached(url, now, any_age=True)  # offline, or a bad answer: the copy we verified before
+            if kept is not None:
+                crl, fresh, status = kept, False, revocation_status(cert, kept, chain, now)
+                self._crls[url] = (kept, False)
+        if crl is None or status is None:
             return RevocationStatus("unknown", detail=f"its CRL ({url}) could not be fetched")
-        status = revocation_status(cert, crl, chain, now)
         if fresh and status.status != "unknown":  # verified against the issuer: worth keeping
             self._crls[url] = (crl, False)
             self._store(url, crl)
@@ -166,7 +177,7 @@ class CrlChecker:
 
     def _crl(self, url: str, now: _dt.datetime) -> tuple[x509.CertificateRevocationList | None, bool]:
         if url not in self._crls:
-            cached = self._cached(url, now)
+            cached = self._cached(url, now, any_age=False)
             self._crls[url] = (cached, False) if cached is not None else (self._fetch(url), True)
         return self._crls[url]
 
@@ -175,16 +186,20 @@ class CrlChecker:
             return None
         return self.cache_dir / (hashlib.sha256(url.encode()).hexdigest() + ".der")
 
-    def _cached(self, url: str, now: _dt.datetime) -> x509.CertificateRevocationList | None:
+    def _cached(self, url: str, now: _dt.datetime, *, any_age: bool) -> x509.CertificateRevocationList | None:
+        """The cached CRL while current (before its nextUpdate); unless ``any_age``, only if fetched < max_age ago."""
         path = self._path(url)
         if path is None:
             return None
         try:
+            fetched = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC)
             crl = x509.load_der_x509_crl(path.read_bytes())
         except (OSError, ValueError):
             return None
         if crl.next_update_utc is None or crl.next_update_utc <= now:
             return None  # stale, or no date to trust it until: fetch again
+        if not any_age and not _dt.timedelta(0) <= now - fetched < self.max_age:
+            return None  # a CA may publish a revocation long before nextUpdate: ask again
         return crl
 
     def _store(self, url: str, crl: x509.CertificateRevocationList) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import http.server
+import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -265,13 +267,22 @@ def test_crl_checker_fetches_once_per_run_and_caches_until_next_update(pki: dict
     assert [check(cert, chain).status for _ in range(3)] == ["good"] * 3 and served.hits == 1
     [cached] = (tmp_path / "crl").iterdir()
     assert cached.name.endswith(".der") and cached.stat().st_mode & 0o777 == 0o600
-    # The next run reads the cache: the revocation published since is seen after nextUpdate only.
+    # The next run within the hour reads the cache: the revocation published since is not seen yet.
     served.body = _crl(pki, [(cert, NOW, x509.ReasonFlags.key_compromise)])
     assert CrlChecker(tmp_path / "crl")(cert, chain).status == "good" and served.hits == 1
     assert CrlChecker()(cert, chain).status == "revoked" and served.hits == 2
+    # A kept copy fetched over an hour ago is fetched again, though its nextUpdate is days away.
+    two_hours_ago = time.time() - 7200
+    os.utime(cached, (two_hours_ago, two_hours_ago))
+    assert CrlChecker(tmp_path / "crl")(cert, chain).status == "revoked" and served.hits == 3
+    # Offline, an old kept copy still serves until its nextUpdate (here: the one with the revocation).
+    os.utime(cached, (two_hours_ago, two_hours_ago))
+    served.body = b""
+    assert CrlChecker(tmp_path / "crl")(cert, chain).status == "revoked" and served.hits == 4
+    served.body = _crl(pki, [(cert, NOW, x509.ReasonFlags.key_compromise)])
     # A cached CRL past its nextUpdate is fetched again.
     cached.write_bytes(_crl(pki, [], next_update=-dt.timedelta(minutes=1)))
-    assert CrlChecker(tmp_path / "crl")(cert, chain).status == "revoked" and served.hits == 3
+    assert CrlChecker(tmp_path / "crl")(cert, chain).status == "revoked" and served.hits == 5
     # A CRL the issuer did not sign is never cached.
     served.body = _crl(pki, [], signer_key=pki["other_key"])
     cached.unlink()
