@@ -284,11 +284,16 @@ def _learn(ctx: click.Context, result: Any) -> None:
     from autosmime.agent.lookup import harvest_verified
     from autosmime.cli import agent_for
 
-    for learned in harvest_verified(agent_for(ctx), result):
-        if learned.outcome == "changed":
-            warn(f"{learned.address} signed with a certificate other than the one in your contacts "
-                 f"(sha256 {learned.sha256[:16]}...); it is held back, not used, until the directory vouches for it: "
-                 f"`autosmime lookup {learned.address}`")
+    _warn_held_back(harvest_verified(agent_for(ctx), result))
+
+
+def _warn_held_back(learned: Iterable[Any]) -> None:
+    """A signer's certificate other than the one in the contacts is kept but not used: say so."""
+    for h in learned:
+        if h.outcome == "changed":
+            warn(f"{h.address} signed with a certificate other than the one in your contacts "
+                 f"(sha256 {h.sha256[:16]}...); it is held back, not used, until the directory vouches for it: "
+                 f"`autosmime lookup {h.address}`")
 
 
 def _verify_json(result: Any, out_file: Path | None, signer_pem: bytes | None = None) -> None:
@@ -432,6 +437,7 @@ def read(ctx, key, cert, p12, password_file, trust, at, as_json, check_revocatio
         given = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt") if key or p12 else None
         opened = read_uid(agent_for(ctx), uid, folder or "INBOX", keys=given, extra_roots=roots, at=when)
         result, extra = opened.result, {"uid": opened.uid, "folder": opened.folder}
+        _warn_held_back(opened.harvested)
     else:
         try:
             pairs = _own_keys(ctx, key, cert, None, p12, password_file, purpose="decrypt")

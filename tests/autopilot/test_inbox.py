@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from autosmime.mailbox.account import load_account
-from tests.autopilot.conftest import Stack, User, run_cli, set_up
+from tests.autopilot.conftest import Stack, User, run_cli, set_up, set_up_user
 
 
 def _box(home: Path):  # type: ignore[no-untyped-def]
@@ -146,6 +146,29 @@ def test_each_state_in_plain_words(stack: Stack, correspondents: tuple[User, Use
     assert r.returncode == 1 and "Pay 99 EUR" in r.stdout and "bad-digest" in r.stderr
     r = run_cli(*bob.args("read", str(uids[2]), "--folder", folder), env=stack.client_env())
     assert r.returncode == 1 and r.stdout == "" and "not-for-me" in r.stderr
+
+
+def test_read_uid_says_when_a_sender_s_new_certificate_is_held_back(
+        stack: Stack, correspondents: tuple[User, User], tmp_path: Path) -> None:
+    """As `read` of a file does: bob learns carol's certificate from her mail; after her renewal her next mail
+    is signed with another one, which is kept but held back (replies still go to the one bob knows), and said."""
+    _alice, bob = correspondents
+    carol = set_up_user(stack, tmp_path)
+    uids = []
+    for n in (1, 2):
+        if n == 2:
+            r = run_cli(*carol.args("renew", "--force"), env=stack.client_env())
+            assert r.returncode == 0, r.stderr
+        subject = f"held {n} {secrets.token_hex(4)}"
+        r = run_cli(*carol.args("send", "--to", bob.address, "--subject", subject), input="hi\n",
+                    env=stack.client_env())
+        assert r.returncode == 0, r.stderr
+        uids.append(_wait(bob.home, "INBOX", subject))
+    r = run_cli(*bob.args("read", str(uids[0])), env=stack.client_env())
+    assert r.returncode == 0 and "held back" not in r.stderr, r.stderr
+    r = run_cli(*bob.args("read", str(uids[1])), env=stack.client_env())
+    assert r.returncode == 0 and f"autosmime: warning: {carol.address} signed with a certificate other than" \
+        in r.stderr and "held back" in r.stderr, r.stderr
 
 
 def test_a_second_device_reads_the_old_mail(stack: Stack, correspondents: tuple[User, User],
