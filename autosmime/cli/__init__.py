@@ -40,7 +40,12 @@ class _Group(click.Group):
         args = normalise_args(self, sys.argv[1:] if args is None else args)  # global options first, ~ expanded
         debug = given_before_command(self, args, "--debug")
         try:
-            return super().main(args, prog_name, standalone_mode=False, **kwargs)
+            rv = super().main(args, prog_name, standalone_mode=False, **kwargs)
+            # ctx.exit(n) without standalone mode comes back as the return value n, not as Exit: exit with it
+            # (our commands return None), or `monitor`'s exit 1 for a certificate never held would be exit 0
+            if isinstance(rv, int) and not isinstance(rv, bool) and rv:
+                sys.exit(rv)
+            return rv
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.Abort as e:

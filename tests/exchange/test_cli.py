@@ -83,6 +83,18 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
 
     history = cli("monitor", home=bob_home).stdout.splitlines()   # the directory remembered from publish
     assert len(history) == 1 and "publish" in history[0] and history[0].endswith("mine")
+    # Someone with bob's mailbox publishes another certificate for him: monitor shows it and exits 1 (docs/cli.md).
+    from autosmime.mailbox.account import load_account, save_account
+    from autosmime.vault.store import Vault
+
+    other = tmp_path / "someone-else"
+    other.mkdir()
+    save_account(other, load_account(bob_home))
+    intruder = pki.user(bob_email)
+    Vault.open(other, create=True).add(intruder.key, intruder.cert, intruder.chain)
+    cli("publish", "--directory", served, home=other)
+    swapped = cli("monitor", home=bob_home, check=False)
+    assert swapped.returncode == 1 and swapped.stdout.rstrip().endswith("NOT MINE"), swapped
 
     missing = cli("lookup", "nobody@example.test", "--directory", served, home=alice_home, check=False)
     assert missing.returncode == 3 and missing.stdout == ""   # docs/cli.md: 3 = not published
