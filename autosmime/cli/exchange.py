@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from autosmime.cli import agent_for
+from autosmime.cli._output import plural
 
 
 def register(group: click.Group) -> None:
@@ -114,5 +115,7 @@ def monitor(ctx: click.Context, directory: str | None) -> None:
     if not events:
         click.echo("autosmime: no entries for this address", err=True)
     if foreign:
-        click.echo(f"autosmime: warning: {foreign} log entries name certificates this device never held", err=True)
+        names = "names a certificate" if foreign == 1 else "name certificates"
+        click.echo(f"autosmime: warning: {plural(foreign, 'log entry', 'log entries')} {names} this device never held",
+                   err=True)
         ctx.exit(1)

@@ -95,6 +95,7 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
     cli("publish", "--directory", served, home=other)
     swapped = cli("monitor", home=bob_home, check=False)
     assert swapped.returncode == 1 and swapped.stdout.rstrip().endswith("NOT MINE"), swapped
+    assert swapped.stderr == "autosmime: warning: 1 log entry names a certificate this device never held\n"
 
     missing = cli("lookup", "nobody@example.test", "--directory", served, home=alice_home, check=False)
     assert missing.returncode == 3 and missing.stdout == ""   # docs/cli.md: 3 = not published
