@@ -27,12 +27,18 @@ _DIRECTORY = click.option("--directory", metavar="URL", envvar="AUTOSMIME_DIRECT
 
 @click.command()
 @_DIRECTORY
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on standard output.")
 @click.pass_context
-def publish(ctx: click.Context, directory: str | None) -> None:
+def publish(ctx: click.Context, directory: str | None, as_json: bool) -> None:
     """Publish my encryption certificate (confirms the directory's mail by itself)."""
     from autosmime.agent.publish import publish as run
 
     done = run(agent_for(ctx), directory)
+    if as_json:
+        click.echo(json.dumps({"address": done.address, "sha256": done.sha256, "leaf_index": done.leaf_index,
+                               "tree_size": done.tree_size, "mailbox_proof": done.mailbox_proof,
+                               "already": done.already}, indent=2))
+        return
     if done.already:
         click.echo(f"already published {done.address} {done.sha256} at log entry {done.leaf_index} "
                    f"(log size {done.tree_size}): nothing to do")
@@ -101,17 +107,24 @@ def lookup(ctx: click.Context, address: str, directory: str | None, trust: tuple
 
 @click.command()
 @_DIRECTORY
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the history as one JSON object on standard output (still exit 1 for a certificate "
+                   "never held).")
 @click.pass_context
-def monitor(ctx: click.Context, directory: str | None) -> None:
+def monitor(ctx: click.Context, directory: str | None, as_json: bool) -> None:
     """My address's history in the directory's log; exit 1 if it shows a certificate I never held."""
     from autosmime.agent.publish import monitor as run
 
     events = run(agent_for(ctx), directory)
-    foreign = 0
-    for e in events:
-        mark = "mine" if e.mine else "NOT MINE"
-        foreign += not e.mine
-        click.echo(f"{e.leaf_index:>8}  {e.when}  {e.op:<9}  {e.sha256}  {mark}")
+    foreign = sum(not e.mine for e in events)
+    if as_json:
+        click.echo(json.dumps({"entries": [{"leaf_index": e.leaf_index, "when": e.when, "op": e.op,
+                                            "sha256": e.sha256, "mine": e.mine} for e in events],
+                               "foreign": foreign}, indent=2))
+    else:
+        for e in events:
+            mark = "mine" if e.mine else "NOT MINE"
+            click.echo(f"{e.leaf_index:>8}  {e.when}  {e.op:<9}  {e.sha256}  {mark}")
     if not events:
         click.echo("autosmime: no entries for this address", err=True)
     if foreign:

@@ -74,6 +74,9 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
     again = cli("publish", "--directory", served, home=bob_home)
     assert again.returncode == 0 and again.stdout.startswith(f"already published {bob_email}"), again
     assert f"at log entry {entry} " in again.stdout
+    doc = json.loads(cli("publish", "--directory", served, "--json", home=bob_home).stdout)   # --json: docs/cli.md
+    assert doc == {"address": bob_email, "sha256": support.fingerprint(bob.cert), "leaf_index": int(entry),
+                   "tree_size": doc["tree_size"], "mailbox_proof": "already", "already": True}
 
     found = json.loads(cli("lookup", bob_email, "--directory", served, "--json", home=alice_home).stdout)
     assert found["sha256"] == support.fingerprint(bob.cert) and found["source"] == "directory"
@@ -96,6 +99,12 @@ def test_publish_lookup_monitor(served, pki, tmp_path, mailstack):
     swapped = cli("monitor", home=bob_home, check=False)
     assert swapped.returncode == 1 and swapped.stdout.rstrip().endswith("NOT MINE"), swapped
     assert swapped.stderr == "autosmime: warning: 1 log entry names a certificate this device never held\n"
+    swapped = cli("monitor", "--json", home=bob_home, check=False)
+    assert swapped.returncode == 1, swapped
+    doc = json.loads(swapped.stdout)
+    assert doc["foreign"] == 1 and [e["mine"] for e in doc["entries"]] == [True, False]
+    assert doc["entries"][1]["sha256"] == support.fingerprint(intruder.cert)
+    assert set(doc["entries"][0]) == {"leaf_index", "when", "op", "sha256", "mine"}
 
     missing = cli("lookup", "nobody@example.test", "--directory", served, home=alice_home, check=False)
     assert missing.returncode == 3 and missing.stdout == ""   # docs/cli.md: 3 = not published
