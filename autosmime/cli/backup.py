@@ -217,14 +217,18 @@ def recovery_code_show(ctx: click.Context, offline: bool, as_json: bool) -> None
 @recovery_code.command("rotate")
 @click.option("--recovery-code-out", type=OutFile(),
               help="Write the new recovery code to this file (0600); '-' prints it on standard output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object on standard output.")
 @click.pass_context
-def recovery_code_rotate(ctx: click.Context, recovery_code_out: Path | None) -> None:
+def recovery_code_rotate(ctx: click.Context, recovery_code_out: Path | None, as_json: bool) -> None:
     """Replace the account's recovery code: a full backup under a new code, verified, then the old backups go."""
     from autosmime.agent.backup import rotate_code
 
     with progress("rotating the recovery code ...") as spinner, \
-            code_to_stdout(ctx, recovery_code_out, spinner, False) as (agent, code_out, codes):
+            code_to_stdout(ctx, recovery_code_out, spinner, as_json) as (agent, code_out, codes):
         outcome = rotate_code(agent, recovery_code_out=code_out)
+    if as_json:
+        emit_json(backup_json(outcome, codes))
+        return
     say(f"new recovery code in use; key backup {outcome.seq} stored ({plural(outcome.keys, 'key')}); "
         "backups under the old code removed")
     if outcome.code_file is not None:

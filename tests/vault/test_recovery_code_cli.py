@@ -121,3 +121,8 @@ def test_status_warns_until_the_code_is_shown_and_rotate_replaces_it(two_devices
     assert r.returncode == 1 and "recovery code does not open" in r.stderr
     r = _cli(fresh, "restore", "--recovery-code-file", str(tmp_path / "new"))
     assert r.returncode == 0 and "1 key (" in r.stderr, r.stderr
+    # rotate --json (as backup --json), the new code in it with --recovery-code-out -
+    r = _cli(a, "recovery-code", "rotate", "--recovery-code-out", "-", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["state"] == "stored" and doc["code_created"] and doc["recovery_code"] == load_code(a) != new
