@@ -77,6 +77,8 @@ def _lines(st: object) -> list[str]:
         lines.append(f"backup pending: {server_text(b.queued_reason or '') or 'not yet uploaded'}")
     elif b.last_stored:
         lines.append(f"last backup: {b.last_stored} (#{b.seq_seen})")
+    elif b.seq_seen is not None:  # restored here: the account's backups are another device's so far
+        lines.append(f"last backup: backup #{b.seq_seen}, by another of your devices (none stored from this one yet)")
     else:
         lines.append("no backup made yet")
     v = b.last_verified

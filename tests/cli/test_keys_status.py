@@ -125,3 +125,17 @@ def test_status_with_an_unreadable_account_file_says_so_rather_than_no_account(t
     (home / "account.json").unlink()  # no account at all is still a report, not an error
     r = run(home, "status", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["account"] is None, r.stderr
+
+
+def test_status_on_a_device_restored_from_a_backup_does_not_say_no_backup_was_made(tmp_path):
+    """A second device restored backup 3 (made by the first one): 'no backup made yet' would be false."""
+    from autosmime.agent.backup import SEQ_SEEN
+
+    home = tmp_path / "home"
+    support.offline_account(home, ALICE)
+    vault = Vault.open(home)
+    vault.add(*support.ca_issued(ALICE))
+    vault.update_state(**{SEQ_SEEN: 3})
+    r = run(home, "status")
+    assert r.returncode == 0, r.stderr
+    assert "no backup made yet" not in r.stdout and "backup #3" in r.stdout, r.stdout
