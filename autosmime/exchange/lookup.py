@@ -24,6 +24,7 @@ preference, then the newest.
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,10 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
         found = attempt("contacts", [c.cert for c in local], cache, [i for c in local for i in c.issuers])
         if found is not None:
             return found
+    if directory is not None and cache is not None and not cache["found"]:
+        kept = f"{ttl // 3600} h" if ttl % 3600 == 0 else f"{ttl} s"
+        asked = _dt.datetime.fromtimestamp(int(cache["fetched"]), _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        notes.append(f"directory: nothing published for {address} (its answer of {asked}, kept for {kept})")
     if directory is not None and cache is None:
         info = _ask_directory(address, contacts, directory(), when)
         listed = [c for c in contacts.certificates(address) if c.sha256 in {f["sha256"] for f in info["found"]}]

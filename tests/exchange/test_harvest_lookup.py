@@ -69,9 +69,12 @@ def test_lookup_order_and_cache(directory, pki, tmp_path):
     with pytest.raises(RecipientNotFound) as e:
         find_certificate("nobody@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_000)
     assert e.value.exit_code == 3 and e.value.reasons == ["directory: nothing published for nobody@example.test"]
-    with pytest.raises(RecipientNotFound):
+    with pytest.raises(RecipientNotFound) as e:
         find_certificate("nobody@example.test", contacts, [pki.fast_ca], directory=open_witness, now=1_500)
     assert len(calls) == 2
+    # ... and it says so, as the first answer did (not a bare "no usable certificate", send's "none found")
+    assert e.value.reasons == ["directory: nothing published for nobody@example.test (its answer of "
+                               "1970-01-01T00:16:40Z, kept for 6 h)"]
     # A harvested certificate comes first, without asking the directory.
     carol = pki.user("carol@example.test")
     harvest(smime.verify(smime.sign(mail(carol.address), carol.key, carol.cert), [pki.ca]), contacts)
