@@ -102,6 +102,8 @@ def find_certificate(address: str, contacts: Contacts, roots: Sequence[x509.Cert
                 return found
         else:
             notes.append(f"directory: nothing published for {address}")
+    if directory is None:
+        notes.append("directory: none in use (`autosmime publish --directory URL` sets one)")
     if smimea:
         from autosmime.exchange.smimea import smimea_certificates
 

@@ -116,3 +116,11 @@ def test_an_unreadable_contacts_file_is_a_typed_error_and_one_line(tmp_path):
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and r.stdout == "" and len(r.stderr.splitlines()) == 1, r.stderr
     assert r.stderr.startswith("autosmime: error: ") and "contacts.json" in r.stderr
+
+
+def test_without_a_directory_the_reason_says_so(tmp_path):
+    """A device that knows no directory (e.g. set up from the backup without --directory): send's warning says
+    why nothing was found, instead of "none found"."""
+    with pytest.raises(RecipientNotFound) as e:
+        find_certificate("bob@example.test", Contacts(tmp_path), [])
+    assert e.value.reasons == ["directory: none in use (`autosmime publish --directory URL` sets one)"]
