@@ -191,13 +191,15 @@ def keys_cmd(ctx: click.Context, as_json: bool) -> None:
     table = Table(title=f"keys in {vault.home}")
     # the address is what people scan for: never truncate it
     table.add_column("address", no_wrap=True, min_width=max([len(e.email or "-") for e in entries] + [7]))
-    for column in ("status", "fingerprint", "not before", "not after", "source"):
+    table.add_column("status", no_wrap=True)
+    # nor the fingerprint, which `keys activate` takes (8 hex digits or more); "not before" makes room for it
+    # on an 80-column terminal (`keys --json` has it)
+    table.add_column("fingerprint", no_wrap=True, min_width=len(_short("0" * 16)))
+    for column in ("not after", "source"):
         table.add_column(column)
     for e in entries:
-        table.add_row(
-            e.email or "-", e.effective_status(), _short(e.fingerprint),
-            f"{e.cert.not_valid_before_utc:%Y-%m-%d}", f"{e.cert.not_valid_after_utc:%Y-%m-%d}", e.source,
-        )
+        table.add_row(e.email or "-", e.effective_status(), _short(e.fingerprint),
+                      f"{e.cert.not_valid_after_utc:%Y-%m-%d}", e.source)
     console = Console()
     if entries:
         console.print(table)

@@ -139,3 +139,15 @@ def test_status_on_a_device_restored_from_a_backup_does_not_say_no_backup_was_ma
     r = run(home, "status")
     assert r.returncode == 0, r.stderr
     assert "no backup made yet" not in r.stdout and "backup #3" in r.stdout, r.stdout
+
+
+def test_the_keys_table_shows_a_fingerprint_keys_activate_takes_on_an_80_column_terminal(tmp_path):
+    """`keys activate` wants 8 or more hex digits: the table must not cut the fingerprint to '0F:B8:50:…'."""
+    home = tmp_path / "home"
+    support.offline_account(home, ALICE)
+    ca = support.ca_issued(ALICE)
+    Vault.open(home).add(*ca)
+    r = run(home, "keys", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    short = ":".join(fingerprint(ca[1])[i:i + 2] for i in range(0, 16, 2)).upper()
+    assert short in r.stdout and ALICE in r.stdout and "active" in r.stdout, r.stdout
