@@ -386,3 +386,8 @@ class RevokedSigner(UntrustedSigner):
 
 class ContactsError(AutosmimeError):
     """The contacts file (certificates learnt from mail and the directory) exists but cannot be read."""
+
+
+class MessageRefused(MailboxError):
+    """The SMTP server refused the message for good (a 5xx reply: too big, a recipient refused, policy):
+    sending it again as it is will not get it through."""

@@ -49,6 +49,7 @@ from autosmime.errors import (
     AutosmimeError,
     EncryptionUnavailable,
     MailboxError,
+    MessageRefused,
     NoKey,
     NoRecipientCertificate,
     NotSent,
@@ -376,6 +377,11 @@ def send_mail(agent: Agent, *, to: Sequence[str], subject: str, body: str, cc: S
         entry = _enqueue(agent, out, sender, everyone, subject)
         try:
             _submit(agent, entry)
+        except MessageRefused as e:  # no outage: the next send would not get it through either
+            where = os.path.relpath(entry.message_path, agent.home)
+            raise NotSent(f"not sent: {e}; the server refuses this message as it is, so it is kept in the outbox "
+                          f"({where} in {agent.home}) and tried again by each `autosmime send` until you delete "
+                          "it there") from None
         except MailboxError as e:
             where = os.path.relpath(entry.message_path, agent.home)
             raise NotSent(f"not sent: {e}; the message is kept in the outbox ({where} in {agent.home}) and "

@@ -19,7 +19,7 @@ import smtplib
 import socket
 from collections.abc import Iterator, Sequence
 
-from autosmime.errors import AuthenticationFailed, MailboxError, MailboxTimeout, TLSFailure
+from autosmime.errors import AuthenticationFailed, MailboxError, MailboxTimeout, MessageRefused, TLSFailure
 from autosmime.mailbox.account import Account, check_security, network_timeout
 from autosmime.mailbox.greeting import await_greeting, plain_text_answer, starttls_hint
 from autosmime.mailbox.imap import connect_error, tls_context
@@ -109,9 +109,11 @@ def _error(e: BaseException, where: str, username: str = "") -> MailboxError:
         return AuthenticationFailed(f"{where} rejected the login for {username}: {e.smtp_code} {_reply(e.smtp_error)}")
     if isinstance(e, smtplib.SMTPRecipientsRefused):
         refused = ", ".join(f"{rcpt} ({code} {_reply(msg)})" for rcpt, (code, msg) in e.recipients.items())
-        return MailboxError(f"{where} refused recipients: {refused}")
+        permanent = all(code >= 500 for code, _ in e.recipients.values())
+        return (MessageRefused if permanent else MailboxError)(f"{where} refused recipients: {refused}")
     if isinstance(e, smtplib.SMTPResponseException):
-        return MailboxError(f"{where}: {e.smtp_code} {_reply(e.smtp_error)}")
+        kind = MessageRefused if e.smtp_code >= 500 else MailboxError  # 4xx: try again later; 5xx: never as it is
+        return kind(f"{where}: {e.smtp_code} {_reply(e.smtp_error)}")
     if isinstance(e, smtplib.SMTPServerDisconnected) and isinstance(e.__context__, TimeoutError):
         return MailboxTimeout(f"{where}: timed out (no answer)")  # smtplib reports a read timeout so
     if isinstance(e, smtplib.SMTPServerDisconnected):

@@ -322,3 +322,35 @@ def test_a_silent_smtp_server_times_out_and_keeps_the_message(
     r = _send(stack, alice, _subject(), "--to", bob.address)
     assert r.returncode == 0 and f"({subject!r}) sent" in r.stderr, r.stderr
     assert _outbox(alice.home) == [] and len(_arrived(bob.home, "INBOX", subject)) == 1
+
+
+def test_a_message_the_server_refuses_for_good_is_not_promised_to_go_out(tmp_path: Path) -> None:
+    """A 5xx (here 552, too big) is no outage: the next `send` will not get it through either. One line that says
+    so; the message is still kept in the outbox (nothing lost)."""
+    import dataclasses
+
+    from aiosmtpd.controller import Controller
+
+    from autosmime.devstack._procs import free_ports
+    from autosmime.mailbox.account import save_account
+    from autosmime.vault.store import Vault
+    from tests.cli import support
+
+    class Refuse:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            return "552 5.3.4 Message size exceeds fixed limit"
+
+    home = tmp_path / "home"
+    support.offline_account(home, "alice@example.test")
+    port = free_ports(1)[0]
+    save_account(home, dataclasses.replace(load_account(home), smtp_port=port))
+    Vault.open(home).add(*support.ca_issued("alice@example.test"))
+    server = Controller(Refuse(), hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        r = run_cli("--home", str(home), "send", "--to", "bob@example.test", "--subject", "big", input="x\n")
+    finally:
+        server.stop()
+    line = _one_line(r.stderr)
+    assert r.returncode == 1 and "552" in line and "goes out with the next" not in line, line
+    assert "refuse" in line and len(_outbox(home)) == 1
