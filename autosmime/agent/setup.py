@@ -258,6 +258,21 @@ def _usable_certificate(agent: Agent, address: str) -> CertSummary | None:
                        cert.issuer.rfc4514_string())
 
 
+def _check_writable(path: Path) -> None:
+    """UsageError now, before anything is enrolled or saved, if the recovery code could not be written to ``path``."""
+    import os
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f"--recovery-code-out: {target} is a directory")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) \
+            or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--recovery-code-out: cannot write {target}")
+
+
 def _has_backups(agent: Agent) -> bool:
     from autosmime.vault.backup import folder_has_backups
 
@@ -341,6 +356,9 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
         return Agent(home, mailbox_factory=mailbox_factory, present_code=prompts.present_code,
                      backup_params=backup_params, account=account, password=password)
 
+    if given.recovery_code_out is not None:
+        _check_writable(given.recovery_code_out)
+
     # 3a. what the keys need, decided before anything is saved (a refusal leaves the home as it was)
     agent = agent_for(account)
     cert = _usable_certificate(agent, account.email)
@@ -398,8 +416,10 @@ def setup(home: Path, address: str, given: ServerGiven = ServerGiven(), prompts:
         backup = backups.backup(agent, recovery_code_out=given.recovery_code_out)
     code_shown = bool(backup and backup.code_shown)
     code_file = backup.code_file if backup else None
-    if code_file is None and given.recovery_code_out is not None and load_code(home) is not None:
-        backups._write_code_file(given.recovery_code_out, backups.show_code(agent, check=False).code)
+    existing = load_code(home)
+    if code_file is None and given.recovery_code_out is not None and existing is not None:
+        backups._write_code_file(given.recovery_code_out, existing)   # written first: seen only once it is
+        backups.show_code(agent, check=False)
         code_file = given.recovery_code_out
     if code_sink is not None and load_code(home) is not None:
         code_sink(backups.show_code(agent, check=False).code)

@@ -411,3 +411,16 @@ def test_at_a_terminal_enter_instead_of_the_code_joins_from_the_other_device(
     from autosmime.vault.recovery import load_code
 
     assert load_code(second) == load_code(home)
+
+
+def test_a_recovery_code_out_that_cannot_be_written_is_refused_before_anything_happens(
+        stack: Stack, fresh_address: str, tmp_path: Path) -> None:
+    """Before: setup enrolled and backed up, then failed writing the code (exit 1), the new code marked seen."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for bad in (tmp_path, blocker / "code.txt"):
+        home = tmp_path / f"home-{len(str(bad))}"
+        r = _setup(stack, home, fresh_address, "--recovery-code-out", str(bad))
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "--recovery-code-out" in r.stderr and "Traceback" not in r.stderr
+        assert not (home / "account.json").exists() and not (home / VAULT_FILE).exists()
