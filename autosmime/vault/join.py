@@ -42,6 +42,7 @@ import binascii
 import datetime as _dt
 import email
 import email.policy
+import functools
 import hashlib
 import hmac
 import json
@@ -73,6 +74,7 @@ from autosmime.errors import (
 )
 from autosmime.mailbox.session import MailboxSession
 from autosmime.vault.format import folder_message
+from autosmime.vault.recovery import ALPHABET, new_code, typed_chars
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +190,11 @@ class Invitation:
 
     @classmethod
     def new(cls) -> Invitation:
-        from autosmime.vault.recovery import ALPHABET
-
-        return cls("".join(secrets.choice(ALPHABET) for _ in range(INVITE_SECRET_CHARS)))
+        return cls(new_code(INVITE_SECRET_CHARS).replace("-", ""))
 
     @classmethod
     def parse(cls, text: str) -> Invitation:
         """What the user typed -> Invitation; BadInvitation if it is not one (a typo is caught by the check character)."""
-        from autosmime.vault.recovery import ALPHABET, typed_chars
-
         chars = typed_chars(text)
         if len(chars) != INVITE_SECRET_CHARS + 1 or any(ch not in ALPHABET for ch in chars):
             raise BadInvitation(f"that is not an invitation code: it has {INVITE_SECRET_CHARS + 1} letters and "
@@ -209,8 +207,6 @@ class Invitation:
 
     @property
     def _check(self) -> str:
-        from autosmime.vault.recovery import ALPHABET
-
         return ALPHABET[hashlib.sha256(INVITE_SALT + self.secret.encode("ascii")).digest()[0] % len(ALPHABET)]
 
     @property
@@ -218,22 +214,23 @@ class Invitation:
         chars = self.secret + self._check
         return "-".join(chars[i:i + INVITE_GROUP] for i in range(0, len(chars), INVITE_GROUP))
 
-    def _derived(self) -> bytes:
+    @functools.cached_property
+    def _derived(self) -> bytes:  # (iid, M): one HKDF per invitation, not one per MAC
         return HKDF(algorithm=hashes.SHA256(), length=40, salt=INVITE_SALT,
                     info=b"autosmime join v1 invitation").derive(self.secret.encode("ascii"))
 
     @property
     def invite_id(self) -> str:
         """16 hex digits naming the invitation in requests (reveals nothing of the secret)."""
-        return self._derived()[:8].hex()
+        return self._derived[:8].hex()
 
     def request_mac(self, request_id: bytes, joiner_pub: bytes) -> bytes:
-        return hmac.new(self._derived()[8:], INVITE_REQUEST_LABEL + request_id + joiner_pub
+        return hmac.new(self._derived[8:], INVITE_REQUEST_LABEL + request_id + joiner_pub
                         + bytes.fromhex(self.invite_id), "sha256").digest()
 
     def answer_mac(self, request_id: bytes, joiner_pub: bytes, approver_pub: bytes, nonce: bytes,
                    ciphertext: bytes) -> bytes:
-        return hmac.new(self._derived()[8:], INVITE_ANSWER_LABEL + request_id + joiner_pub + approver_pub + nonce
+        return hmac.new(self._derived[8:], INVITE_ANSWER_LABEL + request_id + joiner_pub + approver_pub + nonce
                         + ciphertext, "sha256").digest()
 
     def vouches_for(self, request: JoinRequest) -> bool:
